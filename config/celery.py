@@ -1,0 +1,45 @@
+"""Celery configuration: serialization, delivery guarantees, results, events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from config.queues import task_routes
+from config.settings import Settings
+from tasks.serialization import SERIALIZER_NAME
+
+
+def celery_config(settings: Settings, queue_overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Celery settings for this deployment (see CELERY_NOTES in the design docs)."""
+    return {
+        "broker_url": settings.broker,
+        "result_backend": settings.redis,
+        "task_serializer": SERIALIZER_NAME,
+        "result_serializer": SERIALIZER_NAME,
+        "accept_content": [SERIALIZER_NAME, "json"],
+        "result_accept_content": [SERIALIZER_NAME, "json"],
+        "task_routes": task_routes(settings.queues, queue_overrides),
+        "task_default_queue": settings.queues.batch,
+        "task_create_missing_queues": True,
+        # Do not lose work: ack after the task ran, and requeue if the worker child died.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 4,
+        # Results: chords need them; expire them, never 0 (celery#6373).
+        "result_expires": settings.result_expires,
+        "result_extended": False,
+        "result_chord_join_timeout": 30.0,
+        # Unacked messages come back after this; must exceed the longest task.
+        "broker_transport_options": {"visibility_timeout": 3600, "confirm_publish": True},
+        "broker_connection_retry_on_startup": True,
+        # Flower: task events with readable names, SENT events too.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "task_time_limit": 600,
+        "task_soft_time_limit": 540,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "worker_hijack_root_logger": False,
+    }

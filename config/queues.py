@@ -1,0 +1,31 @@
+"""Which queue each task goes to, as Celery ``task_routes`` data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from config.settings import Queues
+
+# Task-name prefixes, shared with the registry that names the tasks.
+VIEW_PREFIX = "view."
+QUERY_PREFIX = "query."
+HANDLER_PREFIX = "handler."
+BATCH_PREFIX = "batch."
+
+
+def default_queue(kind: str, queues: Queues) -> str:
+    """The queue a task of this kind (view, query, handler) uses unless told otherwise."""
+    return {"view": queues.views, "query": queues.queries, "handler": queues.events}[kind]
+
+
+def task_routes(queues: Queues, overrides: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Celery ``task_routes``: exact task names first (decorator ``queue=``), then globs by kind."""
+    exact = {name: {"queue": queue} for name, queue in (overrides or {}).items()}
+    by_kind = {
+        f"{VIEW_PREFIX}*": {"queue": queues.views},
+        f"{QUERY_PREFIX}*": {"queue": queues.queries},
+        f"{HANDLER_PREFIX}*": {"queue": queues.events},
+        f"{BATCH_PREFIX}*": {"queue": queues.events},
+    }
+    return [exact, by_kind]

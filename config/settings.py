@@ -1,0 +1,134 @@
+"""Settings read from the environment: the only place that reads ``os.environ``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tasks.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Queues:
+    """Names of the queues each kind of task goes to by default."""
+
+    views: str = "views"
+    queries: str = "queries"
+    events: str = "events"
+    reports: str = "reports"
+    batch: str = "batch"
+
+    def all(self) -> tuple[str, ...]:
+        """Every queue name, for a worker that consumes them all."""
+        return (self.views, self.queries, self.events, self.reports, self.batch)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed configuration of one Insights deployment."""
+
+    redis_url: str | None = None
+    broker_url: str | None = None
+    mongo_url: str | None = None
+    mongo_db_prefix: str = "insights_"
+    data_dir: Path = ROOT / "var"
+    fs_root: Path = ROOT / "var" / "files"
+    fs_url_prefix: str = "/fs"
+    module_packages: tuple[str, ...] = ("modules",)
+    queues: Queues = field(default_factory=Queues)
+    result_timeout: float = 30.0
+    result_expires: int = 24 * 3600
+    batch_record_ttl: int = 7 * 24 * 3600
+    max_request_bytes: int = 16 * 1024 * 1024
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+
+    @property
+    def broker(self) -> str:
+        """The broker URL: ``BROKER_URL`` when given, else the Redis URL."""
+        url = self.broker_url or self.redis_url
+        if not url:
+            raise ConfigError("no broker: set BROKER_URL or REDIS_URL (or start embedded servers)")
+        return url
+
+    @property
+    def redis(self) -> str:
+        """The Redis URL used as result backend and cache."""
+        if not self.redis_url:
+            raise ConfigError("no Redis: set REDIS_URL (or start the embedded Redis)")
+        return self.redis_url
+
+    @property
+    def mongo(self) -> str:
+        """The MongoDB URL that holds one database per module."""
+        if not self.mongo_url:
+            raise ConfigError("no MongoDB: set MONGO_URL (or start the embedded nx-27017)")
+        return self.mongo_url
+
+    def with_urls(self, redis_url: str | None = None, mongo_url: str | None = None) -> Settings:
+        """A copy with the Redis and/or MongoDB URL filled in (e.g. by embedded servers)."""
+        return replace(self, redis_url=redis_url or self.redis_url, mongo_url=mongo_url or self.mongo_url)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings in a child process."""
+        env = {
+            "MONGO_DB_PREFIX": self.mongo_db_prefix,
+            "INSIGHTS_DATA_DIR": str(self.data_dir),
+            "INSIGHTS_FS_ROOT": str(self.fs_root),
+            "INSIGHTS_FS_URL_PREFIX": self.fs_url_prefix,
+            "INSIGHTS_MODULES": ",".join(p for p in self.module_packages if p != "modules"),
+            "INSIGHTS_RESULT_TIMEOUT": str(self.result_timeout),
+            "INSIGHTS_HOST": self.web_host,
+            "INSIGHTS_PORT": str(self.web_port),
+        }
+        urls = {"REDIS_URL": self.redis_url, "BROKER_URL": self.broker_url, "MONGO_URL": self.mongo_url}
+        env.update({name: url for name, url in urls.items() if url})
+        env.update({f"QUEUE_{kind.upper()}": getattr(self.queues, kind) for kind in Queues.__dataclass_fields__})
+        return env
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from environment variables (see the README's settings table)."""
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("INSIGHTS_DATA_DIR", str(ROOT / "var")))
+        extra = tuple(p.strip() for p in env.get("INSIGHTS_MODULES", "").split(",") if p.strip())
+        return cls(
+            redis_url=env.get("REDIS_URL") or None,
+            broker_url=env.get("BROKER_URL") or None,
+            mongo_url=env.get("MONGO_URL") or None,
+            mongo_db_prefix=env.get("MONGO_DB_PREFIX", "insights_"),
+            data_dir=data_dir,
+            fs_root=Path(env.get("INSIGHTS_FS_ROOT", str(data_dir / "files"))),
+            fs_url_prefix=env.get("INSIGHTS_FS_URL_PREFIX", "/fs").rstrip("/"),
+            module_packages=("modules", *extra),
+            queues=Queues(
+                views=env.get("QUEUE_VIEWS", "views"),
+                queries=env.get("QUEUE_QUERIES", "queries"),
+                events=env.get("QUEUE_EVENTS", "events"),
+                reports=env.get("QUEUE_REPORTS", "reports"),
+                batch=env.get("QUEUE_BATCH", "batch"),
+            ),
+            result_timeout=_number(env, "INSIGHTS_RESULT_TIMEOUT", 30.0),
+            result_expires=int(_number(env, "INSIGHTS_RESULT_EXPIRES", 24 * 3600)),
+            batch_record_ttl=int(_number(env, "INSIGHTS_BATCH_RECORD_TTL", 7 * 24 * 3600)),
+            max_request_bytes=int(_number(env, "INSIGHTS_MAX_REQUEST_BYTES", 16 * 1024 * 1024)),
+            web_host=env.get("INSIGHTS_HOST", "127.0.0.1"),
+            web_port=int(_number(env, "INSIGHTS_PORT", 8000)),
+        )
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value

@@ -1,0 +1,55 @@
+"""Every error the framework raises, under one root.
+
+InsightsError
+ ├── ConfigError            a setting is missing or malformed
+ ├── EmbeddedServerError    an embedded Redis / Mongo-protocol server did not start
+ ├── RegistrationError      a decorator or module was used wrongly (decoration time)
+ │    ├── DuplicateName     two definitions share a name, neither is a fallback
+ │    └── RegistryFrozen    registration after the registry was finalized
+ ├── UnknownName            no view / query / handler / property by that name
+ ├── ArgumentError          a call's arguments do not fit the function (HTTP 400)
+ └── InvalidEvent           an incoming event cannot be parsed (HTTP 400)
+"""
+
+from __future__ import annotations
+
+
+class InsightsError(Exception):
+    """Root of every error raised by the Insights framework."""
+
+
+class ConfigError(InsightsError):
+    """A setting read from the environment is missing or malformed."""
+
+
+class EmbeddedServerError(InsightsError):
+    """An embedded Redis or Mongo-protocol server failed to start or answer."""
+
+
+class RegistrationError(InsightsError):
+    """A decorator was given bad options or used on something it cannot wrap."""
+
+
+class DuplicateName(RegistrationError):
+    """Two views, queries or properties share a name and neither is a fallback."""
+
+
+class RegistryFrozen(RegistrationError):
+    """Something tried to register after the registry was finalized."""
+
+
+class UnknownName(InsightsError):
+    """No view, query, handler or event property is registered under that name."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"no {kind} named {name!r}; see /schema for what is registered")
+        self.kind = kind
+        self.name = name
+
+
+class ArgumentError(InsightsError):
+    """The arguments of a call do not fit the function's parameters."""
+
+
+class InvalidEvent(InsightsError):
+    """An incoming event (or batch) cannot be parsed into JSON objects."""

@@ -1,0 +1,195 @@
+"""The registry: every view, query, event handler and event property of the loaded modules.
+
+Decorators only record declarations on functions; ``discover`` imports the analytics
+modules and adds what they declared; ``freeze`` ends registration once the application
+has bound the specs to Celery tasks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from config.queues import HANDLER_PREFIX, QUERY_PREFIX, VIEW_PREFIX
+from tasks.decorators import Declaration, declarations_of
+from tasks.errors import DuplicateName, RegistrationError, RegistryFrozen, UnknownName
+from tasks.inject import caller_arguments, required_arguments
+
+KINDS = ("view", "query", "handler", "property")
+TASK_PREFIX = {"view": VIEW_PREFIX, "query": QUERY_PREFIX, "handler": HANDLER_PREFIX, "property": "property."}
+KIND_LABEL = {"view": "view", "query": "query", "handler": "event handler", "property": "event property"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One registered function: what it is, what it is called, and which module owns it."""
+
+    kind: str
+    names: tuple[str, ...]
+    func: Callable[..., Any]
+    module: str
+    queue: str | None = None
+    fallback: bool = False
+
+    @property
+    def name(self) -> str:
+        """The primary name (the first of ``names``)."""
+        return self.names[0]
+
+    @property
+    def label(self) -> str:
+        """How messages refer to this function, e.g. ``query 'get_grades'``."""
+        return f"{KIND_LABEL[self.kind]} {self.name!r}"
+
+    @property
+    def doc(self) -> str:
+        """The function's docstring, cleaned up."""
+        return inspect.getdoc(self.func) or ""
+
+    @property
+    def where(self) -> str:
+        """File and line of the definition, for error messages."""
+        code = getattr(self.func, "__code__", None)
+        if code is None:
+            return f"{self.func.__module__}.{self.func.__qualname__}"
+        return f"{code.co_filename}:{code.co_firstlineno}"
+
+    @property
+    def category(self) -> list[str]:
+        """The caller-supplied parameters: what the function is 'per' (empty means global)."""
+        return caller_arguments(self.func)
+
+    @property
+    def task_name(self) -> str:
+        """The Celery task name operators see, e.g. ``query.get_grades`` (properties run in-process)."""
+        if self.kind == "handler":
+            return f"{HANDLER_PREFIX}{self.module}.{self.func.__name__}"
+        return f"{TASK_PREFIX[self.kind]}{self.name}"
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description for ``/schema``."""
+        return {
+            "class": self.kind,
+            "name": self.name,
+            "aliases": list(self.names[1:]),
+            "module": self.module,
+            "category": "global" if not self.category else "per " + ", ".join(self.category),
+            "parameters": self.category,
+            "required": required_arguments(self.func),
+            "doc": self.doc,
+            "task": self.task_name,
+            "queue": self.queue,
+        }
+
+
+class Registry:
+    """The application's one registry of analytics functions, keyed by kind and name."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, dict[str, Spec]] = {kind: {} for kind in KINDS}
+        self._modules: dict[str, str] = {}
+        self._frozen = False
+
+    # Registration -------------------------------------------------------------------
+    def add(self, spec: Spec) -> None:
+        """Register a spec under each of its names; a fallback yields to a real definition."""
+        if self._frozen:
+            raise RegistryFrozen(f"cannot register {spec.label} from {spec.where}: the registry is finalized")
+        table = self._specs[spec.kind]
+        keys = (spec.task_name,) if spec.kind == "handler" else spec.names
+        for key in keys:
+            old = table.get(key)
+            if old is None or old.func is spec.func or (old.fallback and not spec.fallback):
+                table[key] = spec
+            elif spec.fallback and not old.fallback:
+                continue
+            else:
+                raise DuplicateName(
+                    f"{spec.label}: the name {key!r} is defined twice, at {old.where} and at {spec.where}; "
+                    "rename one, or mark the generic one with fallback=True so the other replaces it"
+                )
+
+    def add_declared(self, module: str, func: Callable[..., Any], declaration: Declaration) -> None:
+        """Register one decorator's declaration of ``func`` as part of analytics module ``module``."""
+        self.add(Spec(declaration.kind, declaration.names, func, module, declaration.queue, declaration.fallback))
+
+    def add_module(self, module: str, python_module: ModuleType) -> None:
+        """Register every decorated function defined in ``python_module``."""
+        for value in list(vars(python_module).values()):
+            if callable(value) and getattr(value, "__module__", None) == python_module.__name__:
+                for declaration in declarations_of(value):
+                    self.add_declared(module, value, declaration)
+
+    def discover(self, packages: Iterable[str]) -> list[str]:
+        """Import analytics modules: each child of a package, or a named module itself."""
+        loaded = []
+        for package_name in packages:
+            package = _import(package_name)
+            if hasattr(package, "__path__"):
+                children = [c.name for c in pkgutil.iter_modules(package.__path__) if not c.name.startswith("_")]
+                for child in sorted(children):
+                    loaded.append(self._load(child, _import(f"{package_name}.{child}")))
+            else:
+                loaded.append(self._load(package_name.rsplit(".", 1)[-1], package))
+        return loaded
+
+    def _load(self, module: str, python_module: ModuleType) -> str:
+        other = self._modules.setdefault(module, python_module.__name__)
+        if other != python_module.__name__:
+            raise RegistrationError(
+                f"two analytics modules are named {module!r}: {other} and {python_module.__name__}; "
+                "module names must be unique (each owns a database and a file store)"
+            )
+        for submodule in _walk(python_module):
+            self.add_module(module, submodule)
+        return module
+
+    def freeze(self) -> None:
+        """End registration (the application has bound every spec to a task)."""
+        self._frozen = True
+
+    # Lookup -------------------------------------------------------------------------
+    def get(self, kind: str, name: str) -> Spec:
+        """The spec registered under ``name``; ``UnknownName`` if there is none."""
+        try:
+            return self._specs[kind][name]
+        except KeyError:
+            raise UnknownName(KIND_LABEL[kind], name) from None
+
+    def names(self, kind: str) -> list[str]:
+        """Every name (aliases included) registered for a kind."""
+        return sorted(self._specs[kind])
+
+    def specs(self, kind: str) -> list[Spec]:
+        """The distinct specs of a kind (aliases collapsed), ordered by module and name."""
+        unique = {id(s): s for s in self._specs[kind].values()}
+        return sorted(unique.values(), key=lambda s: (s.module, s.name))
+
+    def __iter__(self) -> Iterator[Spec]:
+        for kind in KINDS:
+            yield from self.specs(kind)
+
+    @property
+    def modules(self) -> list[str]:
+        """Names of the analytics modules loaded."""
+        return sorted(self._modules)
+
+
+def _import(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:
+        raise RegistrationError(f"could not import analytics module {name!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _walk(module: ModuleType) -> Iterator[ModuleType]:
+    yield module
+    if hasattr(module, "__path__"):
+        for info in pkgutil.walk_packages(module.__path__, prefix=module.__name__ + "."):
+            if not info.name.rsplit(".", 1)[-1].startswith("_"):
+                yield _import(info.name)

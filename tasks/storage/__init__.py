@@ -1,0 +1,1 @@
+"""Per-module storage the framework injects: database, file store, cache."""

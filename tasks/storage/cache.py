@@ -1,0 +1,31 @@
+"""``cache``: a module's own namespace in Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from tasks.serialization import dumps, loads
+
+
+class Cache:
+    """Key/value cache of one analytics module; values keep numpy/pandas/datetime types."""
+
+    def __init__(self, client: redis.Redis, module: str) -> None:
+        self._client = client
+        self._prefix = f"insights:cache:{module}:"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default`` when absent or expired."""
+        raw = self._client.get(self._prefix + key)
+        return default if raw is None else loads(raw)
+
+    def set(self, key: str, value: Any, timeout: float | None = None) -> None:
+        """Store ``value`` under ``key``, for ``timeout`` seconds (None: until deleted)."""
+        ttl = None if timeout is None else max(1, round(timeout * 1000))
+        self._client.set(self._prefix + key, dumps(value), px=ttl)
+
+    def delete(self, key: str) -> None:
+        """Forget ``key``."""
+        self._client.delete(self._prefix + key)

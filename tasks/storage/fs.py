@@ -1,0 +1,89 @@
+"""``fs``: a module's own file store on local disk, with expiry and URLs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+from urllib.parse import quote
+
+import redis
+
+from tasks.errors import ArgumentError
+
+
+class FileStore:
+    """Files of one analytics module under ``root/<module>``; expiry times are kept in Redis."""
+
+    def __init__(self, root: Path, module: str, url_prefix: str, client: redis.Redis) -> None:
+        self.root = Path(root) / module
+        self.module = module
+        self._url_prefix = url_prefix.rstrip("/")
+        self._client = client
+        self._expiry_key = f"insights:fs:expiry:{module}"
+
+    def path(self, filename: str) -> Path:
+        """The local path of ``filename``; refuses names that would leave the store."""
+        parts = PurePosixPath(str(filename).replace("\\", "/")).parts
+        if not parts or parts[0] == "/" or any(p in ("..", "") for p in parts) or "\x00" in str(filename):
+            raise ArgumentError(f"file name {filename!r} is not a relative path inside the module's store")
+        return self.root.joinpath(*parts)
+
+    def open(self, filename: str, mode: str = "r", **kwargs: Any) -> IO[Any]:
+        """Open a file like the built-in ``open``; writing creates folders, expired files are gone."""
+        path = self.path(filename)
+        if any(flag in mode for flag in "wax+"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif self.expired(filename):
+            raise FileNotFoundError(f"{filename!r} has expired")
+        return open(path, mode, **kwargs)
+
+    def exists(self, filename: str) -> bool:
+        """Whether ``filename`` exists and has not expired."""
+        return self.path(filename).exists() and not self.expired(filename)
+
+    def remove(self, filename: str) -> None:
+        """Delete a file (or folder) and its expiry."""
+        path = self.path(filename)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        self._client.zrem(self._expiry_key, self._key(filename))
+
+    def listdir(self, folder: str = "") -> list[str]:
+        """Names of the live (unexpired) entries in ``folder``."""
+        base = self.path(folder) if folder else self.root
+        if not base.is_dir():
+            return []
+        prefix = f"{folder.rstrip('/')}/" if folder else ""
+        return sorted(n for n in os.listdir(base) if not self.expired(prefix + n))
+
+    def expire(self, filename: str, seconds: float, days: float = 0, expires: bool = True) -> None:
+        """Have ``filename`` removed ``days`` + ``seconds`` from now; ``expires=False`` keeps it."""
+        if expires:
+            self._client.zadd(self._expiry_key, {self._key(filename): time.time() + days * 86400 + seconds})
+        else:
+            self._client.zrem(self._expiry_key, self._key(filename))
+
+    def expired(self, filename: str) -> bool:
+        """Whether ``filename`` has an expiry time in the past."""
+        at = self._client.zscore(self._expiry_key, self._key(filename))
+        return at is not None and at <= time.time()
+
+    def get_url(self, filename: str) -> str:
+        """The URL under which the web app serves ``filename``."""
+        return f"{self._url_prefix}/{quote(self.module)}/{quote(self._key(filename))}"
+
+    def sweep(self, now: float | None = None) -> list[str]:
+        """Delete every expired file; returns their names."""
+        due: list[bytes] = self._client.zrangebyscore(self._expiry_key, "-inf", now or time.time())  # type: ignore[assignment]
+        names = [n.decode() for n in due]
+        for name in names:
+            self.remove(name)
+        return names
+
+    def _key(self, filename: str) -> str:
+        return self.path(filename).relative_to(self.root).as_posix()

@@ -1,0 +1,67 @@
+"""A test-only analytics module (loaded through INSIGHTS_MODULES): rich result types and failures."""
+
+import datetime
+import time
+
+import numpy as np
+import pandas as pd
+
+from tasks import query, view
+
+
+@query()
+def grades_array(course):
+    """A deterministic numpy array of grades for a course."""
+    return np.arange(6, dtype=np.int64).reshape(2, 3) + len(course)
+
+
+@query()
+def grades_frame(course):
+    """A pandas DataFrame with a datetime column and a missing value."""
+    return pd.DataFrame(
+        {
+            "student": ["a", "b"],
+            "grade": [0.5, np.nan],
+            "when": pd.to_datetime(["2026-01-01T10:00:00", "2026-01-02T11:30:00"]),
+            "course": [course, course],
+        }
+    )
+
+
+@query()
+def grades_series():
+    """A pandas Series indexed by student."""
+    return pd.Series({"a": np.int64(3), "b": np.int64(4)}, name="grades")
+
+
+@query()
+def moment():
+    """A timezone-aware datetime."""
+    return datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
+
+
+@query()
+def mean_grade(query, course):
+    """Uses another query's numpy result in-process: types survive the call."""
+    grades = query.grades_array(course)
+    assert isinstance(grades, np.ndarray)
+    return float(grades.mean())
+
+
+@query()
+def echo(params, greeting="hello"):
+    """Returns its named argument and the extra ones it got in ``params``."""
+    return {"greeting": greeting, "params": params}
+
+
+@query()
+def sleepy(seconds):
+    """Sleeps, to test time-outs."""
+    time.sleep(float(seconds))
+    return "awake"
+
+
+@view()
+def broken_view():
+    """Always raises, to test how module errors reach HTTP clients."""
+    raise ValueError("this view is broken on purpose")

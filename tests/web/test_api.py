@@ -1,0 +1,166 @@
+"""The HTTP API's contract: status codes, JSON bodies, result types, schema."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from flask.testing import FlaskClient
+
+from config.settings import Queues, Settings
+from tasks.app import create_insights
+from web.app import create_app
+
+
+def error_of(response) -> str:  # type: ignore[no-untyped-def]
+    body = response.get_json()
+    assert isinstance(body, dict) and "error" in body, response.get_data(as_text=True)
+    assert body["status"] == response.status_code
+    return body["error"]
+
+
+def test_unknown_names_are_404(client: FlaskClient) -> None:
+    for path in ("/query/no_such_query", "/view/no_such_view"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert "no_such" in error_of(response)
+
+
+def test_private_names_are_refused(client: FlaskClient) -> None:
+    response = client.get("/query/_secret")
+    assert response.status_code == 403
+    assert "private" in error_of(response)
+
+
+def test_a_missing_argument_is_named(client: FlaskClient) -> None:
+    response = client.get("/query/djt_user_event_count")
+    assert response.status_code == 400
+    assert "'user'" in error_of(response)
+
+
+def test_an_unexpected_argument_is_named(client: FlaskClient) -> None:
+    response = client.get("/query/djt_event_count", query_string={"colour": "red"})
+    assert response.status_code == 400
+    assert "'colour'" in error_of(response)
+
+
+def test_extra_arguments_reach_params(client: FlaskClient) -> None:
+    response = client.post("/query/echo", json={"greeting": "hi", "course": "c1", "mongodb": "injected names win"})
+    assert response.get_json() == {"greeting": "hi", "params": {"course": "c1"}}
+    response = client.post("/query/echo", data={"page": "2"})
+    assert response.get_json() == {"greeting": "hello", "params": {"page": "2"}}
+
+
+def test_a_json_body_must_be_an_object(client: FlaskClient) -> None:
+    response = client.post("/query/echo", data="[1, 2]", content_type="application/json")
+    assert response.status_code == 400
+    assert "object" in error_of(response)
+
+
+def test_numpy_pandas_and_datetime_results_reach_clients_as_json(client: FlaskClient) -> None:
+    assert client.get("/query/grades_array?course=abc").get_json() == [[3, 4, 5], [6, 7, 8]]
+    assert client.get("/query/grades_frame?course=c").get_json() == [
+        {"student": "a", "grade": 0.5, "when": "2026-01-01T10:00:00", "course": "c"},
+        {"student": "b", "grade": None, "when": "2026-01-02T11:30:00", "course": "c"},
+    ]
+    assert client.get("/query/grades_series").get_json() == {"a": 3, "b": 4}
+    assert client.get("/query/moment").get_json() == "2026-11-25T12:00:00+00:00"
+    assert client.get("/query/mean_grade?course=abc").get_json() == 5.5
+
+
+def test_a_failing_view_is_a_json_error_without_traceback(client: FlaskClient) -> None:
+    response = client.get("/view/broken_view")
+    assert response.status_code == 500
+    message = error_of(response)
+    assert "ValueError: this view is broken on purpose" in message
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_a_result_that_does_not_come_in_time_is_504(client: FlaskClient) -> None:
+    app = client.application.extensions["insights"]
+    impatient = dataclasses.replace(app.settings, result_timeout=0.3)
+    slow_client = create_app(create_insights(impatient)).test_client()
+    response = slow_client.get("/query/sleepy?seconds=2")
+    assert response.status_code == 504
+    assert "did not finish within 0.3 s" in error_of(response)
+
+
+def test_a_query_on_a_queue_no_worker_consumes_times_out(client: FlaskClient, settings: Settings) -> None:
+    orphan = dataclasses.replace(settings, result_timeout=0.5, queues=Queues(queries="nobody-listens"))
+    response = create_app(create_insights(orphan)).test_client().get("/query/djt_event_count")
+    assert response.status_code == 504
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("", "empty"),
+        ("{not json", "not JSON"),
+        ("[1, 2]", "item 0 is a number"),
+        ('["{\\"a\\": 1}", "oops"]', "item 1 is not valid JSON"),
+        ('{"a": 1}\n{"b": \n', "line 2"),
+        (b"\xff\xfe", "UTF-8"),
+        ("[]", "no events"),
+    ],
+)
+def test_malformed_events_are_400_with_the_reason(client: FlaskClient, body: str | bytes, message: str) -> None:
+    response = client.post("/event", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert message in error_of(response)
+
+
+def test_an_oversized_request_is_413(client: FlaskClient) -> None:
+    limit = client.application.config["MAX_CONTENT_LENGTH"]
+    response = client.post("/event", data=b"[" + b" " * limit + b"]", content_type="application/json")
+    assert response.status_code == 413
+    assert error_of(response)
+
+
+def test_unknown_batch_is_404(client: FlaskClient) -> None:
+    assert client.get("/batch/0123").status_code == 404
+
+
+def test_schema_lists_views_queries_and_handlers(client: FlaskClient) -> None:
+    entries = {(e["class"], e["name"]): e for e in client.get("/schema").get_json()}
+    per_user = entries[("query", "djt_user_event_count")]
+    assert per_user["category"] == "per user"
+    assert per_user["parameters"] == ["user"]
+    assert per_user["doc"].startswith("Number of events seen from one user")
+    assert per_user["task"] == "query.djt_user_event_count"
+    assert per_user["queue"] == "queries"
+    assert entries[("query", "djt_event_count")]["category"] == "global"
+    assert entries[("query", "djt_three_name")]["aliases"] == ["edx_djt_three_name", "edx.djt_three_name"]
+    assert entries[("view", "djt_fake_user_count")]["queue"] == "views"
+    assert entries[("handler", "djt_event_count_event")]["task"] == "handler.testmodule.djt_event_count_event"
+    assert entries[("handler", "djt_event_count_event")]["queue"] == "events"
+
+
+def test_schema_as_html_escapes_docs(client: FlaskClient) -> None:
+    response = client.get("/schema?f=html")
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "djt_user_event_count" in page and "per user" in page
+
+
+def test_event_properties_are_published(client: FlaskClient) -> None:
+    properties = client.get("/event_properties").get_json()
+    agent = next(p for p in properties if p["name"] == "djt_agent")
+    assert "agent" in agent["doc"]
+
+
+def test_index_links_schema_properties_and_views(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    for link in ('href="/schema?f=html"', 'href="/event_properties"', 'href="/view/djt_fake_user_count"'):
+        assert link in page
+
+
+def test_file_names_cannot_leave_the_module_store(client: FlaskClient) -> None:
+    assert client.get("/fs/testmodule/../../etc/passwd").status_code in (400, 404)
+    assert client.get("/fs/testmodule/%2e%2e/secret").status_code in (400, 404)
+    assert client.get("/fs/nosuchmodule/a.txt").status_code == 404
+
+
+def test_events_are_json_even_with_other_content_types(client: FlaskClient) -> None:
+    response = client.post("/event", data=json.dumps({"a": 1}), content_type="text/plain")
+    assert response.status_code == 202

@@ -1,0 +1,129 @@
+"""The test module's behaviours, end to end: HTTP → broker → worker → Mongo/Redis/fs → HTTP."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from tests.conftest import wait_for
+
+
+def send(client: FlaskClient, events: Any, **kwargs: Any) -> dict[str, Any]:
+    """POST events and wait until every handler of the batch has run; returns the batch record."""
+    body = events if isinstance(events, (str, bytes)) else json.dumps(events)
+    response = client.post("/event", data=body, **kwargs)
+    assert response.status_code == 202, response.get_json()
+    batch = response.get_json()["batch"]
+
+    def done() -> Any:
+        record = client.get(f"/batch/{batch}").get_json()
+        return record if record["state"] == "done" else None
+
+    return wait_for(done, what=f"batch {batch} to finish")
+
+
+def query(client: FlaskClient, name: str, **params: Any) -> Any:
+    """GET a query; JSON results decoded, text returned as is."""
+    response = client.get(f"/query/{name}", query_string=params)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json() if response.is_json else response.get_data(as_text=True)
+
+
+def test_event_count_counts_every_event_globally_and_per_user(client: FlaskClient) -> None:
+    assert query(client, "djt_clear_database") == "Database clear"
+    alice, bob = f"alice-{uuid.uuid4().hex}", f"bob-{uuid.uuid4().hex}"
+    send(client, [{"user": alice}, {"user": alice}, {"user": bob}, {"no_user": 1}])
+    assert query(client, "djt_event_count") == 4
+    assert query(client, "djt_user_event_count", user=alice) == 2
+    assert query(client, "djt_user_event_count", user=bob) == 1
+    assert query(client, "djt_clear_database") == "Database clear"
+    assert query(client, "djt_event_count") == 0
+    assert query(client, "djt_user_event_count", user=alice) == 0
+
+
+def test_every_intake_form_is_accepted(client: FlaskClient) -> None:
+    user = f"forms-{uuid.uuid4().hex}"
+    event = {"user": user}
+    forms = [
+        json.dumps(event),  # one event
+        json.dumps([event, event]),  # a list
+        json.dumps(json.dumps(event)),  # a JSON string
+        json.dumps([json.dumps(event), json.dumps(event)]),  # a list of JSON strings
+        f"{json.dumps(event)}\n{json.dumps(event)}\n",  # newline-delimited JSON
+    ]
+    for body in forms:
+        send(client, body, content_type="application/json")
+    assert query(client, "djt_user_event_count", user=user) == 1 + 2 + 1 + 2 + 2
+
+
+def test_files_are_created_served_and_deleted_by_events(client: FlaskClient) -> None:
+    name = f"created-{uuid.uuid4().hex}.txt"
+    send(client, {"event": "pyfstest", "create": name, "contents": "hello from a handler"})
+    assert query(client, "djt_readfile", filename=name) == "hello from a handler"
+    url = query(client, "djt_file_url", filename=name)
+    served = client.get(url)
+    assert served.status_code == 200
+    assert served.get_data(as_text=True) == "hello from a handler"
+    assert served.mimetype == "text/plain"
+    send(client, {"event": "pyfstest", "delete": name})
+    assert query(client, "djt_readfile", filename=name) == "File not found"
+    assert client.get(url).status_code == 404
+
+
+def test_expired_files_are_forgotten(client: FlaskClient) -> None:
+    kept, forgotten = f"kept-{uuid.uuid4().hex}.txt", f"gone-{uuid.uuid4().hex}.txt"
+    send(
+        client,
+        [
+            {"fs_forgets_contents": "still here", "filename": kept, "fs_forgets_expiry": 3600},
+            {"fs_forgets_contents": "soon gone", "filename": forgotten},
+        ],
+    )
+    assert query(client, "djt_readfile", filename=forgotten) == "soon gone"
+    send(client, {"fs_forgets_expiry": -5, "filename": forgotten})
+    assert query(client, "djt_readfile", filename=forgotten) == "File not found"
+    assert client.get(query(client, "djt_file_url", filename=forgotten)).status_code == 404
+    assert query(client, "djt_readfile", filename=kept) == "still here"
+
+
+def test_cache_is_set_by_an_event_and_read_by_a_query(client: FlaskClient) -> None:
+    key = f"key-{uuid.uuid4().hex}"
+    send(client, {"event": "cachetest", "key": key, "value": {"n": [1, 2, 3]}, "timeout": 60})
+    assert query(client, "djt_cache_get", key=key) == {"n": [1, 2, 3]}
+    assert query(client, "djt_cache_get", key=f"never-set-{key}") is None
+
+
+def test_event_property_is_computed_for_handlers(client: FlaskClient) -> None:
+    user = f"agent-{uuid.uuid4().hex}"
+    send(client, {"event_property_check": True, "username": user})
+    assert query(client, "djt_cache_get", key="last_seen_user") == user
+
+
+def test_a_view_calls_a_query_through_the_query_object(client: FlaskClient) -> None:
+    response = client.get("/view/djt_fake_user_count")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert response.get_data(as_text=True) == "<html>Users: 2</html>"
+    assert query(client, "djt_fake_user_count") == 2
+
+
+def test_a_query_answers_to_each_of_its_three_names(client: FlaskClient) -> None:
+    for name in ("djt_three_name", "edx_djt_three_name", "edx.djt_three_name"):
+        assert query(client, name) == "I have three names"
+    assert query(client, "djt_check_three_name") == "Works"
+
+
+def test_a_failing_handler_does_not_stop_the_others_and_is_named_in_the_batch_record(client: FlaskClient) -> None:
+    user = f"survivor-{uuid.uuid4().hex}"
+    record = send(client, [{"user": user}, {"djt_fail": True}])
+    assert record["failed"] == ["handler.testmodule.djt_fail_on_request"]
+    failure = record["handlers"]["handler.testmodule.djt_fail_on_request"]
+    assert failure["ok"] is False
+    assert failure["error"].startswith("RuntimeError: asked to fail by event")
+    assert "Traceback" in failure["traceback"]
+    others = {name: o for name, o in record["handlers"].items() if name != "handler.testmodule.djt_fail_on_request"}
+    assert len(others) == 5 and all(o["ok"] for o in others.values())
+    assert query(client, "djt_user_event_count", user=user) == 1

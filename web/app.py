@@ -1,0 +1,23 @@
+"""Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from tasks.app import Insights, create_insights
+from web.api import api
+from web.errors import register_error_handlers
+from web.pages import pages
+
+
+def create_app(insights: Insights | None = None) -> Flask:
+    """The web app serving views, queries, schema and event intake for ``insights``."""
+    insights = insights if insights is not None else create_insights()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = insights.settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["insights"] = insights
+    app.register_blueprint(api)
+    app.register_blueprint(pages)
+    register_error_handlers(app)
+    return app

@@ -1,0 +1,56 @@
+"""Every error the web layer answers with: JSON bodies an API user can act on."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from tasks.errors import ArgumentError, InvalidEvent, UnknownName
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An HTTP error with a status and a message for the client."""
+
+    def __init__(self, status: int, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details
+
+
+def error_response(status: int, message: str, **details: object) -> tuple[Response, int]:
+    """A JSON error body: ``{"error": message, "status": status, ...}``."""
+    return jsonify({"error": message, "status": status, **details}), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error as JSON with the right 4xx/5xx status; never leak a traceback."""
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> tuple[Response, int]:
+        return error_response(exc.status, exc.message, **exc.details)
+
+    @app.errorhandler(UnknownName)
+    def unknown_name(exc: UnknownName) -> tuple[Response, int]:
+        return error_response(404, str(exc))
+
+    @app.errorhandler(ArgumentError)
+    def bad_argument(exc: ArgumentError) -> tuple[Response, int]:
+        return error_response(400, str(exc))
+
+    @app.errorhandler(InvalidEvent)
+    def bad_event(exc: InvalidEvent) -> tuple[Response, int]:
+        return error_response(400, str(exc))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        return error_response(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unhandled error")
+        return error_response(500, "internal error; the server log has the details")
