@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from types import FrameType
 
 from config.settings import Settings
-from tasks.embedded import EmbeddedMongo, EmbeddedRedis
+from tasks.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
 
 log = logging.getLogger("insights")
 
@@ -57,7 +57,11 @@ def run(settings: Settings) -> int:
     with ExitStack() as stack:
         urls = embedded_urls(settings, stack)
         env = dict(os.environ, **settings.with_urls(**urls).to_env())
-        children = {name: subprocess.Popen(cmd, env=env) for name, cmd in process_commands(settings).items()}
+        # Each child in its own session, so Ctrl-C reaches only us and we stop them in order.
+        children = {
+            name: subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_parent())
+            for name, cmd in process_commands(settings).items()
+        }
         log.warning("web on http://%s:%d/ ; Ctrl-C stops everything", settings.web_host, settings.web_port)
         stopping = False
 

@@ -50,7 +50,7 @@ def _flags(options: dict[str, object]) -> list[str]:
     return [arg for key, value in options.items() for arg in (f"--{key}", str(value))]
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """Return a pre-exec hook that SIGTERMs the child when its parent dies (Linux)."""
     if not sys.platform.startswith("linux"):
         return None
@@ -124,7 +124,9 @@ class EmbeddedServer:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent(),
+                    preexec_fn=die_with_parent(),
+                    # Own session: a terminal's Ctrl-C must not stop the server before its clients.
+                    start_new_session=True,
                 )
         except OSError as exc:
             self._fail(cmd, f"could not be launched ({exc})")

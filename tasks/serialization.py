@@ -2,17 +2,17 @@
 
 ``dumps``/``loads`` carry results between Celery tasks and through the Redis cache.
 Values JSON lacks travel as ``{"__type__": marker, "__value__": ...}`` envelopes
-and come back as the same kind of object: datetime/date/time/timedelta, Decimal,
-UUID, bytes, set/frozenset, tuple, dicts with non-str keys, bson ObjectId, numpy
-arrays and scalars, pandas Timestamp/Timedelta/NaT/NA/Index/MultiIndex/Series/
-DataFrame. ``to_plain``/``dumps_plain`` give standard JSON for HTTP clients.
-No pickle is involved.
+and come back as the same kind of object: datetime, date, time, timedelta, Decimal,
+UUID, bytes, set, frozenset, tuple, dicts with non-str keys, bson ObjectId, numpy
+arrays and scalars, pandas Timestamp, Timedelta, NaT, NA, Index (incl. Range-,
+Datetime- and MultiIndex), Series and DataFrame. ``to_plain``/``dumps_plain`` give
+standard JSON for HTTP clients. No pickle is involved.
 
-Limits: structured numpy dtypes, complex Python numbers, Period/Interval values
-and other unknown objects raise TypeError. A categorical keeps its values but its
-categories are re-inferred. A time zone comes back under its name when it has
-one (zoneinfo, pytz), otherwise as a fixed UTC offset. Subclasses of dict, list,
-str and int (other than numpy's) come back as the base type.
+Limits: structured numpy dtypes, complex numbers, Period, Interval and other
+unknown objects raise TypeError. A categorical keeps its values, not its category
+list. A time zone comes back by name when it has one (zoneinfo, pytz), otherwise as
+a fixed UTC offset. Subclasses of dict, list, str and int (other than numpy's) come
+back as the base type. Self-referencing containers raise RecursionError.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,8 +37,11 @@ CONTENT_TYPE = "application/x-insights-json"
 SERIALIZER_NAME = "insights-json"
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
-_SAFE = frozenset({str, int, bool, type(None)})  # plain, and never NaN or inf
+_SAFE = _PLAIN - {float}  # plain types that are never NaN or inf
 _STR = frozenset({str})
+_CONTAINERS = _PLAIN | {dict, list}
+_RISKY = (tuple, dict, list, np.generic)  # json encodes these without default()
+_MAX_DEPTH = 100
 
 
 def _unsupported(obj: Any) -> TypeError:
@@ -48,8 +52,22 @@ def _unsupported(obj: Any) -> TypeError:
     )
 
 
-def _as(marker: str, value: Any) -> dict[str, Any]:
-    return {"__type__": marker, "__value__": _prepare(value)}
+def _needs_prepare(obj: Any) -> bool:
+    """Tell whether obj holds a tuple, non-str key, ... (level by level, C loops)."""
+    items = [obj]
+    for _ in range(_MAX_DEPTH):
+        kinds = set(map(type, items))
+        if kinds <= _PLAIN:
+            return False
+        if any(issubclass(kind, _RISKY) for kind in kinds - _CONTAINERS):
+            return True
+        dicts = [item for item in items if type(item) is dict] if dict in kinds else []
+        keys = set().union(*dicts)
+        if "__type__" in keys or not _STR.issuperset(map(type, keys)):
+            return True
+        lists = [item for item in items if type(item) is list] if list in kinds else []
+        items = [*chain.from_iterable(map(dict.values, dicts)), *chain(*lists)]
+    return True
 
 
 def _prepare(obj: Any) -> Any:
@@ -68,7 +86,11 @@ def _prepare(obj: Any) -> Any:
         return _as("tuple", list(obj))
     if isinstance(obj, np.generic):  # np.float64 and np.str_ subclass float and str
         return _encode(obj)
-    return obj  # plain, or left to _encode via the encoder's default()
+    return obj  # plain, or left to _encode through the encoder's default()
+
+
+def _as(marker: str, value: Any) -> dict[str, Any]:
+    return {"__type__": marker, "__value__": _prepare(value)}
 
 
 def _encode_array(arr: np.ndarray) -> dict[str, Any]:
@@ -91,7 +113,7 @@ def _decode_array(value: dict[str, Any]) -> np.ndarray:
 
 
 def _values(obj: pd.Index | pd.Series) -> dict[str, Any]:
-    """Dtype name and values (numpy dtypes as they are, extension dtypes as objects)."""
+    """Dtype name and values: numpy dtypes as they are, extension dtypes as objects."""
     exact = isinstance(obj.dtype, np.dtype)
     values = obj.to_numpy() if exact else obj.to_numpy(dtype=object)
     return {"dtype": str(obj.dtype), "values": values}
@@ -107,6 +129,11 @@ def _decode_index(value: dict[str, Any]) -> pd.Index:
     return idx if value["freq"] is None else type(idx)(idx, freq=value["freq"])
 
 
+def _encode_frame(frame: pd.DataFrame) -> dict[str, Any]:
+    data = [_values(frame.iloc[:, i]) for i in range(frame.shape[1])]
+    return {"columns": frame.columns, "index": frame.index, "data": data}
+
+
 def _decode_frame(value: dict[str, Any]) -> pd.DataFrame:
     if not value["data"]:
         return pd.DataFrame(index=value["index"], columns=value["columns"])
@@ -116,91 +143,68 @@ def _decode_frame(value: dict[str, Any]) -> pd.DataFrame:
     return frame
 
 
-def _tz_name(tz: tzinfo | None) -> str | None:
-    return getattr(tz, "key", None) or getattr(tz, "zone", None)
+def _iso_tz(moment: datetime) -> list[str | None]:
+    tz: tzinfo | None = moment.tzinfo
+    return [moment.isoformat(), getattr(tz, "key", None) or getattr(tz, "zone", None)]
 
 
 def _in_tz(moment: datetime, tz: str | None) -> Any:
     return moment if tz is None else moment.astimezone(ZoneInfo(tz))
 
 
-_Codec = tuple[type, str, Callable[[Any], Any], Callable[[Any], Any]]
-_CODECS: list[_Codec] = [  # first matching type wins: subclasses before bases
-    (type(pd.NaT), "NaT", lambda o: None, lambda v: pd.NaT),
-    (type(pd.NA), "NA", lambda o: None, lambda v: pd.NA),
-    (
-        pd.Timestamp,
-        "Timestamp",
-        lambda o: [o.isoformat(), _tz_name(o.tzinfo)],
-        lambda v: _in_tz(pd.Timestamp(v[0]), v[1]),
-    ),
-    (
-        datetime,
-        "datetime",
-        lambda o: [o.isoformat(), _tz_name(o.tzinfo)],
-        lambda v: _in_tz(datetime.fromisoformat(v[0]), v[1]),
-    ),
-    (date, "date", date.isoformat, date.fromisoformat),
-    (time, "time", time.isoformat, time.fromisoformat),
-    (pd.Timedelta, "Timedelta", lambda o: o.isoformat(), pd.Timedelta),
-    (
-        timedelta,
-        "timedelta",
-        lambda o: [o.days, o.seconds, o.microseconds],
-        lambda v: timedelta(*v),
-    ),
-    (Decimal, "decimal", str, Decimal),
-    (uuid.UUID, "uuid", str, uuid.UUID),
-    (ObjectId, "objectid", str, ObjectId),
-    (bytes, "bytes", lambda o: base64.b64encode(o).decode("ascii"), base64.b64decode),
-    (frozenset, "frozenset", list, frozenset),
-    (set, "set", list, set),
-    (tuple, "tuple", list, tuple),
-    (np.ndarray, "ndarray", _encode_array, _decode_array),
-    (
-        np.generic,
-        "numpy",
-        lambda o: _encode_array(np.asarray(o)),
-        lambda v: _decode_array(v)[()],
-    ),
-    (
-        pd.MultiIndex,
-        "MultiIndex",
-        lambda o: {
-            "names": list(o.names),
-            "levels": [o.get_level_values(i) for i in range(o.nlevels)],
-        },
-        lambda v: pd.MultiIndex.from_arrays(v["levels"], names=v["names"]),
-    ),
-    (
-        pd.RangeIndex,
-        "RangeIndex",
-        lambda o: [o.start, o.stop, o.step, o.name],
-        lambda v: pd.RangeIndex(*v[:3], name=v[3]),
-    ),
-    (pd.Index, "Index", _encode_index, _decode_index),
-    (
-        pd.Series,
-        "Series",
-        lambda o: {"name": o.name, "index": o.index, **_values(o)},
-        lambda v: pd.Series(v["values"], v["index"], v["dtype"], v["name"]),
-    ),
-    (
-        pd.DataFrame,
-        "DataFrame",
-        lambda o: {
-            "columns": o.columns,
-            "index": o.index,
-            "data": [_values(o.iloc[:, i]) for i in range(o.shape[1])],
-        },
-        _decode_frame,
-    ),
+# First matching type wins, so subclasses come before their bases.
+_ENCODERS: list[tuple[type, str, Callable[[Any], Any]]] = [
+    (type(pd.NaT), "NaT", lambda o: None),
+    (type(pd.NA), "NA", lambda o: None),
+    (pd.Timestamp, "Timestamp", _iso_tz),
+    (datetime, "datetime", _iso_tz),
+    (date, "date", date.isoformat),
+    (time, "time", time.isoformat),
+    (pd.Timedelta, "Timedelta", lambda o: o.isoformat()),
+    (timedelta, "timedelta", lambda o: [o.days, o.seconds, o.microseconds]),
+    (Decimal, "decimal", str),
+    (uuid.UUID, "uuid", str),
+    (ObjectId, "objectid", str),
+    (bytes, "bytes", lambda o: base64.b64encode(o).decode("ascii")),
+    (frozenset, "frozenset", list),
+    (set, "set", list),
+    (np.ndarray, "ndarray", _encode_array),
+    (np.generic, "numpy", lambda o: _encode_array(np.asarray(o))),
+    (pd.MultiIndex, "MultiIndex", lambda o: [list(o.names), *map(o.get_level_values, range(o.nlevels))]),
+    (pd.RangeIndex, "RangeIndex", lambda o: [o.start, o.stop, o.step, o.name]),
+    (pd.Index, "Index", _encode_index),
+    (pd.Series, "Series", lambda o: {"name": o.name, "index": o.index, **_values(o)}),
+    (pd.DataFrame, "DataFrame", _encode_frame),
 ]
-_DECODERS = {marker: decode for _, marker, _, decode in _CODECS} | {"dict": dict}
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "NaT": lambda v: pd.NaT,
+    "NA": lambda v: pd.NA,
+    "Timestamp": lambda v: _in_tz(pd.Timestamp(v[0]), v[1]),
+    "datetime": lambda v: _in_tz(datetime.fromisoformat(v[0]), v[1]),
+    "date": date.fromisoformat,
+    "time": time.fromisoformat,
+    "Timedelta": pd.Timedelta,
+    "timedelta": lambda v: timedelta(*v),
+    "decimal": Decimal,
+    "uuid": uuid.UUID,
+    "objectid": ObjectId,
+    "bytes": base64.b64decode,
+    "frozenset": frozenset,
+    "set": set,
+    "tuple": tuple,
+    "dict": dict,
+    "ndarray": _decode_array,
+    "numpy": lambda v: _decode_array(v)[()],
+    "MultiIndex": lambda v: pd.MultiIndex.from_arrays(v[1:], names=v[0]),
+    "RangeIndex": lambda v: pd.RangeIndex(*v[:3], name=v[3]),
+    "Index": _decode_index,
+    "Series": lambda v: pd.Series(v["values"], v["index"], v["dtype"], v["name"]),
+    "DataFrame": _decode_frame,
+}
 
 
 def _encode(obj: Any) -> dict[str, Any]:
-    for kind, marker, encode, _ in _CODECS:
+    for kind, marker, encode in _ENCODERS:
         if isinstance(obj, kind):
             return _as(marker, encode(obj))
     raise _unsupported(obj)
@@ -219,7 +223,7 @@ class _Encoder(json.JSONEncoder):
     """JSON encoder that wraps non-JSON values in tagged envelopes."""
 
     def default(self, o: Any) -> Any:
-        """Return the envelope for o, or raise TypeError."""
+        """Return the tagged envelope for o, or raise TypeError."""
         return _encode(o)
 
 
@@ -230,7 +234,7 @@ _PLAIN_DECODER = json.JSONDecoder()
 
 def dumps(obj: Any) -> str:
     """Serialize obj to tagged JSON that loads() turns back into the same types."""
-    return _ENCODER.encode(_prepare(obj))
+    return _ENCODER.encode(_prepare(obj) if _needs_prepare(obj) else obj)
 
 
 def loads(data: str | bytes) -> Any:
@@ -241,13 +245,7 @@ def loads(data: str | bytes) -> Any:
 
 def register_kombu_serializer() -> None:
     """Register dumps/loads with kombu as SERIALIZER_NAME (safe to call repeatedly)."""
-    kombu.serialization.register(
-        SERIALIZER_NAME,
-        dumps,
-        loads,
-        content_type=CONTENT_TYPE,
-        content_encoding="utf-8",
-    )
+    kombu.serialization.register(SERIALIZER_NAME, dumps, loads, content_type=CONTENT_TYPE, content_encoding="utf-8")
 
 
 def _plain_key(key: Any) -> str:
@@ -259,7 +257,7 @@ def _plain_key(key: Any) -> str:
 
 def to_plain(obj: Any) -> Any:
     """Convert obj to plain JSON-compatible Python for HTTP; NaN, NaT, inf -> None."""
-    if obj is None or type(obj) in _SAFE:
+    if type(obj) in _SAFE:
         return obj
     if isinstance(obj, float):  # also np.float64
         return float(obj) if math.isfinite(obj) else None
@@ -268,20 +266,16 @@ def to_plain(obj: Any) -> Any:
             return obj
         return {_plain_key(key): to_plain(value) for key, value in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset, pd.Index)):
-        return obj if type(obj) is list and _SAFE.issuperset(map(type, obj)) else list(map(to_plain, obj))
+        return list(map(to_plain, obj))
     if isinstance(obj, pd.DataFrame):
         idx = obj.index
-        default = isinstance(idx, pd.RangeIndex) and (
-            idx.start,
-            idx.step,
-            idx.name,
-        ) == (0, 1, None)
-        frame = obj if default else obj.reset_index()
+        default = isinstance(idx, pd.RangeIndex) and (idx.start, idx.step) == (0, 1)
+        frame = obj if default and idx.name is None else obj.reset_index()
         return to_plain(frame.to_dict(orient="records"))
     if isinstance(obj, pd.Series):
         return {_plain_key(key): to_plain(value) for key, value in obj.items()}
     if isinstance(obj, np.ndarray):
-        if obj.dtype.kind in "mM":  # via pandas: tolist() would give ints for [ns]
+        if obj.dtype.kind in "mM":  # through pandas: tolist() gives ints for [ns]
             obj = pd.Series(obj.ravel()).astype(object).to_numpy().reshape(obj.shape)
         return to_plain(obj.tolist())
     if isinstance(obj, np.datetime64):
@@ -296,7 +290,7 @@ def to_plain(obj: Any) -> Any:
         return obj.isoformat()
     if isinstance(obj, timedelta):
         return obj.total_seconds()
-    if isinstance(obj, (str, int)):  # e.g. StrEnum, IntEnum
+    if isinstance(obj, (str, int)):  # StrEnum, IntEnum, ...
         return str(obj) if isinstance(obj, str) else int(obj)
     if isinstance(obj, Decimal):
         return to_plain(float(obj))
@@ -311,5 +305,6 @@ def to_plain(obj: Any) -> Any:
 
 
 def dumps_plain(obj: Any) -> str:
-    """Serialize obj as strict standard JSON (no NaN/inf tokens), non-ASCII as is."""
-    return json.dumps(to_plain(obj), allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    """Serialize obj as strict standard JSON (no NaN or inf), non-ASCII kept as is."""
+    plain = to_plain(obj)
+    return json.dumps(plain, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
