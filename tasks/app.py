@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import traceback
 import uuid
 from collections.abc import Sequence
@@ -98,8 +97,11 @@ class Insights:
         return Event(raw, self.properties)
 
     def run_handler(self, spec: Spec, raw_events: list[dict[str, Any]]) -> dict[str, Any]:
-        """Run one handler on a batch; never raises, returns the outcome for the batch record."""
-        started = time.perf_counter()
+        """Run one handler on a batch; never raises, returns the outcome for the batch record.
+
+        The outcome is deterministic (no timings): a redelivered chord member must return the
+        same result as its first run.
+        """
         try:
             self.call(spec, (), {"events": [self.event(raw) for raw in raw_events]})
         except Exception as exc:
@@ -109,14 +111,8 @@ class Insights:
                 "ok": False,
                 "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(),
-                "seconds": round(time.perf_counter() - started, 6),
             }
-        return {
-            "handler": spec.task_name,
-            "ok": True,
-            "error": None,
-            "seconds": round(time.perf_counter() - started, 6),
-        }
+        return {"handler": spec.task_name, "ok": True, "error": None}
 
     def record_batch(self, outcomes: list[dict[str, Any]], batch_id: str) -> None:
         """Chord callback: store every handler's outcome for the batch."""

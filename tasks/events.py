@@ -56,6 +56,10 @@ class Event(Mapping[str, Any]):
     def __repr__(self) -> str:
         return f"Event({self._raw!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy/pickle would otherwise build an empty instance and recurse in __getattr__.
+        return (type(self), (self._raw, self._properties))
+
 
 def parse_events(payload: Any) -> list[dict[str, Any]]:
     """Turn what an LMS sent into a list of event dicts.
@@ -91,8 +95,8 @@ def _parse_text(text: str) -> Any:
     try:
         return json.loads(stripped)
     except json.JSONDecodeError as first_error:
-        lines = stripped.splitlines()
-        if len(lines) < 2:
+        lines = text.splitlines()  # not stripped: line numbers count the body's leading blank lines
+        if len(stripped.splitlines()) < 2:
             raise InvalidEvent(f"the request body is not JSON: {first_error}") from None
         return [_parse_json(line, f"line {n + 1}") for n, line in enumerate(lines) if line.strip()]
 

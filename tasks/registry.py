@@ -190,6 +190,7 @@ def _import(name: str) -> ModuleType:
 def _walk(module: ModuleType) -> Iterator[ModuleType]:
     yield module
     if hasattr(module, "__path__"):
-        for info in pkgutil.walk_packages(module.__path__, prefix=module.__name__ + "."):
+        # Recurse ourselves: pkgutil.walk_packages would import '_private' packages and yield their children.
+        for info in pkgutil.iter_modules(module.__path__, prefix=module.__name__ + "."):
             if not info.name.rsplit(".", 1)[-1].startswith("_"):
-                yield _import(info.name)
+                yield from _walk(_import(info.name))

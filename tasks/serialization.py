@@ -143,6 +143,10 @@ def _decode_frame(value: dict[str, Any]) -> pd.DataFrame:
     return frame
 
 
+def _encode_multi(idx: pd.MultiIndex) -> list[Any]:
+    return [list(idx.names), *map(idx.get_level_values, range(idx.nlevels))]
+
+
 def _iso_tz(moment: datetime) -> list[str | None]:
     tz: tzinfo | None = moment.tzinfo
     return [moment.isoformat(), getattr(tz, "key", None) or getattr(tz, "zone", None)]
@@ -170,7 +174,7 @@ _ENCODERS: list[tuple[type, str, Callable[[Any], Any]]] = [
     (set, "set", list),
     (np.ndarray, "ndarray", _encode_array),
     (np.generic, "numpy", lambda o: _encode_array(np.asarray(o))),
-    (pd.MultiIndex, "MultiIndex", lambda o: [list(o.names), *map(o.get_level_values, range(o.nlevels))]),
+    (pd.MultiIndex, "MultiIndex", _encode_multi),
     (pd.RangeIndex, "RangeIndex", lambda o: [o.start, o.stop, o.step, o.name]),
     (pd.Index, "Index", _encode_index),
     (pd.Series, "Series", lambda o: {"name": o.name, "index": o.index, **_values(o)}),
@@ -306,5 +310,10 @@ def to_plain(obj: Any) -> Any:
 
 def dumps_plain(obj: Any) -> str:
     """Serialize obj as strict standard JSON (no NaN or inf), non-ASCII kept as is."""
-    plain = to_plain(obj)
-    return json.dumps(plain, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    try:  # fast path: json takes plain data as it is and calls to_plain on the rest
+        return _STRICT_ENCODER.encode(obj)
+    except (TypeError, ValueError):  # NaN or inf, or keys json cannot take
+        return _STRICT_ENCODER.encode(to_plain(obj))
+
+
+_STRICT_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=to_plain)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,10 +17,11 @@ from typing import Any, TypeVar
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from config.settings import ROOT, Settings
 from tasks.app import Insights, create_insights
-from tasks.embedded import EmbeddedMongo, EmbeddedRedis
+from tasks.embedded import EmbeddedMongo, EmbeddedRedis, free_port
 from web.app import create_app
 
 T = TypeVar("T")
@@ -123,3 +125,14 @@ def worker(
 def client(insights: Insights, worker: subprocess.Popen[bytes]) -> FlaskClient:
     """A Flask test client of the web app, with a live worker behind it."""
     return create_app(insights).test_client()
+
+
+@pytest.fixture(scope="session")
+def live_server(insights: Insights, worker: subprocess.Popen[bytes]) -> Iterator[str]:
+    """The web app served over real HTTP (threaded werkzeug) on a free port; yields its base URL."""
+    server = make_server("127.0.0.1", free_port(), create_app(insights), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)

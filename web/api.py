@@ -61,10 +61,14 @@ def event_properties() -> Any:
     return jsonify([{"name": s.name, "aliases": list(s.names[1:]), "module": s.module, "doc": s.doc} for s in specs])
 
 
-@api.post("/event")
+@api.route("/event", methods=["GET", "POST"])
 def post_events() -> tuple[Response, int]:
-    """Accept one event or a batch and dispatch it to every handler as one chord (202)."""
-    events = parse_events(request.get_data())
+    """Accept one event or a batch and dispatch it to every handler as one chord (202).
+
+    The body is the event(s) as JSON; a form or query string with a ``msg`` field (what
+    ``logging.handlers.HTTPHandler`` sends) carries them in ``msg``.
+    """
+    events = parse_events(_event_payload())
     try:
         batch_id = insights().dispatch_events(events)
     except OperationalError as exc:
@@ -92,6 +96,19 @@ def module_file(module: str, filename: str) -> Response:
         raise ApiError(404, f"no file {filename!r} in module {module!r} (never written, removed, or expired)")
     mimetype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     return send_file(store.path(filename), mimetype=mimetype, max_age=0)
+
+
+def _event_payload() -> str | bytes:
+    if request.method == "GET":
+        if "msg" not in request.args:
+            raise ApiError(400, "GET /event needs a 'msg' argument holding the event JSON (as HTTPHandler sends)")
+        return request.args["msg"]
+    if request.mimetype == "application/x-www-form-urlencoded":
+        body = request.get_data(cache=True)
+        if "msg" in request.form:
+            return request.form["msg"]
+        return body
+    return request.get_data()
 
 
 def _run(kind: str, name: str) -> Any:

@@ -34,10 +34,13 @@ class FileStore:
     def open(self, filename: str, mode: str = "r", **kwargs: Any) -> IO[Any]:
         """Open a file like the built-in ``open``; writing creates folders, expired files are gone."""
         path = self.path(filename)
-        if any(flag in mode for flag in "wax+"):
+        writing = any(flag in mode for flag in "wax+")
+        if self.expired(filename):
+            if not writing:
+                raise FileNotFoundError(f"{filename!r} has expired")
+            self.remove(filename)  # the expired file is gone: what is written now is a new, live file
+        if writing:
             path.parent.mkdir(parents=True, exist_ok=True)
-        elif self.expired(filename):
-            raise FileNotFoundError(f"{filename!r} has expired")
         return open(path, mode, **kwargs)
 
     def exists(self, filename: str) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import logging.handlers
 import uuid
 from typing import Any
 
@@ -127,3 +129,16 @@ def test_a_failing_handler_does_not_stop_the_others_and_is_named_in_the_batch_re
     others = {name: o for name, o in record["handlers"].items() if name != "handler.testmodule.djt_fail_on_request"}
     assert len(others) == 5 and all(o["ok"] for o in others.values())
     assert query(client, "djt_user_event_count", user=user) == 1
+
+
+def test_events_from_a_python_logging_http_handler_are_accepted(client: FlaskClient, live_server: str) -> None:
+    user = f"logger-{uuid.uuid4().hex}"
+    host = live_server.removeprefix("http://")
+    logger = logging.getLogger(f"lms.tracking.{user}")
+    logger.propagate = False
+    for method in ("POST", "GET"):
+        handler = logging.handlers.HTTPHandler(host, "/event", method=method)
+        logger.addHandler(handler)
+        logger.warning(json.dumps({"user": user, "event_type": "page_view"}))
+        logger.removeHandler(handler)
+    wait_for(lambda: query(client, "djt_user_event_count", user=user) == 2, what="both logged events to be counted")

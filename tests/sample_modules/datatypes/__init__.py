@@ -65,3 +65,9 @@ def sleepy(seconds):
 def broken_view():
     """Always raises, to test how module errors reach HTTP clients."""
     raise ValueError("this view is broken on purpose")
+
+
+@query(queue="reports")
+def on_reports_queue():
+    """Routed to the reports queue by its decorator."""
+    return "ran on reports"
