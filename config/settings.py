@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -82,6 +83,9 @@ class Settings:
             "INSIGHTS_FS_URL_PREFIX": self.fs_url_prefix,
             "INSIGHTS_MODULES": ",".join(p for p in self.module_packages if p != "modules"),
             "INSIGHTS_RESULT_TIMEOUT": str(self.result_timeout),
+            "INSIGHTS_RESULT_EXPIRES": str(self.result_expires),
+            "INSIGHTS_BATCH_RECORD_TTL": str(self.batch_record_ttl),
+            "INSIGHTS_MAX_REQUEST_BYTES": str(self.max_request_bytes),
             "INSIGHTS_HOST": self.web_host,
             "INSIGHTS_PORT": str(self.web_port),
         }
@@ -129,6 +133,6 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
     return value

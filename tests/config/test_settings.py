@@ -1,0 +1,178 @@
+"""Settings from the environment, queue routing, and the Celery configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from config.celery import celery_config
+from config.queues import task_routes
+from config.settings import ROOT, Queues, Settings
+from tasks.errors import ConfigError
+from tasks.serialization import SERIALIZER_NAME
+
+
+# Settings ----------------------------------------------------------------------------
+def test_an_empty_environment_gives_the_defaults() -> None:
+    settings = Settings.from_env({})
+
+    assert settings == Settings()
+    assert settings.redis_url is settings.broker_url is settings.mongo_url is None
+    assert settings.mongo_db_prefix == "insights_"
+    assert settings.data_dir == ROOT / "var"
+    assert settings.fs_root == ROOT / "var" / "files"
+    assert settings.fs_url_prefix == "/fs"
+    assert settings.module_packages == ("modules",)
+    assert settings.queues == Queues("views", "queries", "events", "reports", "batch")
+    assert settings.result_timeout == 30.0
+    assert settings.result_expires == 24 * 3600
+    assert (settings.web_host, settings.web_port) == ("127.0.0.1", 8000)
+
+
+def test_every_environment_variable_is_read(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "REDIS_URL": "redis://cache:6379/1",
+            "BROKER_URL": "redis://broker:6379/2",
+            "MONGO_URL": "mongodb://mongo:27017",
+            "MONGO_DB_PREFIX": "test_",
+            "INSIGHTS_DATA_DIR": str(tmp_path / "data"),
+            "INSIGHTS_FS_ROOT": str(tmp_path / "files"),
+            "INSIGHTS_FS_URL_PREFIX": "/files/",
+            "INSIGHTS_MODULES": " extra.modules , more ,,",
+            "QUEUE_VIEWS": "v",
+            "QUEUE_QUERIES": "q",
+            "QUEUE_EVENTS": "e",
+            "QUEUE_REPORTS": "r",
+            "QUEUE_BATCH": "b",
+            "INSIGHTS_RESULT_TIMEOUT": "2.5",
+            "INSIGHTS_RESULT_EXPIRES": "600",
+            "INSIGHTS_BATCH_RECORD_TTL": "3600",
+            "INSIGHTS_MAX_REQUEST_BYTES": "1024",
+            "INSIGHTS_HOST": "0.0.0.0",
+            "INSIGHTS_PORT": "9000",
+        }
+    )
+
+    assert settings == Settings(
+        redis_url="redis://cache:6379/1",
+        broker_url="redis://broker:6379/2",
+        mongo_url="mongodb://mongo:27017",
+        mongo_db_prefix="test_",
+        data_dir=tmp_path / "data",
+        fs_root=tmp_path / "files",
+        fs_url_prefix="/files",
+        module_packages=("modules", "extra.modules", "more"),
+        queues=Queues(views="v", queries="q", events="e", reports="r", batch="b"),
+        result_timeout=2.5,
+        result_expires=600,
+        batch_record_ttl=3600,
+        max_request_bytes=1024,
+        web_host="0.0.0.0",
+        web_port=9000,
+    )
+
+
+def test_the_file_store_lives_in_the_data_dir_by_default(tmp_path: Path) -> None:
+    settings = Settings.from_env({"INSIGHTS_DATA_DIR": str(tmp_path)})
+
+    assert settings.fs_root == tmp_path / "files"
+
+
+def test_the_broker_falls_back_to_the_redis_url() -> None:
+    assert Settings.from_env({"REDIS_URL": "redis://r:6379/0"}).broker == "redis://r:6379/0"
+    assert Settings.from_env({"REDIS_URL": "redis://r", "BROKER_URL": "amqp://b"}).broker == "amqp://b"
+
+
+def test_empty_urls_count_as_unset() -> None:
+    settings = Settings.from_env({"REDIS_URL": "", "BROKER_URL": "", "MONGO_URL": ""})
+
+    assert settings.redis_url is settings.broker_url is settings.mongo_url is None
+
+
+@pytest.mark.parametrize("prop", ["broker", "redis", "mongo"])
+def test_a_missing_url_is_a_config_error(prop: str) -> None:
+    with pytest.raises(ConfigError, match="set "):
+        getattr(Settings(), prop)
+
+
+def test_an_empty_number_gives_the_default() -> None:
+    assert Settings.from_env({"INSIGHTS_PORT": ""}).web_port == 8000
+
+
+@pytest.mark.parametrize(
+    "name", ["INSIGHTS_RESULT_TIMEOUT", "INSIGHTS_RESULT_EXPIRES", "INSIGHTS_BATCH_RECORD_TTL", "INSIGHTS_PORT"]
+)
+@pytest.mark.parametrize("value", ["soon", "-5", "0", "nan", "inf", "1e999"])
+def test_a_number_that_is_not_a_positive_number_is_a_config_error(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_to_env_round_trips_through_from_env(tmp_path: Path) -> None:
+    settings = Settings(
+        redis_url="redis://cache:6379/1",
+        broker_url="redis://broker:6379/2",
+        mongo_url="mongodb://mongo:27017",
+        mongo_db_prefix="test_",
+        data_dir=tmp_path / "data",
+        fs_root=tmp_path / "elsewhere",
+        fs_url_prefix="/files",
+        module_packages=("modules", "extra.modules"),
+        queues=Queues(views="v", queries="q", events="e", reports="r", batch="b"),
+        result_timeout=2.5,
+        result_expires=600,
+        batch_record_ttl=3600,
+        max_request_bytes=1024,
+        web_host="0.0.0.0",
+        web_port=9000,
+    )
+
+    assert Settings.from_env(settings.to_env()) == settings
+    assert Settings.from_env(Settings().to_env()) == Settings()
+
+
+# Queue routing -----------------------------------------------------------------------
+QUEUES = Queues(views="v", queries="q", events="e", reports="r", batch="b")
+
+
+def test_task_routes_put_exact_overrides_before_the_globs() -> None:
+    exact, by_kind = task_routes(QUEUES, {"query.slow": "r"})
+
+    assert exact == {"query.slow": {"queue": "r"}}
+    assert by_kind == {
+        "view.*": {"queue": "v"},
+        "query.*": {"queue": "q"},
+        "handler.*": {"queue": "e"},
+        "batch.*": {"queue": "e"},
+    }
+
+
+def test_celery_routes_an_override_before_its_kind() -> None:
+    app = Celery("routing-test", set_as_current=False)
+    app.conf.update(celery_config(Settings(redis_url="redis://127.0.0.1:1/0", queues=QUEUES), {"query.slow": "r"}))
+
+    def queue_of(task: str) -> str:
+        return str(app.amqp.router.route({}, task)["queue"].name)
+
+    assert queue_of("query.slow") == "r"
+    assert queue_of("query.fast") == "q"
+    assert queue_of("view.grades") == "v"
+    assert queue_of("handler.grading.store") == "e"
+    assert queue_of("batch.record") == "e"
+    assert queue_of("something.else") == "b"
+
+
+# Celery configuration ----------------------------------------------------------------
+def test_celery_config_keeps_work_and_uses_our_serializer() -> None:
+    config = celery_config(Settings(redis_url="redis://r:6379/0", broker_url="redis://b:6379/0"))
+
+    assert config["broker_url"] == "redis://b:6379/0"
+    assert config["result_backend"] == "redis://r:6379/0"
+    assert config["task_acks_late"] is True
+    assert config["task_reject_on_worker_lost"] is True
+    assert config["task_serializer"] == config["result_serializer"] == SERIALIZER_NAME
+    assert SERIALIZER_NAME in config["accept_content"]
+    assert config["result_expires"] > 0
