@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from tasks.errors import RegistrationError
+from tasks.events import Event
 from tasks.inject import check_signature
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,13 +59,16 @@ def _decorator(kind: str, func: Callable[..., Any] | None, options: dict[str, An
     queue = options.get("queue")
     if queue is not None and not (isinstance(queue, str) and QUEUE_PATTERN.match(queue)):
         raise RegistrationError(f"@{_public(kind)}: queue must be a name like 'views', got {queue!r}")
+    fallback = options.get("fallback", False)
+    if not isinstance(fallback, bool):
+        raise RegistrationError(f"@{_public(kind)}: fallback must be True or False, got {fallback!r}")
 
     def record(f: F) -> F:
         if not callable(f):
             raise RegistrationError(f"@{_public(kind)} decorates functions, got {f!r}")
         names = _names(kind, options.get("name"), f)
         check_signature(kind, f)
-        declaration = Declaration(kind, names, queue, bool(options.get("fallback", False)))
+        declaration = Declaration(kind, names, queue, fallback)
         existing = getattr(f, DECLARATIONS_ATTR, ())
         setattr(f, DECLARATIONS_ATTR, (*existing, declaration))
         return f
@@ -86,6 +90,13 @@ def _names(kind: str, name: Any, func: Callable[..., Any]) -> tuple[str, ...]:
             raise RegistrationError(
                 f"@{_public(kind)}: {n!r} is not a valid name (letters, digits, '_', '.', '-'; "
                 "not starting with a digit)"
+            )
+    if kind == "property":
+        shadowed = [n for n in names if n.startswith("_") or hasattr(Event, n)]
+        if shadowed:
+            raise RegistrationError(
+                f"@event_property: {shadowed[0]!r} is taken by the event itself (a Mapping method, "
+                "'event', or a private name); choose another name"
             )
     if len(set(names)) != len(names):
         raise RegistrationError(f"@{_public(kind)}: name list {list(names)} repeats a name")

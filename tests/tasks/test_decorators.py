@@ -172,3 +172,14 @@ def test_an_event_property_must_take_exactly_one_parameter(signature: str) -> No
     exec(signature, namespace)
     with pytest.raises(RegistrationError, match="must take exactly one parameter"):
         event_property(namespace["prop"])
+
+
+@pytest.mark.parametrize("name", ["get", "keys", "items", "event", "_hidden"])
+def test_an_event_property_cannot_shadow_what_events_already_have(name: str) -> None:
+    with pytest.raises(RegistrationError, match="taken by the event itself"):
+        event_property(name=name)(lambda evt: 1)
+
+
+def test_fallback_must_be_a_boolean() -> None:
+    with pytest.raises(RegistrationError, match="fallback must be True or False"):
+        query(fallback="no")
