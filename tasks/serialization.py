@@ -129,6 +129,10 @@ def _decode_index(value: dict[str, Any]) -> pd.Index:
     return idx if value["freq"] is None else type(idx)(idx, freq=value["freq"])
 
 
+def _encode_series(series: pd.Series) -> dict[str, Any]:
+    return {"name": series.name, "index": series.index, **_values(series)}
+
+
 def _encode_frame(frame: pd.DataFrame) -> dict[str, Any]:
     data = [_values(frame.iloc[:, i]) for i in range(frame.shape[1])]
     return {"columns": frame.columns, "index": frame.index, "data": data}
@@ -156,59 +160,41 @@ def _in_tz(moment: datetime, tz: str | None) -> Any:
     return moment if tz is None else moment.astimezone(ZoneInfo(tz))
 
 
-# First matching type wins, so subclasses come before their bases.
-_ENCODERS: list[tuple[type, str, Callable[[Any], Any]]] = [
-    (type(pd.NaT), "NaT", lambda o: None),
-    (type(pd.NA), "NA", lambda o: None),
-    (pd.Timestamp, "Timestamp", _iso_tz),
-    (datetime, "datetime", _iso_tz),
-    (date, "date", date.isoformat),
-    (time, "time", time.isoformat),
-    (pd.Timedelta, "Timedelta", lambda o: o.isoformat()),
-    (timedelta, "timedelta", lambda o: [o.days, o.seconds, o.microseconds]),
-    (Decimal, "decimal", str),
-    (uuid.UUID, "uuid", str),
-    (ObjectId, "objectid", str),
-    (bytes, "bytes", lambda o: base64.b64encode(o).decode("ascii")),
-    (frozenset, "frozenset", list),
-    (set, "set", list),
-    (np.ndarray, "ndarray", _encode_array),
-    (np.generic, "numpy", lambda o: _encode_array(np.asarray(o))),
-    (pd.MultiIndex, "MultiIndex", _encode_multi),
-    (pd.RangeIndex, "RangeIndex", lambda o: [o.start, o.stop, o.step, o.name]),
-    (pd.Index, "Index", _encode_index),
-    (pd.Series, "Series", lambda o: {"name": o.name, "index": o.index, **_values(o)}),
-    (pd.DataFrame, "DataFrame", _encode_frame),
+# One row per type: (type, marker, encode, decode). First matching type wins: subclasses before bases.
+_CODECS: list[tuple[type, str, Callable[[Any], Any], Callable[[Any], Any]]] = [
+    (type(pd.NaT), "NaT", lambda o: None, lambda v: pd.NaT),
+    (type(pd.NA), "NA", lambda o: None, lambda v: pd.NA),
+    (pd.Timestamp, "Timestamp", _iso_tz, lambda v: _in_tz(pd.Timestamp(v[0]), v[1])),
+    (datetime, "datetime", _iso_tz, lambda v: _in_tz(datetime.fromisoformat(v[0]), v[1])),
+    (date, "date", date.isoformat, date.fromisoformat),
+    (time, "time", time.isoformat, time.fromisoformat),
+    (pd.Timedelta, "Timedelta", lambda o: o.isoformat(), pd.Timedelta),
+    (timedelta, "timedelta", lambda o: [o.days, o.seconds, o.microseconds], lambda v: timedelta(*v)),
+    (Decimal, "decimal", str, Decimal),
+    (uuid.UUID, "uuid", str, uuid.UUID),
+    (ObjectId, "objectid", str, ObjectId),
+    (bytes, "bytes", lambda o: base64.b64encode(o).decode("ascii"), base64.b64decode),
+    (frozenset, "frozenset", list, frozenset),
+    (set, "set", list, set),
+    (tuple, "tuple", list, tuple),  # reached through _prepare: json encodes tuples as lists itself
+    (np.ndarray, "ndarray", _encode_array, _decode_array),
+    (np.generic, "numpy", lambda o: _encode_array(np.asarray(o)), lambda v: _decode_array(v)[()]),
+    (pd.MultiIndex, "MultiIndex", _encode_multi, lambda v: pd.MultiIndex.from_arrays(v[1:], names=v[0])),
+    (
+        pd.RangeIndex,
+        "RangeIndex",
+        lambda o: [o.start, o.stop, o.step, o.name],
+        lambda v: pd.RangeIndex(*v[:3], name=v[3]),
+    ),
+    (pd.Index, "Index", _encode_index, _decode_index),
+    (pd.Series, "Series", _encode_series, lambda v: pd.Series(v["values"], v["index"], v["dtype"], v["name"])),
+    (pd.DataFrame, "DataFrame", _encode_frame, _decode_frame),
 ]
-_DECODERS: dict[str, Callable[[Any], Any]] = {
-    "NaT": lambda v: pd.NaT,
-    "NA": lambda v: pd.NA,
-    "Timestamp": lambda v: _in_tz(pd.Timestamp(v[0]), v[1]),
-    "datetime": lambda v: _in_tz(datetime.fromisoformat(v[0]), v[1]),
-    "date": date.fromisoformat,
-    "time": time.fromisoformat,
-    "Timedelta": pd.Timedelta,
-    "timedelta": lambda v: timedelta(*v),
-    "decimal": Decimal,
-    "uuid": uuid.UUID,
-    "objectid": ObjectId,
-    "bytes": base64.b64decode,
-    "frozenset": frozenset,
-    "set": set,
-    "tuple": tuple,
-    "dict": dict,
-    "ndarray": _decode_array,
-    "numpy": lambda v: _decode_array(v)[()],
-    "MultiIndex": lambda v: pd.MultiIndex.from_arrays(v[1:], names=v[0]),
-    "RangeIndex": lambda v: pd.RangeIndex(*v[:3], name=v[3]),
-    "Index": _decode_index,
-    "Series": lambda v: pd.Series(v["values"], v["index"], v["dtype"], v["name"]),
-    "DataFrame": _decode_frame,
-}
+_DECODERS = {marker: decode for _, marker, _, decode in _CODECS} | {"dict": dict}  # dict: see _prepare
 
 
 def _encode(obj: Any) -> dict[str, Any]:
-    for kind, marker, encode in _ENCODERS:
+    for kind, marker, encode, _ in _CODECS:
         if isinstance(obj, kind):
             return _as(marker, encode(obj))
     raise _unsupported(obj)
