@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from celery import Celery, chord, group
@@ -56,20 +56,38 @@ class Insights:
             return self
         overrides = {spec.task_name: spec.queue for spec in self.registry if spec.queue}
         self.celery.conf.update(celery_config(self.settings, overrides))
-        for kind in ("view", "query"):
+        for kind in ("view", "query", "handler"):
             for spec in self.registry.specs(kind):
-                self._bind(spec.task_name, _runner(self.call, spec), spec.doc)
-        for spec in self.registry.specs("handler"):
-            self._bind(spec.task_name, _handler_runner(self.run_handler, spec), spec.doc)
-        self._bind(RECORD_BATCH_TASK, _batch_recorder(self.record_batch), "Record which handlers of a batch succeeded.")
+                self._bind(spec.task_name, self._task_body(spec))
+
+        def record(outcomes: list[dict[str, Any]], batch_id: str) -> None:
+            """Record which handlers of a batch succeeded."""
+            self.record_batch(outcomes, batch_id)
+
+        self._bind(RECORD_BATCH_TASK, record)
         self.properties = {name: self.registry.get("property", name).func for name in self.registry.names("property")}
         self.registry.freeze()
         self.finalized = True
         return self
 
-    def _bind(self, name: str, run: Any, doc: str) -> None:
-        run.__doc__ = doc
-        self.celery.task(name=name, shared=False, typing=False)(run)
+    def _bind(self, name: str, body: Callable[..., Any]) -> None:
+        self.celery.task(name=name, shared=False, typing=False)(body)
+
+    def _task_body(self, spec: Spec) -> Callable[..., Any]:
+        """The function a spec's Celery task runs: the handler wrapper, or the injected call."""
+        if spec.kind == "handler":
+
+            def run(events: list[dict[str, Any]]) -> dict[str, Any]:
+                return self.run_handler(spec, events)
+
+        else:
+
+            def run(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+                return self.call(spec, args, kwargs)
+
+        run.__name__ = spec.func.__name__
+        run.__doc__ = spec.doc
+        return run
 
     def queue_of(self, spec: Spec) -> str:
         """The queue a view, query or handler task is sent to."""
@@ -133,29 +151,6 @@ class Insights:
         body = self.celery.signature(RECORD_BATCH_TASK, kwargs={"batch_id": batch_id}, immutable=False)
         chord(header, body).apply_async(task_id=batch_id)
         return batch_id
-
-
-def _runner(call: Any, spec: Spec) -> Any:
-    def run(*args: Any, **kwargs: Any) -> Any:
-        return call(spec, args, kwargs)
-
-    run.__name__ = spec.func.__name__
-    return run
-
-
-def _handler_runner(run_handler: Any, spec: Spec) -> Any:
-    def run(events: list[dict[str, Any]]) -> dict[str, Any]:
-        return run_handler(spec, events)
-
-    run.__name__ = spec.func.__name__
-    return run
-
-
-def _batch_recorder(record_batch: Any) -> Any:
-    def record(outcomes: list[dict[str, Any]], batch_id: str) -> None:
-        record_batch(outcomes, batch_id)
-
-    return record
 
 
 def create_insights(settings: Settings | None = None, *, load_modules: bool = True) -> Insights:
