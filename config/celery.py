@@ -30,8 +30,14 @@ def celery_config(settings: Settings, queue_overrides: Mapping[str, str] | None 
         "result_expires": settings.result_expires,
         "result_extended": False,
         "result_chord_join_timeout": 30.0,
-        # Unacked messages come back after this; must exceed the longest task.
-        "broker_transport_options": {"visibility_timeout": 3600, "confirm_publish": True},
+        # Redis: unacked messages of a dead worker come back after the visibility timeout (it
+        # must exceed the longest task); sweep for them every few seconds, not every 100 s.
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 4)),
+            "unacked_restore_throttle": 1,
+            "confirm_publish": True,
+        },
         "broker_connection_retry_on_startup": True,
         # Flower: task events with readable names, SENT events too.
         "worker_send_task_events": True,

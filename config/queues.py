@@ -19,6 +19,19 @@ def default_queue(kind: str, queues: Queues) -> str:
     return {"view": queues.views, "query": queues.queries, "handler": queues.events}[kind]
 
 
+SHARD_KINDS = ("user", "resource")
+
+
+def shard_queue(queues: Queues, kind: str, shard: int) -> str:
+    """The queue of one shard of per-user or per-resource handlers, e.g. ``events.user.3``."""
+    return f"{queues.events}.{kind}.{shard}"
+
+
+def shard_queues(queues: Queues, shards: int) -> list[str]:
+    """Every shard queue; each needs exactly one single-process consumer to keep order."""
+    return [shard_queue(queues, kind, k) for kind in SHARD_KINDS for k in range(shards)]
+
+
 def task_routes(queues: Queues, overrides: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Celery ``task_routes``: exact task names first (decorator ``queue=``), then globs by kind."""
     exact = {name: {"queue": queue} for name, queue in (overrides or {}).items()}

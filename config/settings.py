@@ -45,6 +45,14 @@ class Settings:
     result_expires: int = 24 * 3600
     batch_record_ttl: int = 7 * 24 * 3600
     max_request_bytes: int = 16 * 1024 * 1024
+    batch_size: int = 500
+    batch_interval: float = 0.1
+    dedupe_window: int = 7 * 24 * 3600
+    shards: int = 4
+    visibility_timeout: int = 3600
+    handler_attempts: int = 3
+    handler_backoff: float = 0.5
+    deadletter_max: int = 100_000
     web_host: str = "127.0.0.1"
     web_port: int = 8000
 
@@ -70,6 +78,11 @@ class Settings:
             raise ConfigError("no MongoDB: set MONGO_URL (or start the embedded nx-27017)")
         return self.mongo_url
 
+    @property
+    def event_log_dir(self) -> Path:
+        """Folder of the event log's JSON-lines segments."""
+        return self.data_dir / "eventlog"
+
     def with_urls(self, redis_url: str | None = None, mongo_url: str | None = None) -> Settings:
         """A copy with the Redis and/or MongoDB URL filled in (e.g. by embedded servers)."""
         return replace(self, redis_url=redis_url or self.redis_url, mongo_url=mongo_url or self.mongo_url)
@@ -86,6 +99,14 @@ class Settings:
             "INSIGHTS_RESULT_EXPIRES": str(self.result_expires),
             "INSIGHTS_BATCH_RECORD_TTL": str(self.batch_record_ttl),
             "INSIGHTS_MAX_REQUEST_BYTES": str(self.max_request_bytes),
+            "INSIGHTS_BATCH_SIZE": str(self.batch_size),
+            "INSIGHTS_BATCH_INTERVAL": str(self.batch_interval),
+            "INSIGHTS_DEDUPE_WINDOW": str(self.dedupe_window),
+            "INSIGHTS_SHARDS": str(self.shards),
+            "INSIGHTS_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
+            "INSIGHTS_HANDLER_ATTEMPTS": str(self.handler_attempts),
+            "INSIGHTS_HANDLER_BACKOFF": str(self.handler_backoff),
+            "INSIGHTS_DEADLETTER_MAX": str(self.deadletter_max),
             "INSIGHTS_HOST": self.web_host,
             "INSIGHTS_PORT": str(self.web_port),
         }
@@ -120,6 +141,14 @@ class Settings:
             result_expires=int(_number(env, "INSIGHTS_RESULT_EXPIRES", 24 * 3600)),
             batch_record_ttl=int(_number(env, "INSIGHTS_BATCH_RECORD_TTL", 7 * 24 * 3600)),
             max_request_bytes=int(_number(env, "INSIGHTS_MAX_REQUEST_BYTES", 16 * 1024 * 1024)),
+            batch_size=int(_number(env, "INSIGHTS_BATCH_SIZE", 500)),
+            batch_interval=_number(env, "INSIGHTS_BATCH_INTERVAL", 0.1),
+            dedupe_window=int(_number(env, "INSIGHTS_DEDUPE_WINDOW", 7 * 24 * 3600)),
+            shards=int(_number(env, "INSIGHTS_SHARDS", 4)),
+            visibility_timeout=int(_number(env, "INSIGHTS_VISIBILITY_TIMEOUT", 3600)),
+            handler_attempts=int(_number(env, "INSIGHTS_HANDLER_ATTEMPTS", 3)),
+            handler_backoff=_number(env, "INSIGHTS_HANDLER_BACKOFF", 0.5),
+            deadletter_max=int(_number(env, "INSIGHTS_DEADLETTER_MAX", 100_000)),
             web_host=env.get("INSIGHTS_HOST", "127.0.0.1"),
             web_port=int(_number(env, "INSIGHTS_PORT", 8000)),
         )

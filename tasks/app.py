@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import logging
-import traceback
-import uuid
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from celery import Celery, chord, group
+from celery import Celery
 
 from config.celery import celery_config
 from config.queues import default_queue
 from config.settings import Settings
-from tasks.batches import BatchRecords
+from tasks.batches import BatchStore
 from tasks.callers import Caller
+from tasks.deadletter import DeadLetters
+from tasks.dispatch import RECORD_BATCH_TASK, dispatch, select_all
+from tasks.errors import ArgumentError
+from tasks.event_ids import event_id
 from tasks.events import Event, Property
+from tasks.handling import run_handler_task
 from tasks.inject import bind_arguments, injected_names
+from tasks.intake import Intake
 from tasks.registry import Registry, Spec
 from tasks.serialization import register_kombu_serializer
 from tasks.services import Services
 
 log = logging.getLogger(__name__)
 
-RECORD_BATCH_TASK = "batch.record"
+__all__ = ["RECORD_BATCH_TASK", "Insights", "create_insights"]
 
 
 class Insights:
@@ -41,9 +46,19 @@ class Insights:
         self.finalized = False
 
     @property
-    def batches(self) -> BatchRecords:
-        """Records of dispatched event batches."""
-        return BatchRecords(self.services.redis, self.settings.batch_record_ttl)
+    def store(self) -> BatchStore:
+        """Events, records and receipts of batches."""
+        return BatchStore(self.services.redis, self.settings.batch_record_ttl)
+
+    @property
+    def intake(self) -> Intake:
+        """The durable intake stream the web app appends accepted events to."""
+        return Intake(self.services.redis)
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """Events handlers failed on after every retry."""
+        return DeadLetters(self.services.redis, self.settings.deadletter_max)
 
     # Set-up -------------------------------------------------------------------------
     def load_modules(self) -> list[str]:
@@ -77,8 +92,8 @@ class Insights:
         """The function a spec's Celery task runs: the handler wrapper, or the injected call."""
         if spec.kind == "handler":
 
-            def run(events: list[dict[str, Any]]) -> dict[str, Any]:
-                return self.run_handler(spec, events)
+            def run(batch_id: str, indices: list[int] | None, label: str) -> dict[str, Any]:
+                return self.run_handler(spec, batch_id, indices, label)
 
         else:
 
@@ -110,47 +125,47 @@ class Insights:
             return self.views
         return getattr(self.services, name)(spec.module)
 
-    def event(self, raw: dict[str, Any]) -> Event:
+    def event(self, raw: dict[str, Any], id: str | None = None, received: float | None = None) -> Event:
         """Wrap a raw event dict with the registered event properties."""
-        return Event(raw, self.properties)
+        return Event(raw, self.properties, id, received)
 
-    def run_handler(self, spec: Spec, raw_events: list[dict[str, Any]]) -> dict[str, Any]:
-        """Run one handler on a batch; never raises, returns the outcome for the batch record.
+    def handler_names(self) -> list[str]:
+        """Task names of every registered event handler."""
+        return [spec.task_name for spec in self.registry.specs("handler")]
 
-        The outcome is deterministic (no timings): a redelivered chord member must return the
-        same result as its first run.
-        """
-        try:
-            self.call(spec, (), {"events": [self.event(raw) for raw in raw_events]})
-        except Exception as exc:
-            log.exception("%s failed on a batch of %d events", spec.label, len(raw_events))
-            return {
-                "handler": spec.task_name,
-                "ok": False,
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(),
-            }
-        return {"handler": spec.task_name, "ok": True, "error": None}
+    def resolve_handlers(self, names: Sequence[str]) -> list[str]:
+        """Handler task names for names given as task names, ``module.function`` or ``function``."""
+        known = self.handler_names()
+        resolved = []
+        for name in names:
+            matches = [t for t in known if t == name or t.endswith("." + name)]
+            if len(matches) != 1:
+                problem = "matches several handlers" if matches else "is not a registered handler"
+                raise ArgumentError(f"{name!r} {problem}; handlers: {', '.join(known)}")
+            resolved.append(matches[0])
+        return resolved
+
+    def handler_spec(self, task_name: str) -> Spec:
+        """The handler registered under a task name."""
+        return self.registry.get("handler", task_name)
+
+    def run_handler(self, spec: Spec, batch_id: str, indices: list[int] | None, label: str) -> dict[str, Any]:
+        """Run one handler task of a batch; never raises: returns the outcome for the batch record."""
+        return run_handler_task(self, spec, batch_id, indices, label)
 
     def record_batch(self, outcomes: list[dict[str, Any]], batch_id: str) -> None:
-        """Chord callback: store every handler's outcome for the batch."""
-        record = self.batches.finish(batch_id, outcomes)
+        """Chord callback: store every handler task's outcome for the batch."""
+        record = self.store.finish(batch_id, outcomes)
         if record["failed"]:
             log.warning("batch %s: handlers failed: %s", batch_id, ", ".join(record["failed"]))
 
     # Dispatch -----------------------------------------------------------------------
-    def dispatch_events(self, raw_events: list[dict[str, Any]]) -> str:
-        """Send a batch to every handler as one chord; returns the batch id once the broker has it."""
-        batch_id = uuid.uuid4().hex
-        handlers = [spec.task_name for spec in self.registry.specs("handler")]
-        self.batches.start(batch_id, len(raw_events), handlers)
-        if not handlers:
-            self.record_batch([], batch_id)
-            return batch_id
-        header = group(self.celery.signature(name, args=(raw_events,)) for name in handlers)
-        body = self.celery.signature(RECORD_BATCH_TASK, kwargs={"batch_id": batch_id}, immutable=False)
-        chord(header, body).apply_async(task_id=batch_id)
-        return batch_id
+    def dispatch_events(self, raw_events: Sequence[dict[str, Any]], handlers: Sequence[str] | None = None) -> str:
+        """Send events straight to handlers (all by default) as one chord, without dedupe; returns the batch id."""
+        now = time.time()
+        records = [[event_id(raw), now, raw] for raw in raw_events]
+        names = handlers if handlers is not None else self.handler_names()
+        return dispatch(self, records, select_all(names))
 
 
 def create_insights(settings: Settings | None = None, *, load_modules: bool = True) -> Insights:

@@ -1,8 +1,9 @@
-"""Command line: ``python -m tasks.cli run`` starts everything for one machine.
+"""Command line: ``python -m tasks.cli run|batcher|deadletters|replay``.
 
 ``run`` starts an embedded Redis and/or nx-27017 when ``REDIS_URL`` / ``MONGO_URL`` are
-not configured, then the web app (gunicorn), one worker consuming every queue, and beat;
-Ctrl-C (or SIGTERM) stops them all, servers last.
+not configured, then the web app (gunicorn), the batcher, one worker consuming every
+queue, one single-process worker for the shard queues, and beat; Ctrl-C (or SIGTERM)
+stops them all, servers last.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from types import FrameType
 
+from config.queues import shard_queues
 from config.settings import Settings
+from tasks.app import create_insights
+from tasks.batcher import Batcher
+from tasks.deadletter import retry_dead_letters
 from tasks.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
 
 log = logging.getLogger("insights")
@@ -41,11 +47,16 @@ def process_commands(settings: Settings) -> dict[str, list[str]]:
     """The web, worker and beat command lines for this machine."""
     python = sys.executable
     queues = ",".join(settings.queues.all())
+    shards = ",".join(shard_queues(settings.queues, settings.shards))
+    celery = [python, "-m", "celery", "-A", "tasks.worker"]
     return {
         "web": [python, "-m", "gunicorn", "-w", "2", "-b", f"{settings.web_host}:{settings.web_port}", "web.wsgi:app"],
-        "worker": [python, "-m", "celery", "-A", "tasks.worker", "worker", "-Q", queues, "-l", "INFO", "-c", "2"],
+        "batcher": [python, "-m", "tasks.cli", "batcher"],
+        "worker": [*celery, "worker", "-Q", queues, "-l", "INFO", "-c", "2", "-n", "main@%h"],
+        # One single-process consumer for every shard queue keeps per-user/per-resource order.
+        "shards": [*celery, "worker", "-Q", shards, "-l", "INFO", "-P", "solo", "-n", "shards@%h"],
         "beat": [
-            python, "-m", "celery", "-A", "tasks.worker", "beat", "-l", "INFO",
+            *celery, "beat", "-l", "INFO",
             "-s", str(settings.data_dir / "celerybeat-schedule"),
         ],
     }  # fmt: skip
@@ -88,16 +99,55 @@ def run(settings: Settings) -> int:
     return 0
 
 
+def batcher(settings: Settings) -> int:
+    """Run the batcher until SIGTERM/SIGINT, then flush what it holds."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    Batcher(create_insights(settings)).run(stop)
+    return 0
+
+
+def dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    """List dead letters, or dispatch them again once the handler is fixed."""
+    app = create_insights(settings)
+    handler = app.resolve_handlers([args.handler])[0] if args.handler else None
+    if args.action == "list":
+        for letter in app.dead_letters.list(handler):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(letter["time"]))
+            print(f"{letter['id']}  {when}  {letter['handler']}  {len(letter['events'])} event(s)  {letter['error']}")
+        return 0
+    batches = retry_dead_letters(app, handler, args.ids)
+    print(f"dispatched again as {len(batches)} batch(es): {' '.join(batches) or '-'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tasks.cli``."""
     parser = argparse.ArgumentParser(prog="insights", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start embedded servers (if needed), web, worker and beat")
-    args = parser.parse_args(argv)
+    commands.add_parser("run", help="start embedded servers (if needed), web, batcher, workers and beat")
+    commands.add_parser("batcher", help="turn the intake stream into dispatched batches")
+    letters = commands.add_parser("deadletters", help="list or retry events handlers failed on")
+    letters.add_argument("action", choices=["list", "retry"])
+    letters.add_argument("--handler", help="only this handler (task name, module.function or function)")
+    letters.add_argument("ids", nargs="*", help="only these dead letters (retry)")
+    commands.add_parser("replay", help="feed the event log or tracking-log files through the pipeline", add_help=False)
+    args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    if args.command == "replay":
+        from tasks.replay import replay_main  # only this command needs tqdm
+
+        app = create_insights(settings)
+        return replay_main(rest, settings, resolve_handlers=app.resolve_handlers)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "run":
-        return run(Settings.from_env())
-    return 2
+        return run(settings)
+    if args.command == "batcher":
+        return batcher(settings)
+    return dead_letters(settings, args)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
 OPTIONS = {
     "view": {"name", "queue", "fallback"},
     "query": {"name", "queue", "fallback"},
-    "handler": {"queue"},
+    "handler": {"queue", "per_user", "per_resource", "attempts", "backoff"},
     "property": {"name", "fallback"},
 }
 
@@ -63,17 +63,38 @@ def _decorator(kind: str, func: Callable[..., Any] | None, options: dict[str, An
     if not isinstance(fallback, bool):
         raise RegistrationError(f"@{_public(kind)}: fallback must be True or False, got {fallback!r}")
 
+    extra = _handler_options(options) if kind == "handler" else {}
+
     def record(f: F) -> F:
         if not callable(f):
             raise RegistrationError(f"@{_public(kind)} decorates functions, got {f!r}")
         names = _names(kind, options.get("name"), f)
         check_signature(kind, f)
-        declaration = Declaration(kind, names, queue, fallback)
+        declaration = Declaration(kind, names, queue, fallback, extra)
         existing = getattr(f, DECLARATIONS_ATTR, ())
         setattr(f, DECLARATIONS_ATTR, (*existing, declaration))
         return f
 
     return record(func) if func is not None else record
+
+
+def _handler_options(options: dict[str, Any]) -> dict[str, Any]:
+    extra: dict[str, Any] = {k: options[k] for k in ("per_user", "per_resource", "attempts", "backoff") if k in options}
+    for flag in ("per_user", "per_resource"):
+        if not isinstance(extra.get(flag, False), bool):
+            raise RegistrationError(f"@event_handler: {flag} must be True or False, got {extra[flag]!r}")
+    sharded = extra.get("per_user", False) or extra.get("per_resource", False)
+    if extra.get("per_user") and extra.get("per_resource"):
+        raise RegistrationError("@event_handler: choose per_user or per_resource, not both")
+    if sharded and options.get("queue"):
+        raise RegistrationError("@event_handler: a per-user/per-resource handler runs on shard queues; drop queue=")
+    attempts = extra.get("attempts", 1)
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+        raise RegistrationError(f"@event_handler: attempts must be a whole number >= 1, got {attempts!r}")
+    backoff = extra.get("backoff", 0)
+    if not isinstance(backoff, (int, float)) or isinstance(backoff, bool) or backoff < 0:
+        raise RegistrationError(f"@event_handler: backoff must be seconds >= 0, got {backoff!r}")
+    return extra
 
 
 def _names(kind: str, name: Any, func: Callable[..., Any]) -> tuple[str, ...]:
@@ -130,7 +151,13 @@ def event_handler(func: F, /) -> F: ...
 @overload
 def event_handler(func: None = None, /, **options: Any) -> Callable[[F], F]: ...
 def event_handler(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """Declare an event handler: receives every batch of events as ``events``. Option: queue."""
+    """Declare an event handler: receives every batch of events as ``events`` (a list).
+
+    Options: ``queue``; ``per_user=True`` / ``per_resource=True`` (events of one user /
+    resource reach the handler in order, on shard queues); ``attempts`` (tries before the
+    failing events are isolated and dead-lettered) and ``backoff`` (seconds before the
+    first retry, doubling).
+    """
     return _decorator("handler", func, options)
 
 

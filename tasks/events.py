@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.errors import InvalidEvent
+from tasks.event_ids import event_id
 
 Property = Callable[["Event"], Any]
 
@@ -14,16 +16,32 @@ Property = Callable[["Event"], Any]
 class Event(Mapping[str, Any]):
     """One tracking event: a read-only dict plus attributes from ``@event_property``.
 
-    ``evt["user"]`` reads the raw field, ``evt.agent`` a registered property, and
-    ``evt.event`` is the raw dict itself (for storing it as is).
+    ``evt["user"]`` reads the raw field, ``evt.agent`` a registered property,
+    ``evt.event`` is the raw dict itself (for storing it as is), ``evt.id`` the event's
+    id (see ``tasks.event_ids``) and ``evt.received`` when it was accepted (unix time).
     """
 
-    __slots__ = ("_computed", "_properties", "_raw")
+    __slots__ = ("_computed", "_id", "_properties", "_raw", "received")
 
-    def __init__(self, raw: Mapping[str, Any], properties: Mapping[str, Property] | None = None) -> None:
+    def __init__(
+        self,
+        raw: Mapping[str, Any],
+        properties: Mapping[str, Property] | None = None,
+        id: str | None = None,
+        received: float | None = None,
+    ) -> None:
         object.__setattr__(self, "_raw", raw)
         object.__setattr__(self, "_properties", properties or {})
         object.__setattr__(self, "_computed", {})
+        object.__setattr__(self, "_id", id)
+        object.__setattr__(self, "received", received)
+
+    @property
+    def id(self) -> str:
+        """The event's id: the one it carries, or a UUID5 of its canonical JSON."""
+        if self._id is None:
+            object.__setattr__(self, "_id", event_id(self._raw))
+        return self._id
 
     @property
     def event(self) -> dict[str, Any]:
@@ -58,54 +76,85 @@ class Event(Mapping[str, Any]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # copy/pickle would otherwise build an empty instance and recurse in __getattr__.
-        return (type(self), (self._raw, self._properties))
+        return (type(self), (self._raw, self._properties, self._id, self.received))
 
 
-def parse_events(payload: Any) -> list[dict[str, Any]]:
-    """Turn what an LMS sent into a list of event dicts.
+@dataclass
+class ParsedEvents:
+    """The events found in a request, and the items refused (by index, with the reason)."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    #: The body was a JSON array of objects and every item was accepted: it can be stored verbatim.
+    verbatim: bool = False
+
+
+def parse_events(payload: Any) -> ParsedEvents:
+    """Turn what an LMS sent into event dicts, refusing bad items one by one.
 
     Accepts one event (a JSON object), a list of events, a JSON string of either, a list
-    of JSON strings, or newline-delimited JSON. Raises ``InvalidEvent`` saying which
-    item is wrong.
+    of JSON strings, or newline-delimited JSON. Items that are not JSON objects are
+    reported in ``rejected`` by index (line number, for JSON lines). Raises
+    ``InvalidEvent`` when the body as a whole is unusable or holds no valid event.
     """
     if isinstance(payload, (bytes, bytearray)):
         try:
             payload = payload.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidEvent(f"the request body is not UTF-8 (byte {exc.start})") from None
+    line_numbers: list[int] | None = None
     if isinstance(payload, str):
-        payload = _parse_text(payload)
+        payload, line_numbers = _parse_text(payload)
     items = payload if isinstance(payload, list) else [payload]
-    events = []
+    parsed = ParsedEvents(verbatim=isinstance(payload, list) and line_numbers is None)
     for index, item in enumerate(items):
+        where = f"item {index}" if line_numbers is None else f"line {line_numbers[index]}"
         if isinstance(item, str):
-            item = _parse_json(item, f"item {index}")
-        if not isinstance(item, dict):
-            raise InvalidEvent(f"item {index} is {_kind(item)}, not an event (a JSON object)")
-        events.append(item)
-    if not events:
+            try:
+                item = _loads(item)
+            except ValueError as exc:
+                item = InvalidEvent(f"{where} is not valid JSON: {exc}")
+            parsed.verbatim = False
+        if isinstance(item, dict):
+            parsed.events.append(item)
+            continue
+        if isinstance(item, InvalidEvent):
+            reason = str(item)
+        else:
+            reason = f"{where} is {_kind(item)}, not an event (a JSON object)"
+        parsed.rejected.append({"index": index, "error": reason})
+        parsed.verbatim = False
+    if not parsed.events:
+        if parsed.rejected:
+            raise InvalidEvent(f"no valid event in the request; {parsed.rejected[0]['error']}")
         raise InvalidEvent("no events in the request")
-    return events
+    return parsed
 
 
-def _parse_text(text: str) -> Any:
-    stripped = text.strip()
-    if not stripped:
-        raise InvalidEvent("the request body is empty; send a JSON event, a list of events, or JSON lines")
-    try:
-        return json.loads(stripped)
-    except json.JSONDecodeError as first_error:
-        lines = text.splitlines()  # not stripped: line numbers count the body's leading blank lines
-        if len(stripped.splitlines()) < 2:
-            raise InvalidEvent(f"the request body is not JSON: {first_error}") from None
-        return [_parse_json(line, f"line {n + 1}") for n, line in enumerate(lines) if line.strip()]
-
-
-def _parse_json(text: str, where: str) -> Any:
+def _loads(text: str) -> Any:
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"{where} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _parse_text(text: str) -> tuple[Any, list[int] | None]:
+    """The JSON value of a body; for JSON lines, the lines' values and their line numbers."""
+    if not text.strip():
+        raise InvalidEvent("the request body is empty; send a JSON event, a list of events, or JSON lines")
+    try:
+        return _loads(text), None
+    except ValueError as first_error:
+        numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        if len(numbered) < 2:
+            raise InvalidEvent(f"the request body is not JSON: {first_error}") from None
+        values: list[Any] = []
+        for number, line in numbered:
+            try:
+                values.append(_loads(line))
+            except ValueError as exc:
+                values.append(InvalidEvent(f"line {number} is not valid JSON: {exc}"))
+        return values, [n for n, _ in numbered]
 
 
 def _kind(value: Any) -> str:

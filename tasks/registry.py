@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -35,6 +35,7 @@ class Spec:
     module: str
     queue: str | None = None
     fallback: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def name(self) -> str:
@@ -84,7 +85,17 @@ class Spec:
             "doc": self.doc,
             "task": self.task_name,
             "queue": self.queue,
+            "options": dict(self.options),
         }
+
+    @property
+    def shard_by(self) -> str | None:
+        """For an ordered handler, what its events are partitioned by: "user", "resource" or None."""
+        if self.options.get("per_user"):
+            return "user"
+        if self.options.get("per_resource"):
+            return "resource"
+        return None
 
 
 class Registry:
@@ -116,7 +127,17 @@ class Registry:
 
     def add_declared(self, module: str, func: Callable[..., Any], declaration: Declaration) -> None:
         """Register one decorator's declaration of ``func`` as part of analytics module ``module``."""
-        self.add(Spec(declaration.kind, declaration.names, func, module, declaration.queue, declaration.fallback))
+        self.add(
+            Spec(
+                declaration.kind,
+                declaration.names,
+                func,
+                module,
+                declaration.queue,
+                declaration.fallback,
+                dict(declaration.options),
+            )
+        )
 
     def add_module(self, module: str, python_module: ModuleType) -> None:
         """Register every decorated function defined in ``python_module``."""

@@ -6,6 +6,7 @@ Redis broker, exactly as in production; tests wait on results with timeouts.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,12 +17,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
+from config.queues import shard_queues
 from config.settings import ROOT, Settings
 from tasks.app import Insights, create_insights
 from tasks.embedded import EmbeddedMongo, EmbeddedRedis, free_port
+from tasks.intake import GROUP
 from web.app import create_app
 
 T = TypeVar("T")
@@ -39,6 +43,24 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 20.0, what: str = "
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+def wait_handled(client: FlaskClient, receipt: str) -> dict[str, Any]:
+    """Wait until every handler has run on the events of a receipt; returns the receipt's state."""
+
+    def done() -> Any:
+        state = client.get(f"/receipt/{receipt}").get_json()
+        return state if state["state"] == "done" else None
+
+    return wait_for(done, what=f"the events of receipt {receipt} to be handled")
+
+
+def send(client: FlaskClient, events: Any, **kwargs: Any) -> dict[str, Any]:
+    """POST events (any JSON value, or a ready body) and wait until they are handled."""
+    body = events if isinstance(events, (str, bytes)) else json.dumps(events)
+    response = client.post("/event", data=body, **kwargs)
+    assert response.status_code == 202, response.get_json()
+    return wait_handled(client, response.get_json()["receipt"])
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +90,9 @@ def settings(
         fs_root=data_dir / "files",
         module_packages=("modules", "tests.sample_modules"),
         result_timeout=20.0,
+        handler_backoff=0.02,
+        visibility_timeout=6,
+        shards=4,
     )
 
 
@@ -79,22 +104,31 @@ def insights(settings: Settings) -> Iterator[Insights]:
     app.services.close()
 
 
-def start_worker(
-    settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """Start a real ``celery worker`` process consuming every queue of ``settings``."""
-    env = {**os.environ, **settings.to_env(), **(extra_env or {})}
-    command = [
-        sys.executable, "-m", "celery", "-A", "tasks.worker", "worker",
-        "-Q", ",".join(settings.queues.all()), "-c", "2", "-l", "INFO",
-        "--without-mingle", "--without-gossip", "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
-    ]  # fmt: skip
+def start_process(settings: Settings, args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``python -m <args>`` with ``settings`` in its environment, logging to ``log_path``."""
+    env = {**os.environ, **settings.to_env()}
     with open(log_path, "ab") as log:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        command = [sys.executable, "-m", *args]
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
-def stop_worker(process: subprocess.Popen[bytes]) -> None:
-    """Stop a worker: warm shutdown, then kill if it does not go."""
+def start_worker(
+    settings: Settings, log_path: Path, queues: list[str] | None = None, solo: bool = False
+) -> subprocess.Popen[bytes]:  # in its own process group: a test may SIGKILL the whole worker
+    """Start a real ``celery worker`` process (every kind queue by default; ``solo`` for shard queues)."""
+    pool = ["-P", "solo"] if solo else ["-c", "2"]
+    return start_process(
+        settings,
+        ["celery", "-A", "tasks.worker", "worker", "-Q", ",".join(queues or settings.queues.all()), *pool,
+         "-l", "INFO", "--without-mingle", "--without-gossip", "-n", f"test-{time.monotonic_ns()}@%h"],
+        log_path,
+    )  # fmt: skip
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop a worker or batcher: SIGTERM (warm shutdown), then SIGKILL if it does not go."""
     process.terminate()
     try:
         process.wait(timeout=20)
@@ -103,32 +137,77 @@ def stop_worker(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+class Pipeline:
+    """Real processes behind a deployment: a prefork worker on the kind queues, two solo
+    workers sharing the shard queues (shards in parallel, each in order), and the batcher."""
+
+    def __init__(self, insights: Insights, logs: Path) -> None:
+        self.insights = insights
+        self.settings = insights.settings
+        self.logs = logs
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.batcher: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Pipeline:
+        """Start every process and wait until the workers answer pings and the batcher reads."""
+        shards = shard_queues(self.settings.queues, self.settings.shards)
+        self.add_worker()
+        self.add_worker(shards[0::2], solo=True)
+        self.add_worker(shards[1::2], solo=True)
+        self.batcher = start_process(self.settings, ["tasks.cli", "batcher"], self.logs / "batcher.log")
+        self.wait_for_workers()
+        wait_for(lambda: self._consumers() > 0 or self.batcher.poll() is not None, what="the batcher to start")
+        assert self.batcher.poll() is None, (self.logs / "batcher.log").read_text()[-3000:]
+        return self
+
+    def add_worker(self, queues: list[str] | None = None, solo: bool = False) -> subprocess.Popen[bytes]:
+        """Start one more worker (not waiting for it)."""
+        log = self.logs / f"worker-{len(self.workers)}.log"
+        process = start_worker(self.settings, log, queues, solo)
+        self.workers.append(process)
+        return process
+
+    def wait_for_workers(self) -> None:
+        """Wait until every live worker answers a ping; fail at once if one died."""
+
+        def answers() -> bool:
+            dead = [w.args for w in self.workers if w.poll() not in (None, -9)]
+            if dead:
+                pytest.fail(f"a worker exited early: {dead}; logs in {self.logs}")
+            alive = [w for w in self.workers if w.poll() is None]
+            return len(self.insights.celery.control.ping(timeout=0.5)) >= len(alive)
+
+        wait_for(answers, timeout=60, what="the workers to answer a ping")
+
+    def _consumers(self) -> int:
+        try:
+            return len(self.insights.services.redis.xinfo_consumers(self.insights.intake.stream, GROUP))
+        except redis.ResponseError:
+            return 0
+
+    def stop(self) -> None:
+        """Stop the batcher, then the workers."""
+        for process in [self.batcher, *self.workers]:
+            if process is not None and process.poll() is None:
+                stop_process(process)
+
+
 @pytest.fixture(scope="session")
-def worker(
-    insights: Insights, settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[subprocess.Popen[bytes]]:
-    """One real Celery worker process for the whole session, answering pings before tests start."""
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    process = start_worker(settings, log_path)
-
-    def answers() -> Any:
-        if process.poll() is not None:
-            pytest.fail(f"the worker exited with {process.returncode}; log:\n{log_path.read_text()[-3000:]}")
-        return insights.celery.control.ping(timeout=0.5)
-
-    wait_for(answers, timeout=60, what="the Celery worker to answer a ping")
-    yield process
-    stop_worker(process)
+def worker(insights: Insights, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """The session's pipeline processes (workers and batcher), shared by every test."""
+    pipeline = Pipeline(insights, tmp_path_factory.mktemp("processes")).start()
+    yield pipeline
+    pipeline.stop()
 
 
 @pytest.fixture
-def client(insights: Insights, worker: subprocess.Popen[bytes]) -> FlaskClient:
+def client(insights: Insights, worker: Pipeline) -> FlaskClient:
     """A Flask test client of the web app, with a live worker behind it."""
     return create_app(insights).test_client()
 
 
 @pytest.fixture(scope="session")
-def live_server(insights: Insights, worker: subprocess.Popen[bytes]) -> Iterator[str]:
+def live_server(insights: Insights, worker: Pipeline) -> Iterator[str]:
     """The web app served over real HTTP (threaded werkzeug) on a free port; yields its base URL."""
     server = make_server("127.0.0.1", free_port(), create_app(insights), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -1,4 +1,4 @@
-"""HTTP API: views, queries, schema, event properties, event intake, batch records, files."""
+"""HTTP API: views, queries, schema, event properties, module files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from kombu.exceptions import OperationalError
 
 from tasks.app import Insights
-from tasks.events import parse_events
 from tasks.inject import bind_arguments
 from tasks.registry import Spec
 from tasks.serialization import dumps_plain
@@ -61,30 +60,6 @@ def event_properties() -> Any:
     return jsonify([{"name": s.name, "aliases": list(s.names[1:]), "module": s.module, "doc": s.doc} for s in specs])
 
 
-@api.route("/event", methods=["GET", "POST"])
-def post_events() -> tuple[Response, int]:
-    """Accept one event or a batch and dispatch it to every handler as one chord (202).
-
-    The body is the event(s) as JSON; a form or query string with a ``msg`` field (what
-    ``logging.handlers.HTTPHandler`` sends) carries them in ``msg``.
-    """
-    events = parse_events(_event_payload())
-    try:
-        batch_id = insights().dispatch_events(events)
-    except OperationalError as exc:
-        raise ApiError(503, f"the broker did not accept the events ({exc}); nothing was queued, send again") from None
-    return jsonify({"batch": batch_id, "events": len(events)}), 202
-
-
-@api.get("/batch/<batch_id>")
-def batch_record(batch_id: str) -> Response:
-    """Which handlers of a batch have succeeded or failed."""
-    record = insights().batches.get(batch_id)
-    if record is None:
-        raise ApiError(404, f"no batch {batch_id!r} (unknown, or its record expired)")
-    return jsonify(record)
-
-
 @api.get("/fs/<module>/<path:filename>")
 def module_file(module: str, filename: str) -> Response:
     """A file from a module's file store (what ``fs.get_url`` links to)."""
@@ -96,19 +71,6 @@ def module_file(module: str, filename: str) -> Response:
         raise ApiError(404, f"no file {filename!r} in module {module!r} (never written, removed, or expired)")
     mimetype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     return send_file(store.path(filename), mimetype=mimetype, max_age=0)
-
-
-def _event_payload() -> str | bytes:
-    if request.method == "GET":
-        if "msg" not in request.args:
-            raise ApiError(400, "GET /event needs a 'msg' argument holding the event JSON (as HTTPHandler sends)")
-        return request.args["msg"]
-    if request.mimetype == "application/x-www-form-urlencoded":
-        body = request.get_data(cache=True)
-        if "msg" in request.form:
-            return request.form["msg"]
-        return body
-    return request.get_data()
 
 
 def _run(kind: str, name: str) -> Any:

@@ -7,6 +7,7 @@ from flask import Flask
 from tasks.app import Insights, create_insights
 from web.api import api
 from web.errors import register_error_handlers
+from web.intake import intake
 from web.pages import pages
 
 
@@ -18,6 +19,7 @@ def create_app(insights: Insights | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["insights"] = insights
     app.register_blueprint(api)
+    app.register_blueprint(intake)
     app.register_blueprint(pages)
     register_error_handlers(app)
     return app

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 
 import numpy as np
 import pandas as pd
 
 from config.settings import Settings
 from tasks.app import RECORD_BATCH_TASK, Insights, create_insights
-from tests.conftest import wait_for
+from tests.conftest import Pipeline, wait_for
 
 TIMEOUT = 20
+
+
+def run_task(insights: Insights, name: str, *args: object, **kwargs: object) -> object:
+    """Send a task, wait for its result and release the result's subscription."""
+    result = insights.celery.tasks[name].apply_async(args=args, kwargs=kwargs)
+    try:
+        return result.get(timeout=TIMEOUT)
+    finally:
+        result.forget()
 
 
 def test_every_function_is_a_task_with_a_readable_name(insights: Insights) -> None:
@@ -33,34 +41,32 @@ def test_tasks_are_routed_to_their_kind_queue_or_the_one_their_decorator_names(i
     assert queue_of("query.on_reports_queue") == "reports"
 
 
-def test_numpy_and_pandas_results_cross_the_result_backend_intact(insights: Insights, worker: subprocess.Popen) -> None:
-    array = insights.celery.tasks["query.grades_array"].apply_async(kwargs={"course": "ab"}).get(timeout=TIMEOUT)
+def test_numpy_and_pandas_results_cross_the_result_backend_intact(insights: Insights, worker: Pipeline) -> None:
+    array = run_task(insights, "query.grades_array", course="ab")
     assert isinstance(array, np.ndarray) and array.dtype == np.int64
     np.testing.assert_array_equal(array, np.arange(6).reshape(2, 3) + 2)
-    frame = insights.celery.tasks["query.grades_frame"].apply_async(args=("c",)).get(timeout=TIMEOUT)
+    frame = run_task(insights, "query.grades_frame", "c")
     assert isinstance(frame, pd.DataFrame)
     assert frame["when"].dtype.kind == "M" and np.isnan(frame["grade"][1])
 
 
-def test_a_task_runs_a_query_by_any_alias_with_positional_arguments(
-    insights: Insights, worker: subprocess.Popen
-) -> None:
-    result = insights.celery.tasks["query.djt_user_event_count"].apply_async(args=("nobody-at-all",))
-    assert result.get(timeout=TIMEOUT) == 0
+def test_a_task_runs_a_query_by_any_alias_with_positional_arguments(insights: Insights, worker: Pipeline) -> None:
+    assert run_task(insights, "query.djt_user_event_count", "nobody-at-all") == 0
     assert insights.queries["edx.djt_three_name"]() == "I have three names"
 
 
 def test_a_batch_with_no_handlers_is_recorded_done_at_once(settings: Settings) -> None:
-    bare = create_insights(dataclasses.replace(settings, module_packages=("tests.sample_modules",)))
+    bare = create_insights(dataclasses.replace(settings, module_packages=("tests.sample_modules.datatypes",)))
     batch_id = bare.dispatch_events([{"a": 1}])
-    record = bare.batches.get(batch_id)
+    record = bare.store.get(batch_id)
     assert record is not None
     assert (record["state"], record["handlers"], record["failed"]) == ("done", {}, [])
 
 
-def test_the_batch_record_starts_pending_and_lists_every_handler(insights: Insights, worker: subprocess.Popen) -> None:
+def test_the_batch_record_starts_pending_and_lists_every_handler(insights: Insights, worker: Pipeline) -> None:
     batch_id = insights.dispatch_events([{"user": "pending-check"}])
-    record = wait_for(lambda: insights.batches.get(batch_id), what="the batch record")
-    assert set(record["handlers"]) == {spec.task_name for spec in insights.registry.specs("handler")}
-    done = wait_for(lambda: (r := insights.batches.get(batch_id)) and r["state"] == "done" and r, what="batch done")
+    record = wait_for(lambda: insights.store.get(batch_id), what="the batch record")
+    assert {label.split("#")[0] for label in record["handlers"]} == set(insights.handler_names())
+    assert "handler.pipeline.in_order#user." in " ".join(record["handlers"])  # an ordered handler runs per shard
+    done = wait_for(lambda: (r := insights.store.get(batch_id)) and r["state"] == "done" and r, what="batch done")
     assert done["events"] == 1 and done["failed"] == []

@@ -43,11 +43,11 @@ def test_run_starts_everything_with_embedded_servers_and_stops_cleanly(tmp_path:
         schema = wait_for(lambda: http("GET", f"{base}/schema")[1], timeout=60, what="the web app to serve /schema")
         assert {"djt_event_count", "djt_fake_user_count"} <= {entry["name"] for entry in schema}
         status, accepted = http("POST", f"{base}/event", json.dumps({"user": "someone"}).encode())
-        assert status == 202 and accepted["events"] == 1
+        assert status == 202 and accepted["accepted"] == 1
         wait_for(lambda: http("GET", f"{base}/query/djt_event_count")[1] == 1, timeout=60, what="the event count")
         children = psutil.Process(process.pid).children(recursive=True)
         names = " ".join(" ".join(child.cmdline()) for child in children)
-        for expected in ("redis-server", "nx_27017", "gunicorn", "worker", "beat"):
+        for expected in ("redis-server", "nx_27017", "gunicorn", "batcher", "main@", "shards@", "beat"):
             assert expected in names
     finally:
         process.send_signal(signal.SIGINT)

@@ -119,7 +119,8 @@ TWO = {"user": "bob", "n": 2}
     ],
 )
 def test_one_event_is_parsed(payload: Any) -> None:
-    assert parse_events(payload) == [ONE]
+    parsed = parse_events(payload)
+    assert (parsed.events, parsed.rejected, parsed.verbatim) == ([ONE], [], False)
 
 
 @pytest.mark.parametrize(
@@ -135,7 +136,14 @@ def test_one_event_is_parsed(payload: Any) -> None:
     ],
 )
 def test_several_events_are_parsed_in_order(payload: Any) -> None:
-    assert parse_events(payload) == [ONE, TWO]
+    assert parse_events(payload).events == [ONE, TWO]
+
+
+def test_only_a_json_array_of_objects_can_be_stored_verbatim() -> None:
+    assert parse_events(json.dumps([ONE, TWO])).verbatim
+    assert not parse_events(json.dumps([ONE, json.dumps(TWO)])).verbatim
+    assert not parse_events(json.dumps([ONE, 3])).verbatim
+    assert not parse_events(f"{json.dumps(ONE)}\n{json.dumps(TWO)}").verbatim
 
 
 def test_a_body_that_is_not_utf8_is_refused() -> None:
@@ -150,33 +158,36 @@ def test_an_empty_body_is_refused(payload: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("payload", "message"),
+    ("payload", "index", "message"),
     [
-        ([ONE, [1, 2]], "item 1 is a list"),
-        ([ONE, TWO, 3], "item 2 is a number"),
-        ('[{"a": 1}, "text"]', "item 1 is not valid JSON"),
-        ([ONE, json.dumps("text")], "item 1 is a string"),
-        ("[null]", "item 0 is null"),
-        ("true", "item 0 is a boolean"),
+        ([ONE, [1, 2]], 1, "item 1 is a list"),
+        ([ONE, TWO, 3], 2, "item 2 is a number"),
+        ('[{"a": 1}, "text"]', 1, "item 1 is not valid JSON"),
+        ([ONE, json.dumps("text")], 1, "item 1 is a string"),
     ],
 )
-def test_an_item_that_is_not_an_object_is_refused_by_index(payload: Any, message: str) -> None:
-    with pytest.raises(InvalidEvent, match=message):
+def test_an_item_that_is_not_an_object_is_rejected_by_index(payload: Any, index: int, message: str) -> None:
+    parsed = parse_events(payload)
+    assert [r["index"] for r in parsed.rejected] == [index]
+    assert message in parsed.rejected[0]["error"]
+    assert parsed.events and not parsed.verbatim
+
+
+@pytest.mark.parametrize(("payload", "message"), [("[null]", "item 0 is null"), ("true", "item 0 is a boolean")])
+def test_a_request_without_any_valid_event_is_refused(payload: Any, message: str) -> None:
+    with pytest.raises(InvalidEvent, match=f"no valid event in the request; {message}"):
         parse_events(payload)
 
 
-def test_a_bad_json_line_is_refused_by_line_number() -> None:
-    body = f"{json.dumps(ONE)}\n{json.dumps(TWO)}\n{{not json\n"
-
-    with pytest.raises(InvalidEvent, match="line 3 is not valid JSON"):
-        parse_events(body)
+def test_a_bad_json_line_is_rejected_by_line_number() -> None:
+    parsed = parse_events(f"{json.dumps(ONE)}\n{json.dumps(TWO)}\n{{not json\n")
+    assert parsed.events == [ONE, TWO]
+    assert "line 3 is not valid JSON" in parsed.rejected[0]["error"]
 
 
 def test_line_numbers_count_leading_blank_lines() -> None:
-    body = f"\n\n{json.dumps(ONE)}\n{{not json\n"
-
-    with pytest.raises(InvalidEvent, match="line 4 is not valid JSON"):
-        parse_events(body)
+    parsed = parse_events(f"\n\n{json.dumps(ONE)}\n{{not json\n")
+    assert "line 4 is not valid JSON" in parsed.rejected[0]["error"]
 
 
 def test_a_single_line_that_is_not_json_is_refused() -> None:

@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 from config.settings import Queues, Settings
 from tasks.app import create_insights
+from tests.conftest import send, wait_handled
 from web.app import create_app
 
 
@@ -98,9 +99,10 @@ def test_a_query_on_a_queue_no_worker_consumes_times_out(client: FlaskClient, se
         ("", "empty"),
         ("{not json", "not JSON"),
         ("[1, 2]", "item 0 is a number"),
-        ('["{\\"a\\": 1}", "oops"]', "item 1 is not valid JSON"),
-        ('{"a": 1}\n{"b": \n', "line 2"),
+        ('["oops", 3]', "item 0 is not valid JSON"),
+        ('{"a": \n{"b": \n', "line 1"),
         (b"\xff\xfe", "UTF-8"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         ("[]", "no events"),
     ],
 )
@@ -108,6 +110,25 @@ def test_malformed_events_are_400_with_the_reason(client: FlaskClient, body: str
     response = client.post("/event", data=body, content_type="application/json")
     assert response.status_code == 400
     assert message in error_of(response)
+
+
+@pytest.mark.parametrize(
+    ("body", "accepted", "rejected"),
+    [
+        ('[{"ok": 1}, 2, "{\\"ok\\": 3}", "oops", [], {"ok": 4}]', 3, [1, 3, 4]),
+        ('{"ok": 1}\n\n{"b": \n[7]\n{"ok": 2}\n', 2, [1, 2]),
+    ],
+)
+def test_valid_events_are_accepted_and_invalid_ones_reported_by_index(
+    client: FlaskClient, body: str, accepted: int, rejected: list[int]
+) -> None:
+    response = client.post("/event", data=body, content_type="application/json")
+    assert response.status_code == 202
+    answer = response.get_json()
+    assert answer["accepted"] == accepted
+    assert [r["index"] for r in answer["rejected"]] == rejected
+    assert all(r["error"] for r in answer["rejected"])
+    wait_handled(client, answer["receipt"])
 
 
 def test_an_oversized_request_is_413(client: FlaskClient) -> None:
@@ -162,5 +183,4 @@ def test_file_names_cannot_leave_the_module_store(client: FlaskClient) -> None:
 
 
 def test_events_are_json_even_with_other_content_types(client: FlaskClient) -> None:
-    response = client.post("/event", data=json.dumps({"a": 1}), content_type="text/plain")
-    assert response.status_code == 202
+    send(client, json.dumps({"a": 1}), content_type="text/plain")

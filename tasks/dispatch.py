@@ -1,0 +1,74 @@
+"""Dispatch: one chord per batch, one task per handler (per shard for ordered handlers).
+
+The batch's events are stored once in Redis; each header task gets the batch id and the
+indices of the events meant for it. The chord's body, ``batch.record``, stores every
+outcome; handler tasks never raise, so the body always runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from celery import chord
+from celery.canvas import Signature
+
+from config.queues import shard_queue
+from tasks.batches import Record
+from tasks.shards import shard_of
+
+if TYPE_CHECKING:
+    from tasks.app import Insights
+
+RECORD_BATCH_TASK = "batch.record"
+
+# Which events of a batch go to a handler task: indices into the batch, or None for all.
+Selection = list[int] | None
+
+
+def dispatch(
+    app: Insights, records: Sequence[Record], selections: Mapping[str, Selection], receipts: Sequence[str] = ()
+) -> str:
+    """Store ``records`` and send them as one chord to the handler tasks named in ``selections``.
+
+    Returns the batch id once the broker has accepted the chord.
+    """
+    batch_id = uuid.uuid4().hex
+    header = [
+        sig for name, selection in selections.items() for sig in _signatures(app, batch_id, name, records, selection)
+    ]
+    labels = [sig.args[2] for sig in header]
+    store = app.store
+    if header:
+        store.put_events(batch_id, list(records))
+    store.start(batch_id, len(records), labels, receipts)
+    if not header:
+        store.finish(batch_id, [])
+        return batch_id
+    body = app.celery.signature(RECORD_BATCH_TASK, kwargs={"batch_id": batch_id})
+    chord(header, body).apply_async()
+    return batch_id
+
+
+def _signatures(
+    app: Insights, batch_id: str, name: str, records: Sequence[Record], selection: Selection
+) -> list[Signature]:
+    spec = app.handler_spec(name)
+    by = spec.shard_by
+    if by is None:
+        return [app.celery.signature(name, args=(batch_id, selection, name))]
+    shards: dict[int, list[int]] = {}
+    for index in range(len(records)) if selection is None else selection:
+        shards.setdefault(shard_of(records[index][2], by, app.settings.shards), []).append(index)
+    return [
+        app.celery.signature(name, args=(batch_id, indices, f"{name}#{by}.{shard}")).set(
+            queue=shard_queue(app.settings.queues, by, shard)
+        )
+        for shard, indices in sorted(shards.items())
+    ]
+
+
+def select_all(handlers: Sequence[str]) -> dict[str, Any]:
+    """A selection sending every event of a batch to each of ``handlers``."""
+    return dict.fromkeys(handlers)

@@ -1,0 +1,126 @@
+"""Running one handler on a batch: retries with backoff, then isolation of poison events.
+
+After ``attempts`` failed tries of the whole batch, the batch is split in halves, and
+halves that fail are split again, so that the events the handler can handle are handled
+and only the ones it fails on alone are returned as failures (to be dead-lettered).
+Handlers should be idempotent (use ``evt.id``): a retried or split batch runs some events
+again, as does a task redelivered after a worker crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+if TYPE_CHECKING:
+    from tasks.app import Insights
+    from tasks.registry import Spec
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Events the handler failed on, with the last error."""
+
+    items: Sequence[Any]
+    error: str
+    traceback: str
+
+
+def handle(
+    run: Callable[[Sequence[T]], object],
+    items: Sequence[T],
+    attempts: int = 1,
+    backoff: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Failure]:
+    """Run ``run(items)``, retrying and then isolating failures; returns what could not be handled."""
+    failure = None
+    for attempt in range(attempts):
+        failure = _try(run, items)
+        if failure is None:
+            return []
+        if _fatal(failure) or attempt == attempts - 1:
+            break
+        delay = min(MAX_BACKOFF, backoff * 2**attempt)
+        sleep(random.uniform(delay / 2, delay))  # jitter: retries of many batches do not align
+    assert failure is not None
+    return [failure] if _fatal(failure) else _isolate(run, items, failure)
+
+
+def _isolate(run: Callable[[Sequence[T]], object], items: Sequence[T], failure: Failure) -> list[Failure]:
+    if len(items) <= 1 or _fatal(failure):
+        return [failure]
+    middle = len(items) // 2
+    failures: list[Failure] = []
+    for half in (items[:middle], items[middle:]):
+        half_failure = _try(run, half)
+        if half_failure is not None:
+            failures.extend(_isolate(run, half, half_failure))
+    return failures
+
+
+def _try(run: Callable[[Sequence[T]], object], items: Sequence[T]) -> Failure | None:
+    try:
+        run(items)
+    except Exception as exc:
+        return Failure(items, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    return None
+
+
+def _fatal(failure: Failure) -> bool:
+    """A time limit is not the events' fault and splitting would only take longer."""
+    return failure.error.startswith(SoftTimeLimitExceeded.__name__)
+
+
+def run_handler_task(app: Insights, spec: Spec, batch_id: str, indices: list[int] | None, label: str) -> dict[str, Any]:
+    """The body of a handler task: run ``spec`` on its events of a batch, dead-letter what fails.
+
+    Returns a deterministic outcome; a task redelivered after it finished (worker killed
+    before the acknowledgement) returns the stored outcome without running again.
+    """
+    redis = app.services.redis
+    done_key = f"insights:done:{batch_id}:{label}"
+    finished = redis.get(done_key)
+    if finished is not None:
+        outcome: dict[str, Any] = json.loads(finished)
+        return outcome
+    try:
+        records = app.store.events(batch_id)
+    except KeyError as exc:
+        log.error("%s: %s", label, exc)
+        return {"handler": label, "ok": False, "events": 0, "dead_lettered": 0, "error": str(exc)}
+    if indices is not None:
+        records = [records[i] for i in indices]
+
+    def run(part: Sequence[list[Any]]) -> None:
+        app.call(spec, (), {"events": [app.event(raw, id, received) for id, received, raw in part]})
+
+    attempts = spec.options.get("attempts", app.settings.handler_attempts)
+    backoff = spec.options.get("backoff", app.settings.handler_backoff)
+    failures = handle(run, records, attempts, backoff)
+    for failure in failures:
+        log.error("%s dead-letters %d event(s): %s", label, len(failure.items), failure.error)
+        app.dead_letters.add(spec.task_name, failure.items, failure.error, failure.traceback, batch_id)
+    dead = sum(len(f.items) for f in failures)
+    outcome = {
+        "handler": label,
+        "ok": not failures,
+        "events": len(records),
+        "dead_lettered": dead,
+        "error": failures[0].error if failures else None,
+    }
+    redis.set(done_key, json.dumps(outcome), ex=app.settings.batch_record_ttl)
+    return outcome

@@ -1,0 +1,443 @@
+"""Replay: feed stored events back through the pipeline, resumably.
+
+Sources are callables ``source(start) -> iterator of (position after the event, event)``:
+``TrackingLogs`` reads the Open edX LMS's tracking-log files, ``EventLogSource`` the stored
+event log. ``replay`` submits their events in chunks to the intake stream (to every handler,
+or only to ``targets``), optionally rate-limited, with a progress bar and a checkpoint file
+that lets an interrupted replay continue where it stopped.
+
+Replays are safe to repeat: the batcher skips an event that a target handler has already
+handled (same ``tasks.event_ids.event_id``), so sending an event twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import itertools
+import json
+import logging
+import math
+import os
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import redis
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from config.settings import Settings
+from tasks.errors import InsightsError
+from tasks.eventlog import EventLog, Position
+from tasks.intake import STREAM, Intake
+
+log = logging.getLogger(__name__)
+
+Source = Callable[[Position | None], Iterator[tuple[Position, dict[str, Any]]]]
+OnMalformed = Callable[[str, int], None]
+
+CHECKPOINT_VERSION = 1
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+# -- sources -----------------------------------------------------------------------------------
+
+
+def read_tracking_logs(
+    paths: Sequence[Path], start: Position | None = None, *, on_malformed: OnMalformed | None = None
+) -> Iterator[tuple[Position, dict[str, Any]]]:
+    """Yield the events of Open edX tracking-log files (one JSON object per line), in the order given.
+
+    Gzipped files (``tracking.log-20261101.gz``) are recognized by their content and read
+    transparently. Blank lines are skipped; a line that is not a JSON object is logged as
+    ``file:line``, reported to ``on_malformed(file, line)`` and skipped; a truncated or corrupt
+    gzip stream ends its file the same way.
+
+    Positions are ``Position(str(path), n)``: ``n`` is the 1-based LINE NUMBER of the event's
+    line in the (decompressed) file, i.e. the number of lines consumed. ``start`` continues
+    after that line: files before ``start.segment`` and its first ``start.offset`` lines are
+    skipped (``ValueError`` if ``start.segment`` is not one of ``paths``).
+    """
+    files = [Path(path) for path in paths]
+    skip = 0
+    if start is not None:
+        names = [str(path) for path in files]
+        if start.segment not in names:
+            raise ValueError(f"cannot resume at {start.segment!r}: not one of the files to replay")
+        files = files[names.index(start.segment) :]
+        skip = start.offset
+    for path in files:
+        yield from _read_tracking_log(path, skip, on_malformed)
+        skip = 0
+
+
+def _read_tracking_log(
+    path: Path, skip: int, on_malformed: OnMalformed | None
+) -> Iterator[tuple[Position, dict[str, Any]]]:
+    name = str(path)
+    number = skip
+    with path.open("rb") as raw:
+        compressed = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw  # type: ignore[assignment]
+        try:
+            for line in itertools.islice(stream, skip, None):
+                number += 1
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:  # bad JSON or bad UTF-8
+                    event = None
+                if isinstance(event, dict):
+                    yield Position(name, number), event
+                else:
+                    log.warning("%s:%d: not a JSON object; line skipped", name, number)
+                    if on_malformed is not None:
+                        on_malformed(name, number)
+        except (EOFError, OSError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+            log.error("%s:%d: unreadable from here on (%s); rest of the file skipped", name, number + 1, error)
+            if on_malformed is not None:
+                on_malformed(name, number + 1)
+        finally:
+            if compressed:
+                stream.close()
+
+
+def read_event_log(
+    log: EventLog, start: Position | None = None, *, on_malformed: OnMalformed | None = None
+) -> Iterator[tuple[Position, dict[str, Any]]]:
+    """Yield ``(position, raw event)`` of the stored event log (the ``"event"`` of each record).
+
+    A snapshot: events appended while this runs (e.g. the ones the replay itself feeds back)
+    are not read. Records without an event object are reported like malformed lines.
+    """
+    for position, record in log.read(start, on_malformed=on_malformed):
+        event = record.get("event")
+        if isinstance(event, dict):
+            yield position, event
+        elif on_malformed is not None:
+            on_malformed(position.segment, position.offset)
+
+
+class TrackingLogs:
+    """A replay source over tracking-log files; counts malformed lines in ``skipped_malformed``."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = tuple(Path(path).absolute() for path in paths)
+        self.skipped_malformed = 0
+
+    @property
+    def description(self) -> str:
+        """What a checkpoint records to make sure it resumes the same files."""
+        return "tracking-logs:" + json.dumps([str(path) for path in self.paths])
+
+    def __call__(self, start: Position | None = None) -> Iterator[tuple[Position, dict[str, Any]]]:
+        return read_tracking_logs(self.paths, start, on_malformed=self._malformed)
+
+    def _malformed(self, segment: str, offset: int) -> None:
+        self.skipped_malformed += 1
+
+
+class EventLogSource:
+    """A replay source over the stored event log; counts malformed lines in ``skipped_malformed``."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self.skipped_malformed = 0
+
+    @property
+    def description(self) -> str:
+        """What a checkpoint records to make sure it resumes the same log."""
+        return f"eventlog:{self.log.directory.absolute()}"
+
+    def __call__(self, start: Position | None = None) -> Iterator[tuple[Position, dict[str, Any]]]:
+        return read_event_log(self.log, start, on_malformed=self._malformed)
+
+    def _malformed(self, segment: str, offset: int) -> None:
+        self.skipped_malformed += 1
+
+
+def source_description(source: Source) -> str:
+    """A source's ``description`` attribute, else its qualified name (pass ``description=`` to ``replay`` then)."""
+    description = getattr(source, "description", None)
+    if isinstance(description, str):
+        return description
+    func = getattr(source, "func", source)  # functools.partial
+    module = getattr(func, "__module__", type(func).__module__)
+    return f"{module}.{getattr(func, '__qualname__', type(func).__qualname__)}"
+
+
+# -- replay ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayStats:
+    """What one ``replay`` call did (counts are of this call only, not of earlier resumed runs)."""
+
+    events: int
+    chunks: int
+    skipped_malformed: int
+    seconds: float
+    resumed_from: Position | None
+
+
+class CheckpointError(ValueError):
+    """The checkpoint file belongs to another replay, or cannot be read."""
+
+
+class ReplayInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``replay``; the checkpoint (if any) holds the position to resume from."""
+
+    def __init__(self, stats: ReplayStats, checkpoint: Path | None) -> None:
+        super().__init__("replay interrupted")
+        self.stats = stats
+        self.checkpoint = checkpoint
+
+
+def replay(
+    intake: Intake,
+    source: Source,
+    *,
+    targets: Sequence[str] = (),
+    rate: float | None = None,
+    chunk_size: int = 500,
+    checkpoint: Path | None = None,
+    progress: bool = True,
+    total: int | None = None,
+    description: str | None = None,
+) -> ReplayStats:
+    """Submit every event of ``source`` to ``intake`` in chunks; returns what was done.
+
+    ``targets``: handler task names to deliver to (empty: every handler). ``rate``: at most
+    that many events per second, paced on the monotonic clock (a token bucket; the process
+    sleeps, it does not spin); with a rate a chunk holds at most one second's worth of events,
+    so the flow stays smooth. ``progress``: a tqdm bar on stderr (events, events/s, of
+    ``total`` when known).
+
+    ``checkpoint``: after each chunk is submitted, the position of its last event is written
+    to this file (JSON, replaced atomically), along with the source ``description`` (default:
+    ``source_description(source)``) and the targets. If the file exists when the replay starts,
+    the replay continues from its position, or raises ``CheckpointError`` (a ``ValueError``) if
+    it describes another source or other targets. The file is deleted once the source is
+    exhausted. An interruption at any point leaves the last checkpoint valid: Ctrl-C raises
+    ``ReplayInterrupted`` (a ``KeyboardInterrupt`` carrying the stats), other errors propagate
+    as they are. Because a chunk is submitted before its checkpoint is written, a crash between
+    the two makes the resumed replay send that one chunk again; the batcher drops events a
+    handler has already handled, so that repeat is harmless.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"rate must be a positive number of events per second, got {rate}")
+    wanted = sorted(set(targets))
+    description = description or source_description(source)
+    start, done_before = None, 0
+    if checkpoint is not None and checkpoint.exists():
+        start, done_before = _resume_point(checkpoint, description, wanted)
+        log.info("resuming %s after %s (%d events sent before)", description, start, done_before)
+    size = chunk_size if rate is None else max(1, min(chunk_size, int(rate)))
+    pacer = None if rate is None else _Pacer(rate, burst=size)
+    malformed_before = getattr(source, "skipped_malformed", 0)
+    began = time.monotonic()
+    stats = ReplayStats(events=0, chunks=0, skipped_malformed=0, seconds=0.0, resumed_from=start)
+
+    def finish() -> ReplayStats:
+        stats.seconds = time.monotonic() - began
+        stats.skipped_malformed = getattr(source, "skipped_malformed", 0) - malformed_before
+        return stats
+
+    def send(chunk: list[dict[str, Any]], position: Position) -> None:
+        if pacer is not None:
+            pacer.wait(len(chunk))
+        intake.submit(chunk, wanted)
+        stats.events += len(chunk)
+        stats.chunks += 1
+        if checkpoint is not None:
+            _write_checkpoint(checkpoint, description, wanted, position, done_before + stats.events)
+        bar.update(len(chunk))
+
+    bar = tqdm(
+        total=total, initial=done_before, desc="replay", unit="ev",
+        file=sys.stderr, disable=not progress, dynamic_ncols=True,
+    )  # fmt: skip
+    redirect = logging_redirect_tqdm() if progress else contextlib.nullcontext()
+    try:
+        with bar, redirect:
+            chunk: list[dict[str, Any]] = []
+            for position, event in source(start):
+                chunk.append(event)
+                if len(chunk) >= size:
+                    send(chunk, position)
+                    chunk = []
+            if chunk:
+                send(chunk, position)
+    except KeyboardInterrupt:
+        raise ReplayInterrupted(finish(), checkpoint) from None
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    return finish()
+
+
+class _Pacer:
+    """Token bucket: ``rate`` tokens a second, at most ``burst`` saved up; starts empty."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = 0.0
+        self.last = time.monotonic()
+
+    def wait(self, n: int) -> None:
+        """Sleep until ``n`` events may go, then spend them."""
+        while True:
+            now = time.monotonic()
+            self.tokens = min(max(self.burst, n), self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            if self.tokens >= n:
+                self.tokens -= n
+                return
+            time.sleep((n - self.tokens) / self.rate)
+
+
+def _resume_point(checkpoint: Path, description: str, targets: list[str]) -> tuple[Position, int]:
+    try:
+        state = json.loads(checkpoint.read_text())
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"unknown version {state.get('version')!r}")
+        position = Position.from_json(state["position"])
+        done = int(state.get("events", 0))
+        theirs = (state["source"], sorted(state["targets"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CheckpointError(
+            f"cannot read the replay checkpoint {checkpoint} ({error}); delete it to start the replay over"
+        ) from None
+    if theirs != (description, targets):
+
+        def show(source: str, names: list[str]) -> str:
+            return f"{source} to {', '.join(names) or 'every handler'}"
+
+        raise CheckpointError(
+            f"the checkpoint {checkpoint} belongs to another replay: {show(*theirs)}, "
+            f"not {show(description, targets)}. Finish that replay by running it again, "
+            "or delete the checkpoint (or use another) to start this one"
+        )
+    return position, done
+
+
+def _write_checkpoint(path: Path, description: str, targets: list[str], position: Position, events: int) -> None:
+    """Replace ``path`` atomically (write a temporary file, then rename; no fsync)."""
+    state = {
+        "version": CHECKPOINT_VERSION,
+        "source": description,
+        "targets": targets,
+        "position": position.to_json(),
+        "events": events,
+        "updated": time.time(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(state, indent=1) + "\n")
+    os.replace(temporary, path)
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def replay_main(
+    argv: list[str],
+    settings: Settings,
+    resolve_handlers: Callable[[list[str]], list[str]] = lambda names: names,
+    *,
+    stream: str = STREAM,
+) -> int:
+    """``insights replay``; ``argv`` are the arguments after ``replay``.
+
+    ``resolve_handlers`` turns the ``--handlers`` names into handler task names (it may raise
+    ``UnknownName``, ``ValueError`` or ``LookupError``: exit 2); ``stream`` is the intake stream.
+
+    Returns 0 when the replay finished, 1 when it was interrupted or failed (the checkpoint
+    is kept: run the same command again to continue), 2 for bad arguments or a checkpoint
+    that belongs to another replay.
+    """
+    parser = argparse.ArgumentParser(
+        prog="insights replay",
+        description="Feed events back through the pipeline: tracking-log files, or the stored event log.",
+    )
+    parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="tracking-log files (.gz too), in order")
+    parser.add_argument("--log", action="store_true", help="replay the stored event log instead of files")
+    parser.add_argument("--handlers", default="", metavar="NAME,NAME", help="deliver only to these handlers")
+    parser.add_argument("--rate", type=float, metavar="N", help="at most N events per second")
+    parser.add_argument("--chunk", type=int, default=500, metavar="N", help="events per submitted chunk (500)")
+    parser.add_argument(
+        "--checkpoint", type=Path, metavar="PATH", help="resume file (default: $INSIGHTS_DATA_DIR/replay.checkpoint)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    try:
+        args = parser.parse_args(argv)
+        if args.log == bool(args.files):
+            parser.error("give either --log or tracking-log FILEs")
+        if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
+            parser.error("--rate must be a positive number")
+        if args.chunk < 1:
+            parser.error("--chunk must be at least 1")
+        missing = [str(path) for path in args.files if not path.is_file()]
+        if missing:
+            parser.error(f"no such file: {', '.join(missing)}")
+        if args.log and not settings.event_log_dir.is_dir():
+            parser.error(f"there is no event log at {settings.event_log_dir}")
+    except SystemExit as exit:  # argparse printed the usage or help
+        return exit.code if isinstance(exit.code, int) else 2
+
+    names = [name.strip() for name in args.handlers.split(",") if name.strip()]
+    try:
+        targets = resolve_handlers(names) if names else []
+        url = settings.redis
+    except (InsightsError, ValueError, LookupError) as error:
+        print(f"insights replay: error: {error}", file=sys.stderr)
+        return 2
+    source: TrackingLogs | EventLogSource = (
+        EventLogSource(EventLog(settings.event_log_dir)) if args.log else TrackingLogs(args.files)
+    )
+    checkpoint = args.checkpoint or settings.data_dir / "replay.checkpoint"
+    client = redis.Redis.from_url(url)
+    try:
+        stats = replay(
+            Intake(client, stream), source, targets=targets, rate=args.rate, chunk_size=args.chunk,
+            checkpoint=checkpoint, progress=not args.no_progress,
+        )  # fmt: skip
+    except CheckpointError as error:
+        print(f"insights replay: error: {error}", file=sys.stderr)
+        return 2
+    except ReplayInterrupted as interrupted:
+        kept = f"checkpoint kept in {checkpoint}" if checkpoint.exists() else "nothing sent yet"
+        print(f"interrupted: {summary(interrupted.stats, targets)}; {kept}")
+        return 1
+    except (redis.RedisError, OSError) as error:
+        kept = f"checkpoint kept in {checkpoint}" if checkpoint.exists() else "nothing sent yet"
+        print(f"insights replay: failed: {error}; {kept}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(summary(stats, targets))
+    return 0
+
+
+def summary(stats: ReplayStats, targets: Sequence[str] = ()) -> str:
+    """One line about a replay, for people."""
+    speed = stats.events / stats.seconds if stats.seconds > 0 else 0.0
+    text = (
+        f"replayed {stats.events:,} events in {stats.chunks:,} chunks to {', '.join(targets) or 'every handler'}"
+        f" in {stats.seconds:.1f} s ({speed:,.0f} events/s)"
+    )
+    if stats.skipped_malformed:
+        text += f", {stats.skipped_malformed:,} malformed lines skipped"
+    if stats.resumed_from is not None:
+        text += f", resumed after {stats.resumed_from.segment}:{stats.resumed_from.offset}"
+    return text

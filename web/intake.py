@@ -1,0 +1,87 @@
+"""Event intake over HTTP: accept events durably (202), then report where they are."""
+
+from __future__ import annotations
+
+import zlib
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from redis.exceptions import RedisError
+
+from tasks.events import parse_events
+from tasks.serialization import dumps_plain
+from web.api import insights
+from web.errors import ApiError
+
+intake = Blueprint("intake", __name__)
+
+
+@intake.route("/event", methods=["GET", "POST"])
+def post_events() -> tuple[Response, int]:
+    """Hold the events durably for the batcher and answer 202 with a receipt.
+
+    The body is JSON: one event, a list, a JSON string, a list of JSON strings, or JSON
+    lines, optionally gzip-compressed (``Content-Encoding: gzip``). A form or query string
+    with a ``msg`` field (what ``logging.handlers.HTTPHandler`` sends) carries them in
+    ``msg``. Items that are not events are refused by index; the rest are accepted.
+    """
+    payload = _payload()
+    parsed = parse_events(payload)
+    app = insights()
+    try:
+        if parsed.verbatim:
+            receipt = app.intake.submit_json(payload, len(parsed.events))
+        else:
+            receipt = app.intake.submit(parsed.events)
+    except RedisError as exc:
+        reason = f"the events could not be stored ({type(exc).__name__}); nothing was kept, send again"
+        raise ApiError(503, reason) from None
+    body = {"receipt": receipt, "accepted": len(parsed.events), "rejected": parsed.rejected}
+    return Response(dumps_plain(body), status=202, mimetype="application/json"), 202
+
+
+@intake.get("/receipt/<receipt>")
+def receipt_state(receipt: str) -> Response:
+    """Where a request's events are: queued, pending in batches, or done (with failed handlers)."""
+    app = insights()
+    state = app.store.receipt(receipt)
+    if state["state"] == "queued" and not app.intake.holds(receipt):
+        raise ApiError(404, f"no receipt {receipt!r} (unknown, or its record expired)")
+    return jsonify(state)
+
+
+@intake.get("/batch/<batch_id>")
+def batch_record(batch_id: str) -> Response:
+    """Which handler tasks of a batch have succeeded or failed."""
+    record = insights().store.get(batch_id)
+    if record is None:
+        raise ApiError(404, f"no batch {batch_id!r} (unknown, or its record expired)")
+    return jsonify(record)
+
+
+def _payload() -> str | bytes:
+    if request.method == "GET":
+        if "msg" not in request.args:
+            raise ApiError(400, "GET /event needs a 'msg' argument holding the event JSON (as HTTPHandler sends)")
+        return request.args["msg"]
+    body = _body()
+    if request.mimetype == "application/x-www-form-urlencoded" and "msg" in request.form:
+        return request.form["msg"]
+    return body
+
+
+def _body() -> bytes:
+    raw = request.get_data(cache=True)
+    encoding = request.headers.get("Content-Encoding", "identity").lower()
+    if encoding in ("identity", ""):
+        return raw
+    if encoding not in ("gzip", "x-gzip"):
+        raise ApiError(415, f"Content-Encoding {encoding!r} is not supported; send gzip or plain JSON")
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise ApiError(400, f"the gzip body is corrupt ({exc})") from None
+    if len(body) > limit or inflater.unconsumed_tail:
+        raise ApiError(413, f"the decompressed body is larger than {limit} bytes; send smaller batches")
+    return body
