@@ -25,6 +25,7 @@ from tasks.app import create_insights
 from tasks.batcher import Batcher
 from tasks.deadletter import retry_dead_letters
 from tasks.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
+from tasks.errors import InsightsError
 
 log = logging.getLogger("insights")
 
@@ -143,11 +144,15 @@ def main(argv: list[str] | None = None) -> int:
         return replay_main(rest, settings, resolve_handlers=app.resolve_handlers)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command == "run":
-        return run(settings)
-    if args.command == "batcher":
-        return batcher(settings)
-    return dead_letters(settings, args)
+    try:
+        if args.command == "run":
+            return run(settings)
+        if args.command == "batcher":
+            return batcher(settings)
+        return dead_letters(settings, args)
+    except InsightsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

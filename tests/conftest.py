@@ -206,6 +206,28 @@ def client(insights: Insights, worker: Pipeline) -> FlaskClient:
     return create_app(insights).test_client()
 
 
+CLI = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(settings: Settings) -> CLI:
+    """Run ``python -m tasks.cli ARGS`` against the test deployment and check its exit code."""
+
+    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "tasks.cli", *args],
+            cwd=ROOT,
+            env={**os.environ, **settings.to_env()},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == expect, result.stderr[-3000:]
+        return result
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def live_server(insights: Insights, worker: Pipeline) -> Iterator[str]:
     """The web app served over real HTTP (threaded werkzeug) on a free port; yields its base URL."""

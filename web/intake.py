@@ -84,4 +84,6 @@ def _body() -> bytes:
         raise ApiError(400, f"the gzip body is corrupt ({exc})") from None
     if len(body) > limit or inflater.unconsumed_tail:
         raise ApiError(413, f"the decompressed body is larger than {limit} bytes; send smaller batches")
+    if not inflater.eof or inflater.unused_data:
+        raise ApiError(400, "the gzip body is truncated or has trailing garbage")
     return body

@@ -1,0 +1,122 @@
+"""The batcher end to end: batching, idempotency, receipts, replay (real worker, Redis, Mongo)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from tasks.app import Insights
+from tasks.replay import replay
+from tests.conftest import Pipeline, send, wait_for, wait_handled
+
+
+def delivered(client: FlaskClient, run: str) -> dict[str, int]:
+    """Per event id of a run: how often the idempotent test handler was given it."""
+    return client.get("/query/delivered", query_string={"run": run}).get_json()
+
+
+def test_events_sent_one_by_one_are_grouped_into_few_batches(client: FlaskClient) -> None:
+    run = uuid.uuid4().hex
+    receipts = []
+    for n in range(40):
+        response = client.post("/event", json={"run": run, "n": n})
+        assert response.status_code == 202
+        receipts.append(response.get_json()["receipt"])
+    batches = {batch for receipt in receipts for batch in wait_handled(client, receipt)["batches"]}
+    assert len(batches) < 20  # 40 requests, batched by the 100 ms interval
+    assert sorted(delivered(client, run).values()) == [1] * 40
+
+
+def test_a_full_batch_is_dispatched_without_waiting_and_split_at_the_batch_size(
+    client: FlaskClient, insights: Insights
+) -> None:
+    run = uuid.uuid4().hex
+    size = insights.settings.batch_size
+    state = send(client, [{"run": run, "n": n} for n in range(size + 10)])
+    sizes = sorted(client.get(f"/batch/{b}").get_json()["events"] for b in state["batches"])
+    assert sizes == [10, size]
+    assert len(delivered(client, run)) == size + 10
+
+
+def test_duplicates_within_and_across_requests_are_handled_once_and_count_as_success(client: FlaskClient) -> None:
+    run = uuid.uuid4().hex
+    events = [{"run": run, "n": n} for n in range(5)]
+    first = send(client, [*events, events[0], events[1]])
+    assert first["duplicates"] == 2
+    again = client.post("/event", json=events)
+    assert again.status_code == 202  # a duplicate is a success to the sender
+    assert wait_handled(client, again.get_json()["receipt"])["duplicates"] == 5
+    assert sorted(delivered(client, run).values()) == [1] * 5
+
+
+def test_events_carrying_an_id_are_deduplicated_by_it(client: FlaskClient) -> None:
+    run = uuid.uuid4().hex
+    send(client, [{"id": f"{run}-a", "run": run, "v": 1}, {"event_id": f"{run}-b", "run": run}])
+    send(client, [{"id": f"{run}-a", "run": run, "v": 2}])  # same id, other content: a duplicate
+    assert delivered(client, run) == {f"{run}-a": 1, f"{run}-b": 1}
+
+
+def test_gzip_bodies_are_accepted_and_corrupt_or_oversized_ones_refused(client: FlaskClient) -> None:
+    run = uuid.uuid4().hex
+    body = gzip.compress(json.dumps([{"run": run, "n": n} for n in range(20)]).encode())
+    response = client.post("/event", data=body, headers={"Content-Encoding": "gzip"}, content_type="application/json")
+    assert response.status_code == 202
+    wait_handled(client, response.get_json()["receipt"])
+    assert len(delivered(client, run)) == 20
+    corrupt = client.post("/event", data=body[:-9] + b"garbage!!", headers={"Content-Encoding": "gzip"})
+    assert corrupt.status_code == 400 and "gzip" in corrupt.get_json()["error"]
+    limit = client.application.config["MAX_CONTENT_LENGTH"]
+    bomb = gzip.compress(b"[" + b" " * (limit + 10) + b"]")
+    assert client.post("/event", data=bomb, headers={"Content-Encoding": "gzip"}).status_code == 413
+    assert client.post("/event", data=body, headers={"Content-Encoding": "br"}).status_code == 415
+
+
+def test_an_unknown_receipt_is_404(client: FlaskClient) -> None:
+    assert client.get("/receipt/1-1").status_code == 404
+    assert client.get("/receipt/not-a-receipt").status_code == 404
+
+
+def test_replaying_the_same_events_twice_changes_nothing(client: FlaskClient, insights: Insights) -> None:
+    run = uuid.uuid4().hex
+    events = [{"run": run, "n": n} for n in range(30)]
+    send(client, events)
+
+    def source(start: Any) -> Any:
+        return ((n, event) for n, event in enumerate(events))
+
+    for _ in range(2):
+        replay(insights.intake, source, chunk_size=7, progress=False)
+    wait_for(lambda: insights.intake.backlog() == 0, what="the replayed entries to be batched")
+    check = send(client, [{"run": run, "n": "marker"}])  # handled after everything replayed before it
+    assert check["duplicates"] == 0
+    assert sorted(delivered(client, run).values()) == [1] * 31
+
+
+def test_a_replay_to_one_handler_backfills_only_that_handler(client: FlaskClient, insights: Insights) -> None:
+    run = uuid.uuid4().hex
+    user = f"backfill-{run}"
+    events = [{"run": run, "user": user, "n": n} for n in range(12)]
+    receipt = insights.intake.submit(events, targets=["handler.pipeline.count_deliveries"])
+    wait_handled(client, receipt)
+    assert len(delivered(client, run)) == 12
+    assert client.get(f"/query/djt_user_event_count?user={user}").get_json() == 0  # other handlers untouched
+    again = insights.intake.submit(events, targets=["handler.pipeline.count_deliveries"])
+    assert wait_handled(client, again)["duplicates"] == 12
+    send(client, events)  # live: the other handlers have not had them yet, count_deliveries has
+    assert client.get(f"/query/djt_user_event_count?user={user}").get_json() == 12
+    assert sorted(delivered(client, run).values()) == [1] * 12
+
+
+def test_the_event_log_keeps_every_accepted_event_once(client: FlaskClient, worker: Pipeline) -> None:
+    run = uuid.uuid4().hex
+    events = [{"run": run, "n": n} for n in range(15)]
+    send(client, events)
+    send(client, events[:5])  # duplicates are not logged again
+    logged = [line for path in worker.settings.event_log_dir.glob("*.jsonl") for line in path.read_text().splitlines()]
+    mine = [json.loads(line) for line in logged if run in line]
+    assert sorted(record["event"]["n"] for record in mine) == list(range(15))
+    assert all(record["id"] and record["received"] > 0 for record in mine)
