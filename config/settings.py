@@ -40,6 +40,7 @@ class Settings:
     fs_root: Path = ROOT / "var" / "files"
     fs_url_prefix: str = "/fs"
     module_packages: tuple[str, ...] = ("modules",)
+    exclude_modules: tuple[str, ...] = ()
     queues: Queues = field(default_factory=Queues)
     result_timeout: float = 30.0
     result_expires: int = 24 * 3600
@@ -95,6 +96,7 @@ class Settings:
             "INSIGHTS_FS_ROOT": str(self.fs_root),
             "INSIGHTS_FS_URL_PREFIX": self.fs_url_prefix,
             "INSIGHTS_MODULES": ",".join(p for p in self.module_packages if p != "modules"),
+            "INSIGHTS_EXCLUDE_MODULES": ",".join(self.exclude_modules),
             "INSIGHTS_RESULT_TIMEOUT": str(self.result_timeout),
             "INSIGHTS_RESULT_EXPIRES": str(self.result_expires),
             "INSIGHTS_BATCH_RECORD_TTL": str(self.batch_record_ttl),
@@ -120,7 +122,7 @@ class Settings:
         """Settings from environment variables (see the README's settings table)."""
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("INSIGHTS_DATA_DIR", str(ROOT / "var")))
-        extra = tuple(p.strip() for p in env.get("INSIGHTS_MODULES", "").split(",") if p.strip())
+        extra = _names(env.get("INSIGHTS_MODULES", ""))
         return cls(
             redis_url=env.get("REDIS_URL") or None,
             broker_url=env.get("BROKER_URL") or None,
@@ -130,6 +132,7 @@ class Settings:
             fs_root=Path(env.get("INSIGHTS_FS_ROOT", str(data_dir / "files"))),
             fs_url_prefix=env.get("INSIGHTS_FS_URL_PREFIX", "/fs").rstrip("/"),
             module_packages=("modules", *extra),
+            exclude_modules=_names(env.get("INSIGHTS_EXCLUDE_MODULES", "")),
             queues=Queues(
                 views=env.get("QUEUE_VIEWS", "views"),
                 queries=env.get("QUEUE_QUERIES", "queries"),
@@ -152,6 +155,10 @@ class Settings:
             web_host=env.get("INSIGHTS_HOST", "127.0.0.1"),
             web_port=int(_number(env, "INSIGHTS_PORT", 8000)),
         )
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

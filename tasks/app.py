@@ -63,7 +63,7 @@ class Insights:
     # Set-up -------------------------------------------------------------------------
     def load_modules(self) -> list[str]:
         """Import every configured analytics module and register what it declares."""
-        return self.registry.discover(self.settings.module_packages)
+        return self.registry.discover(self.settings.module_packages, self.settings.exclude_modules)
 
     def finalize(self) -> Insights:
         """Bind every registered function to a Celery task, configure Celery, freeze the registry."""

@@ -146,16 +146,17 @@ class Registry:
                 for declaration in declarations_of(value):
                     self.add_declared(module, value, declaration)
 
-    def discover(self, packages: Iterable[str]) -> list[str]:
-        """Import analytics modules: each child of a package, or a named module itself."""
+    def discover(self, packages: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
+        """Import analytics modules: each child of a package, or a named module itself; skip ``exclude``d names."""
+        skip = set(exclude)
         loaded = []
         for package_name in packages:
             package = _import(package_name)
             if hasattr(package, "__path__"):
                 children = [c.name for c in pkgutil.iter_modules(package.__path__) if not c.name.startswith("_")]
-                for child in sorted(children):
+                for child in sorted(set(children) - skip):
                     loaded.append(self._load(child, _import(f"{package_name}.{child}")))
-            else:
+            elif package_name.rsplit(".", 1)[-1] not in skip:
                 loaded.append(self._load(package_name.rsplit(".", 1)[-1], package))
         return loaded
 

@@ -266,3 +266,10 @@ def test_a_module_that_fails_to_import_is_named(make_package: Callable[[dict[str
         Registry().discover([package])
 
     assert isinstance(e.value.__cause__, ImportError)
+
+
+def test_discover_skips_excluded_module_names() -> None:
+    registry = Registry()
+    loaded = registry.discover(["modules", "tests.sample_modules"], exclude=["testmodule", "pipeline"])
+    assert "testmodule" not in loaded and "pipeline" not in loaded and "datatypes" in loaded
+    assert not [s for s in registry if s.module in ("testmodule", "pipeline")]
