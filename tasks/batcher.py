@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
+from kombu.exceptions import KombuError
 
 from tasks.batches import Record
 from tasks.dedupe import Deduper
@@ -76,8 +77,17 @@ class Batcher:
         """Batch until ``stop`` is set, then flush what is pending."""
         self.ensure_group()
         log.info("batcher %s reading %s", self.consumer, self.stream)
+        failures = 0
         while not stop.is_set():
-            self.step()
+            try:
+                self.step()
+                failures = 0
+            except (redis.RedisError, OSError, KombuError) as exc:
+                # Unacknowledged entries stay in the stream and are recovered: wait and go on.
+                failures += 1
+                self.pending, self.pending_events = [], 0
+                log.error("batcher %s: %s; retrying (%d)", self.consumer, exc, failures)
+                stop.wait(min(30.0, 0.5 * 2**failures))
         self.flush()
         self.event_log.close()
 
