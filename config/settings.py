@@ -56,6 +56,7 @@ class Settings:
     deadletter_max: int = 100_000
     web_host: str = "127.0.0.1"
     web_port: int = 8000
+    auth: bool = False
 
     @property
     def broker(self) -> str:
@@ -111,6 +112,7 @@ class Settings:
             "INSIGHTS_DEADLETTER_MAX": str(self.deadletter_max),
             "INSIGHTS_HOST": self.web_host,
             "INSIGHTS_PORT": str(self.web_port),
+            "INSIGHTS_AUTH": "on" if self.auth else "off",
         }
         urls = {"REDIS_URL": self.redis_url, "BROKER_URL": self.broker_url, "MONGO_URL": self.mongo_url}
         env.update({name: url for name, url in urls.items() if url})
@@ -154,7 +156,17 @@ class Settings:
             deadletter_max=int(_number(env, "INSIGHTS_DEADLETTER_MAX", 100_000)),
             web_host=env.get("INSIGHTS_HOST", "127.0.0.1"),
             web_port=int(_number(env, "INSIGHTS_PORT", 8000)),
+            auth=_flag(env, "INSIGHTS_AUTH"),
         )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "off", "false", "no"):
+        return False
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
 
 
 def _names(raw: str) -> tuple[str, ...]:
