@@ -2,10 +2,11 @@
 
 The authoring API for analytics modules::
 
-    from tasks import view, query, event_handler, event_property
+    from tasks import view, query, event_handler, event_property, render
 """
 
 from tasks.decorators import event_handler, event_property, query, view
 from tasks.events import Event
+from tasks.render import render, static_url
 
-__all__ = ["Event", "event_handler", "event_property", "query", "view"]
+__all__ = ["Event", "event_handler", "event_property", "query", "render", "static_url", "view"]

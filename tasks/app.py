@@ -22,7 +22,9 @@ from tasks.events import Event, Property
 from tasks.handling import run_handler_task
 from tasks.inject import bind_arguments, injected_names
 from tasks.intake import Intake
+from tasks.present import present_view_result
 from tasks.registry import Registry, Spec
+from tasks.render import running_module
 from tasks.serialization import register_kombu_serializer
 from tasks.services import Services
 
@@ -95,6 +97,11 @@ class Insights:
             def run(batch_id: str, indices: list[int] | None, label: str) -> dict[str, Any]:
                 return self.run_handler(spec, batch_id, indices, label)
 
+        elif spec.kind == "view":
+
+            def run(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+                return present_view_result(self.call(spec, args, kwargs), spec.name, self.services.fs(spec.module))
+
         else:
 
             def run(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
@@ -114,7 +121,8 @@ class Insights:
         bound, leftovers = bind_arguments(spec.label, spec.func, args, kwargs or {})
         injected = {name: self._inject(name, spec, leftovers) for name in injected_names(spec.func)}
         extra = {} if "params" in injected else leftovers
-        return spec.func(**bound, **injected, **extra)
+        with running_module(spec.module, self.registry.module_folder(spec.module)):
+            return spec.func(**bound, **injected, **extra)
 
     def _inject(self, name: str, spec: Spec, leftovers: dict[str, Any]) -> Any:
         if name == "params":

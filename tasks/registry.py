@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -195,6 +197,13 @@ class Registry:
     def __iter__(self) -> Iterator[Spec]:
         for kind in KINDS:
             yield from self.specs(kind)
+
+    def module_folder(self, module: str) -> Path:
+        """The folder of an analytics module (its package, or the folder of a one-file module)."""
+        try:
+            return Path(sys.modules[self._modules[module]].__file__ or ".").parent
+        except KeyError:
+            raise UnknownName("module", module) from None
 
     @property
     def modules(self) -> list[str]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
 from typing import Any
 
 from celery.exceptions import TimeoutError as ResultTimeout
+from celery.result import AsyncResult
+from celery.states import READY_STATES, SUCCESS
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, send_file
 from kombu.exceptions import OperationalError
 
@@ -16,6 +19,8 @@ from tasks.serialization import dumps_plain
 from web.errors import ApiError
 
 api = Blueprint("api", __name__)
+
+RUN_PREFIX = "insights:run:"
 
 
 def insights() -> Insights:
@@ -73,22 +78,65 @@ def module_file(module: str, filename: str) -> Response:
     return send_file(store.path(filename), mimetype=mimetype, max_age=0)
 
 
+@api.post("/run/<kind>/<name>")
+def start_run(kind: str, name: str) -> tuple[Response, int]:
+    """Start a view or query without waiting (202 with a task id to poll at ``/result/<task>``)."""
+    if kind not in ("view", "query"):
+        raise ApiError(404, f"cannot run a {kind!r}; runs are for views and queries")
+    app, spec, arguments = _prepare(kind, name)
+    result = _send(app, spec, arguments)
+    meta = json.dumps({"kind": kind, "name": spec.name})
+    app.services.redis.set(f"{RUN_PREFIX}{result.id}", meta, ex=app.settings.result_expires)
+    return jsonify({"task": result.id, "result": f"/result/{result.id}"}), 202
+
+
+@api.get("/result/<task_id>")
+def run_result(task_id: str) -> Response:
+    """The state of a started run, and its result once done (delivered once)."""
+    app = insights()
+    key = f"{RUN_PREFIX}{task_id}"
+    meta = app.services.redis.get(key)
+    if meta is None:
+        raise ApiError(404, f"no run {task_id!r} (unknown, already delivered, or expired)")
+    run = json.loads(meta)
+    result = AsyncResult(task_id, app=app.celery)
+    state = result.state
+    if state not in READY_STATES:
+        return _json({**run, "state": "running" if state == "STARTED" else "pending"})
+    app.services.redis.delete(key)
+    value = result.result
+    result.forget()
+    if state != SUCCESS:
+        return _json({**run, "state": "failed", "error": f"{run['kind']} {run['name']!r} failed: {_describe(value)}"})
+    return _json({**run, "state": "done", "result": value})
+
+
 def _run(kind: str, name: str) -> Any:
+    app, spec, arguments = _prepare(kind, name)
+    return _await(app, spec, arguments)
+
+
+def _prepare(kind: str, name: str) -> tuple[Insights, Spec, dict[str, Any]]:
+    """The function a request names and the arguments it gives, checked against its parameters."""
     if name.startswith("_"):
         raise ApiError(403, f"{kind} names starting with '_' are private and not served")
     app = insights()
     spec = app.registry.get(kind, name)
     arguments = _request_arguments()
     bind_arguments(spec.label, spec.func, (), arguments)
-    return _await(app, spec, arguments)
+    return app, spec, arguments
+
+
+def _send(app: Insights, spec: Spec, arguments: dict[str, Any]) -> AsyncResult:
+    try:
+        return app.celery.tasks[spec.task_name].apply_async(kwargs=arguments)
+    except OperationalError as exc:
+        raise ApiError(503, f"the broker is unreachable ({exc}); try again shortly") from None
 
 
 def _await(app: Insights, spec: Spec, arguments: dict[str, Any]) -> Any:
     timeout = app.settings.result_timeout
-    try:
-        result = app.celery.tasks[spec.task_name].apply_async(kwargs=arguments)
-    except OperationalError as exc:
-        raise ApiError(503, f"the broker is unreachable ({exc}); try again shortly") from None
+    result = _send(app, spec, arguments)
     try:
         return result.get(timeout=timeout)
     except ResultTimeout:
@@ -96,9 +144,13 @@ def _await(app: Insights, spec: Spec, arguments: dict[str, Any]) -> Any:
             504, f"{spec.label} did not finish within {timeout:g} s; is a worker consuming its queue?"
         ) from None
     except Exception as exc:
-        raise ApiError(500, f"{spec.label} failed: {type(exc).__name__}: {exc}") from None
+        raise ApiError(500, f"{spec.label} failed: {_describe(exc)}") from None
     finally:
         result.forget()
+
+
+def _describe(exc: object) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _request_arguments() -> dict[str, Any]:

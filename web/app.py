@@ -6,9 +6,10 @@ from flask import Flask
 
 from tasks.app import Insights, create_insights
 from web.api import api
+from web.dashboard import dashboard
 from web.errors import register_error_handlers
 from web.intake import intake
-from web.pages import pages
+from web.security import init_security
 
 
 def create_app(insights: Insights | None = None) -> Flask:
@@ -20,6 +21,7 @@ def create_app(insights: Insights | None = None) -> Flask:
     app.extensions["insights"] = insights
     app.register_blueprint(api)
     app.register_blueprint(intake)
-    app.register_blueprint(pages)
+    app.register_blueprint(dashboard)
     register_error_handlers(app)
+    init_security(app)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from tasks.errors import ArgumentError, InvalidEvent, UnknownName
@@ -23,8 +23,17 @@ class ApiError(Exception):
 
 
 def error_response(status: int, message: str, **details: object) -> tuple[Response, int]:
-    """A JSON error body: ``{"error": message, "status": status, ...}``."""
+    """A JSON error body ``{"error": message, "status": status, ...}``; an HTML page on dashboard pages."""
+    if _is_page():
+        return Response(render_template("error.html", status=status, message=message), mimetype="text/html"), status
     return jsonify({"error": message, "status": status, **details}), status
+
+
+def _is_page() -> bool:
+    """Whether the request is for a dashboard page (errors then read as a page, not JSON)."""
+    return (request.blueprint == "dashboard" and request.endpoint != "dashboard.module_static") or (
+        request.endpoint == "api.schema" and request.args.get("f") == "html"
+    )
 
 
 def register_error_handlers(app: Flask) -> None:

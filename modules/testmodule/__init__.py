@@ -4,7 +4,12 @@ Ported from the original edX Insights test module (same names, same behaviour), 
 against the portable pymongo API. The test suite drives each of these end to end.
 """
 
-from tasks import event_handler, event_property, query, view
+import zlib
+
+import numpy
+from matplotlib.figure import Figure
+
+from tasks import event_handler, event_property, query, render, view
 
 
 @query()
@@ -151,3 +156,32 @@ def check_three_name(query):
     if query.edx_djt_three_name() != "I have three names":
         raise AssertionError("edx_djt_three_name gave the wrong answer")
     return "Works"
+
+
+@view()
+def djt_hello_template(who="world"):
+    """Renders templates/hello.html of this module (autoescaped), linking its static CSS."""
+    return render("hello.html", {"who": who})
+
+
+@query(fallback=True)
+def get_grades(course):
+    """Dummy grades for offline development: 1000 students x 4 assignments, fixed per course.
+
+    A fallback: an LMS data layer that defines its own ``get_grades`` replaces it.
+    """
+    rng = numpy.random.default_rng(zlib.crc32(course.encode()))
+    return 3 * rng.standard_normal((1000, 4)) + 12 * rng.binomial(1, 0.3, (1000, 4)) + 40
+
+
+@view()
+def plot_grades(query, course):
+    """Histogram of a course's grades (the original README's example), as a plot."""
+    grades = query.get_grades(course)
+    figure = Figure(figsize=(6, 3.5))
+    axes = figure.add_subplot()
+    axes.hist(numpy.asarray(grades).ravel(), bins=40, color="#3b7dd8")
+    axes.set_title(f"Histogram of grades in {course}")
+    axes.set_xlabel("grade")
+    axes.set_ylabel("students")
+    return figure

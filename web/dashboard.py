@@ -1,0 +1,45 @@
+"""Dashboard pages: every view and query with a form, an embeddable page per function, module static files."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, render_template, request, send_from_directory
+
+from tasks.inject import required_arguments
+from tasks.registry import Spec
+from web.api import insights
+from web.errors import ApiError
+
+dashboard = Blueprint("dashboard", __name__)
+
+
+@dashboard.get("/")
+def index() -> str:
+    """Every view and query, grouped by module, each with a form that runs it in place."""
+    registry = insights().registry
+    modules: dict[str, list[Spec]] = {}
+    for spec in registry.specs("view") + registry.specs("query"):
+        if not spec.name.startswith("_"):
+            modules.setdefault(spec.module, []).append(spec)
+    return render_template("index.html", modules=dict(sorted(modules.items())), required=_required)
+
+
+@dashboard.get("/embed/<kind>/<name>")
+def embed(kind: str, name: str) -> str:
+    """A page showing one view or query run with the query string's arguments (for an LMS iframe)."""
+    if kind not in ("view", "query") or name.startswith("_"):
+        raise ApiError(404, f"nothing to embed at {kind}/{name}")
+    spec = insights().registry.get(kind, name)
+    return render_template("embed.html", spec=spec, args=request.args.to_dict(), required=_required)
+
+
+@dashboard.get("/modules/<module>/static/<path:filename>")
+def module_static(module: str, filename: str) -> Response:
+    """A file from a module's ``static/`` folder."""
+    registry = insights().registry
+    if module not in registry.modules:
+        raise ApiError(404, f"no module {module!r}")
+    return send_from_directory(registry.module_folder(module) / "static", filename, max_age=300)
+
+
+def _required(spec: Spec) -> list[str]:
+    return required_arguments(spec.func)

@@ -1,0 +1,91 @@
+// Dashboard: runs a view or query without blocking the web server (start a task, then poll
+// for its result), and shows a view's HTML in a sandboxed frame: view output cannot run
+// scripts nor touch this page.
+"use strict";
+
+const POLL_MS = 250;
+
+function formArguments(form) {
+  const args = {};
+  for (const input of form.querySelectorAll("input[name]")) {
+    if (input.value !== "") args[input.name] = input.value;
+  }
+  return args;
+}
+
+async function startRun(kind, name, args) {
+  const response = await fetch(`/run/${kind}/${encodeURIComponent(name)}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "Accept": "application/json" },
+    body: JSON.stringify(args),
+    credentials: "same-origin",
+  });
+  const body = await response.json();
+  if (response.status !== 202) throw new Error(body.error || `HTTP ${response.status}`);
+  return body.task;
+}
+
+async function awaitResult(task, onTick) {
+  const started = performance.now();
+  for (;;) {
+    const response = await fetch(`/result/${task}`, { credentials: "same-origin" });
+    const body = await response.json();
+    if (response.status >= 400) throw new Error(body.error || `HTTP ${response.status}`);
+    if (body.state === "done") return body;
+    onTick((performance.now() - started) / 1000);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+
+function fitFrame(frame) {
+  const doc = frame.contentDocument;
+  if (doc && doc.documentElement) frame.style.height = `${doc.documentElement.scrollHeight + 16}px`;
+}
+
+function show(card, kind, body) {
+  const output = card.querySelector(".output-area");
+  output.replaceChildren();
+  if (kind === "view" && typeof body.result === "string") {
+    const frame = document.createElement("iframe");
+    frame.className = "output";
+    frame.setAttribute("sandbox", "allow-same-origin");  // no scripts in view output
+    frame.title = `${card.dataset.name} output`;
+    frame.addEventListener("load", () => fitFrame(frame));
+    frame.srcdoc = body.result;
+    output.append(frame);
+  } else {
+    const pre = document.createElement("pre");
+    pre.className = "output";
+    pre.textContent = typeof body.result === "string" ? body.result : JSON.stringify(body.result, null, 2);
+    output.append(pre);
+  }
+}
+
+async function run(card, args) {
+  const { kind, name } = card.dataset;
+  const status = card.querySelector(".status");
+  status.classList.remove("error");
+  status.textContent = "starting…";
+  try {
+    const task = await startRun(kind, name, args);
+    const body = await awaitResult(task, (s) => { status.textContent = `running… ${s.toFixed(1)} s`; });
+    status.textContent = "done";
+    card.dataset.state = "done";
+    show(card, kind, body);
+  } catch (error) {
+    status.classList.add("error");
+    status.textContent = error.message;
+    card.dataset.state = "failed";
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const card of document.querySelectorAll(".card[data-kind]")) {
+    const form = card.querySelector("form.run");
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      run(card, formArguments(form));
+    });
+    if (card.dataset.autorun === "true") run(card, JSON.parse(card.dataset.args || "{}"));
+  }
+});
