@@ -7,6 +7,7 @@ The authoring API for analytics modules::
 
 from tasks.decorators import event_handler, event_property, query, view
 from tasks.events import Event
+from tasks.memo import memoize_query
 from tasks.render import render, static_url
 
-__all__ = ["Event", "event_handler", "event_property", "query", "render", "static_url", "view"]
+__all__ = ["Event", "event_handler", "event_property", "memoize_query", "query", "render", "static_url", "view"]

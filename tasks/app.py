@@ -16,12 +16,13 @@ from tasks.batches import BatchStore
 from tasks.callers import Caller
 from tasks.deadletter import DeadLetters
 from tasks.dispatch import RECORD_BATCH_TASK, dispatch, select_all
-from tasks.errors import ArgumentError
+from tasks.errors import ArgumentError, CacheMiss
 from tasks.event_ids import event_id
 from tasks.events import Event, Property
 from tasks.handling import run_handler_task
 from tasks.inject import bind_arguments, injected_names
 from tasks.intake import Intake
+from tasks.memo import Memo, memo_policy, split_mode
 from tasks.present import present_view_result
 from tasks.registry import Registry, Spec
 from tasks.render import running_module
@@ -51,6 +52,11 @@ class Insights:
     def store(self) -> BatchStore:
         """Events, records and receipts of batches."""
         return BatchStore(self.services.redis, self.settings.batch_record_ttl)
+
+    @property
+    def memo(self) -> Memo:
+        """Cached results of memoized queries."""
+        return Memo(self.services.redis)
 
     @property
     def intake(self) -> Intake:
@@ -117,8 +123,34 @@ class Insights:
 
     # Running functions --------------------------------------------------------------
     def call(self, spec: Spec, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
-        """Run a registered function in this process, with its module's injections."""
-        bound, leftovers = bind_arguments(spec.label, spec.func, args, kwargs or {})
+        """Run a registered function in this process, with its module's injections (memoized ones via the cache)."""
+        policy = memo_policy(spec.func)
+        if policy is None:
+            return self._call(spec, args, kwargs or {})
+        mode, kwargs = split_mode(kwargs or {})
+        bound, leftovers = bind_arguments(spec.label, spec.func, args, kwargs)
+        key = Memo.key(spec.module, spec.name, {**bound, **leftovers}, policy)
+        return self.memo.get_or_compute(key, policy, lambda: self._call(spec, args, kwargs), mode)
+
+    def cached_result(self, spec: Spec, arguments: dict[str, Any]) -> tuple[bool, Any]:
+        """For a memoized query called with ``arguments``: (True, cached result) or (False, None).
+
+        Raises ``CacheMiss`` for a cache-only call (``_memo=cached``) with nothing cached.
+        """
+        policy = memo_policy(spec.func)
+        if policy is None:
+            return False, None
+        mode, arguments = split_mode(arguments)
+        if mode not in ("use", "cached"):
+            return False, None
+        bound, leftovers = bind_arguments(spec.label, spec.func, (), arguments)
+        hit, value = self.memo.lookup(Memo.key(spec.module, spec.name, {**bound, **leftovers}, policy))
+        if mode == "cached" and not hit:
+            raise CacheMiss(f"{spec.label} has no cached result for these arguments; call it without _memo=cached")
+        return hit, value
+
+    def _call(self, spec: Spec, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        bound, leftovers = bind_arguments(spec.label, spec.func, args, kwargs)
         injected = {name: self._inject(name, spec, leftovers) for name in injected_names(spec.func)}
         extra = {} if "params" in injected else leftovers
         with running_module(spec.module, self.registry.module_folder(spec.module)):

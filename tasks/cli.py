@@ -1,4 +1,4 @@
-"""Command line: ``python -m tasks.cli run|batcher|deadletters|replay``.
+"""Command line: ``python -m tasks.cli run|batcher|deadletters|replay|tokens``.
 
 ``run`` starts an embedded Redis and/or nx-27017 when ``REDIS_URL`` / ``MONGO_URL`` are
 not configured, then the web app (gunicorn), the batcher, one worker consuming every
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     letters.add_argument("--handler", help="only this handler (task name, module.function or function)")
     letters.add_argument("ids", nargs="*", help="only these dead letters (retry)")
     commands.add_parser("replay", help="feed the event log or tracking-log files through the pipeline", add_help=False)
+    commands.add_parser("tokens", help="create, revoke or list API tokens (web/auth.py)", add_help=False)
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings.from_env()
@@ -142,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
 
         app = create_insights(settings)
         return replay_main(rest, settings, resolve_handlers=app.resolve_handlers)
+    if args.command == "tokens":
+        from web.auth import tokens_main  # the web layer owns tokens and policies
+
+        return tokens_main(rest, settings)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:

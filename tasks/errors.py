@@ -8,6 +8,7 @@ InsightsError
  │    └── RegistryFrozen    registration after the registry was finalized
  ├── UnknownName            no view / query / handler / property by that name
  ├── ArgumentError          a call's arguments do not fit the function (HTTP 400)
+ ├── CacheMiss              a cache-only call found no cached result (HTTP 404)
  └── InvalidEvent           an incoming event cannot be parsed (HTTP 400)
 """
 
@@ -49,6 +50,10 @@ class UnknownName(InsightsError):
 
 class ArgumentError(InsightsError):
     """The arguments of a call do not fit the function's parameters."""
+
+
+class CacheMiss(InsightsError):
+    """A memoized query was asked for its cached result only, and there is none."""
 
 
 class InvalidEvent(InsightsError):

@@ -21,6 +21,7 @@ from config.queues import HANDLER_PREFIX, QUERY_PREFIX, VIEW_PREFIX
 from tasks.decorators import Declaration, declarations_of
 from tasks.errors import DuplicateName, RegistrationError, RegistryFrozen, UnknownName
 from tasks.inject import caller_arguments, required_arguments
+from tasks.memo import memo_policy
 
 KINDS = ("view", "query", "handler", "property")
 TASK_PREFIX = {"view": VIEW_PREFIX, "query": QUERY_PREFIX, "handler": HANDLER_PREFIX, "property": "property."}
@@ -88,6 +89,7 @@ class Spec:
             "task": self.task_name,
             "queue": self.queue,
             "options": dict(self.options),
+            "memoized": memo_policy(self.func) is not None,
         }
 
     @property

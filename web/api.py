@@ -14,6 +14,7 @@ from kombu.exceptions import OperationalError
 
 from tasks.app import Insights
 from tasks.inject import bind_arguments
+from tasks.memo import memo_policy, split_mode
 from tasks.registry import Spec
 from tasks.serialization import dumps_plain
 from web.errors import ApiError
@@ -113,7 +114,8 @@ def run_result(task_id: str) -> Response:
 
 def _run(kind: str, name: str) -> Any:
     app, spec, arguments = _prepare(kind, name)
-    return _await(app, spec, arguments)
+    hit, value = app.cached_result(spec, arguments)  # memoized and cached: no worker hop
+    return value if hit else _await(app, spec, arguments)
 
 
 def _prepare(kind: str, name: str) -> tuple[Insights, Spec, dict[str, Any]]:
@@ -123,7 +125,11 @@ def _prepare(kind: str, name: str) -> tuple[Insights, Spec, dict[str, Any]]:
     app = insights()
     spec = app.registry.get(kind, name)
     arguments = _request_arguments()
-    bind_arguments(spec.label, spec.func, (), arguments)
+    from web.auth import lock_arguments  # auth: drop access_token, apply the token's locked parameters
+
+    arguments = lock_arguments(spec.func, arguments)
+    checked = split_mode(arguments)[1] if memo_policy(spec.func) else arguments
+    bind_arguments(spec.label, spec.func, (), checked)
     return app, spec, arguments
 
 

@@ -6,6 +6,7 @@ from flask import Flask
 
 from tasks.app import Insights, create_insights
 from web.api import api
+from web.auth import init_auth
 from web.dashboard import dashboard
 from web.errors import register_error_handlers
 from web.intake import intake
@@ -24,4 +25,5 @@ def create_app(insights: Insights | None = None) -> Flask:
     app.register_blueprint(dashboard)
     register_error_handlers(app)
     init_security(app)
+    init_auth(app)  # auth: tokens and policies (web/auth.py); warns loudly when off
     return app

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from tasks.errors import ArgumentError, InvalidEvent, UnknownName
+from tasks.errors import ArgumentError, CacheMiss, InvalidEvent, UnknownName
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ArgumentError)
     def bad_argument(exc: ArgumentError) -> tuple[Response, int]:
         return error_response(400, str(exc))
+
+    @app.errorhandler(CacheMiss)
+    def cache_miss(exc: CacheMiss) -> tuple[Response, int]:
+        return error_response(404, str(exc))
 
     @app.errorhandler(InvalidEvent)
     def bad_event(exc: InvalidEvent) -> tuple[Response, int]:

@@ -37,8 +37,8 @@ def test_the_index_lists_every_module_with_a_form_per_view_and_query(client: Fla
 def test_dashboard_pages_only_run_their_own_scripts(client: FlaskClient) -> None:
     policy = client.get("/").headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'self'" in policy
-    assert client.get("/embed/view/plot_grades?course=x").headers["Content-Security-Policy"].endswith(
-        "frame-ancestors *"
+    assert (
+        client.get("/embed/view/plot_grades?course=x").headers["Content-Security-Policy"].endswith("frame-ancestors *")
     )
     raw_view = client.get("/view/djt_hello_template")
     assert raw_view.headers["Content-Security-Policy"].startswith("sandbox;")

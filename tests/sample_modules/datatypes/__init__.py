@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from tasks import query, view
+from tasks import memoize_query, query, view
 
 
 @query()
@@ -71,3 +71,21 @@ def broken_view():
 def on_reports_queue():
     """Routed to the reports queue by its decorator."""
     return "ran on reports"
+
+
+@memoize_query(cache_time=60, timeout=10, ignores=["verbose"])
+@query()
+def slow_total(mongodb, course, seconds="0.5", verbose="no"):
+    """Counts its own computations (per course) and takes ``seconds``: a slow memoized query."""
+    time.sleep(float(seconds))
+    doc = mongodb["computations"].find_one_and_update(
+        {"_id": course}, {"$inc": {"n": 1}}, upsert=True, return_document=True
+    )
+    return {"course": course, "computation": doc["n"]}
+
+
+@query()
+def computations(mongodb, course):
+    """How often slow_total was computed for a course."""
+    doc = mongodb["computations"].find_one({"_id": course})
+    return doc["n"] if doc else 0

@@ -1,0 +1,134 @@
+"""``@memoize_query``: query results cached in Redis by function and arguments.
+
+While one caller computes a result, concurrent callers of the same function and arguments
+wait for it (subscribed to a Redis channel, no sleep-polling) instead of computing it
+again; if the computation crashes, its lock expires after ``timeout`` seconds and a
+waiter takes over. Callers choose a mode with the ``_memo`` argument: ``refresh``
+(recompute now), ``cached`` (cache only: an error when there is no result), ``clear``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis
+
+from tasks.errors import ArgumentError, CacheMiss, RegistrationError
+from tasks.serialization import dumps, loads
+
+F = TypeVar("F", bound=Callable[..., Any])
+MEMO_ATTR = "__insights_memo__"
+MODE_ARGUMENT = "_memo"
+MODES = ("use", "refresh", "cached", "clear")
+
+
+@dataclass(frozen=True)
+class MemoPolicy:
+    """How long a result is kept, how long a computation may hold the lock, which arguments to ignore."""
+
+    cache_time: float
+    timeout: float
+    ignores: tuple[str, ...] = ()
+
+
+def memoize_query(cache_time: float = 300, timeout: float = 600, ignores: Iterable[str] = ()) -> Callable[[F], F]:
+    """Cache a query's results for ``cache_time`` seconds; ``timeout`` bounds one computation."""
+    if not (isinstance(cache_time, (int, float)) and cache_time > 0):
+        raise RegistrationError(f"@memoize_query: cache_time must be seconds > 0, got {cache_time!r}")
+    if not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise RegistrationError(f"@memoize_query: timeout must be seconds > 0, got {timeout!r}")
+    policy = MemoPolicy(float(cache_time), float(timeout), tuple(ignores))
+
+    def mark(func: F) -> F:
+        setattr(func, MEMO_ATTR, policy)
+        return func
+
+    return mark
+
+
+def memo_policy(func: Callable[..., Any]) -> MemoPolicy | None:
+    """The memoization policy of a function, if it is memoized."""
+    return getattr(func, MEMO_ATTR, None)
+
+
+def split_mode(arguments: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The caller's memo mode (``_memo``, default ``use``) and the remaining arguments."""
+    rest = dict(arguments)
+    mode = rest.pop(MODE_ARGUMENT, "use")
+    if mode not in MODES:
+        raise ArgumentError(f"{MODE_ARGUMENT} must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode, rest
+
+
+class Memo:
+    """Cached results, locks and completion notices of memoized queries, in Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    @staticmethod
+    def key(module: str, name: str, arguments: Mapping[str, Any], policy: MemoPolicy) -> str:
+        """The cache key of a call: function plus its non-ignored arguments."""
+        kept = {k: v for k, v in sorted(arguments.items()) if k not in policy.ignores}
+        digest = hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+        return f"insights:memo:{module}:{name}:{digest}"
+
+    def lookup(self, key: str) -> tuple[bool, Any]:
+        """(True, value) when a result is cached, else (False, None)."""
+        raw = self._client.get(key)
+        return (False, None) if raw is None else (True, loads(raw))
+
+    def clear(self, key: str) -> None:
+        """Forget a cached result."""
+        self._client.delete(key)
+
+    def get_or_compute(self, key: str, policy: MemoPolicy, compute: Callable[[], Any], mode: str = "use") -> Any:
+        """The cached result, or compute it once while concurrent callers wait for it."""
+        if mode == "clear":
+            self.clear(key)
+            return None
+        if mode != "refresh":
+            hit, value = self.lookup(key)
+            if hit:
+                return value
+            if mode == "cached":
+                raise CacheMiss(f"no cached result yet for {key.split(':', 3)[-1]}; call without _memo=cached")
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(f"{key}:done")
+        try:
+            return self._compute_once(key, policy, compute, pubsub, fresh=mode == "refresh")
+        finally:
+            pubsub.close()
+
+    def _compute_once(self, key: str, policy: MemoPolicy, compute: Callable[[], Any], pubsub: Any, fresh: bool) -> Any:
+        lock, me = f"{key}:lock", uuid.uuid4().hex
+        deadline = time.monotonic() + policy.timeout * 3
+        while time.monotonic() < deadline:
+            if not fresh:  # subscribed first, so a result stored from now on cannot be missed
+                hit, value = self.lookup(key)
+                if hit:
+                    return value
+            if self._client.set(lock, me, nx=True, px=int(policy.timeout * 1000)):
+                try:
+                    value = compute()
+                    self._client.set(key, dumps(value), px=int(policy.cache_time * 1000))
+                    return value
+                finally:
+                    self._release(lock, me)
+                    self._client.publish(f"{key}:done", "1")
+            fresh = False  # someone else is computing: their result is fresh enough
+            wait = max(0.01, (self._client.pttl(lock) or 0) / 1000)
+            pubsub.get_message(timeout=wait)
+        raise TimeoutError(f"gave up waiting for {key} after {policy.timeout * 3:g} s")
+
+    def _release(self, lock: str, me: str) -> None:
+        """Delete the lock only if it is still ours (it may have expired and been taken)."""
+        self._client.eval(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, lock, me
+        )

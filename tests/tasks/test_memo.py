@@ -1,0 +1,111 @@
+"""Memoized queries: cached by arguments, computed once under concurrency, modes, crash recovery."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import redis as redis_lib
+from flask.testing import FlaskClient
+
+from config.settings import Queues, Settings
+from tasks.app import create_insights
+from tasks.embedded import EmbeddedRedis
+from tasks.errors import ArgumentError, CacheMiss, RegistrationError
+from tasks.memo import Memo, MemoPolicy, memoize_query, split_mode
+from tests.conftest import wait_for
+from web.app import create_app
+
+
+def finish(client: FlaskClient, url: str) -> dict[str, Any]:
+    return wait_for(lambda: (b := client.get(url).get_json())["state"] in ("done", "failed") and b, what=url)
+
+
+def test_two_concurrent_callers_of_a_slow_memoized_query_compute_once(client: FlaskClient) -> None:
+    course = f"c-{uuid.uuid4().hex}"
+    urls = [client.post("/run/query/slow_total", json={"course": course, "seconds": "1"}).get_json()["result"]]
+    urls.append(client.post("/run/query/slow_total", json={"course": course, "seconds": "1"}).get_json()["result"])
+    results = [finish(client, url)["result"] for url in urls]
+    assert results == [{"course": course, "computation": 1}] * 2
+    assert client.get(f"/query/computations?course={course}").get_json() == 1
+
+
+def test_a_cached_result_is_answered_by_the_web_process_without_a_worker(
+    client: FlaskClient, settings: Settings
+) -> None:
+    course = f"c-{uuid.uuid4().hex}"
+    assert client.get(f"/query/slow_total?course={course}&seconds=0").get_json()["computation"] == 1
+    no_workers = dataclasses.replace(settings, queues=Queues(queries="nobody-listens"), result_timeout=0.5)
+    offline = create_app(create_insights(no_workers)).test_client()
+    assert offline.get(f"/query/slow_total?course={course}&seconds=0").get_json()["computation"] == 1
+    assert offline.get(f"/query/slow_total?course={course}&seconds=0&verbose=yes").status_code == 200  # ignored
+    assert offline.get(f"/query/slow_total?course=other-{course}&seconds=0").status_code == 504
+
+
+def test_refresh_cache_only_and_clear_modes(client: FlaskClient) -> None:
+    course = f"c-{uuid.uuid4().hex}"
+    url = f"/query/slow_total?course={course}&seconds=0"
+    missing = client.get(f"{url}&_memo=cached")
+    assert missing.status_code == 404 and "no cached result" in missing.get_json()["error"]
+    assert client.get(url).get_json()["computation"] == 1
+    assert client.get(f"{url}&_memo=cached").get_json()["computation"] == 1
+    assert client.get(f"{url}&_memo=refresh").get_json()["computation"] == 2
+    assert client.get(url).get_json()["computation"] == 2
+    assert client.get(f"{url}&_memo=clear").status_code == 200
+    assert client.get(f"{url}&_memo=cached").status_code == 404
+    assert client.get(f"{url}&_memo=sometimes").status_code == 400
+    assert client.get("/query/computations?course=x&_memo=cached").status_code == 400  # not memoized
+
+
+@pytest.fixture
+def memo(tmp_path: Any) -> Any:
+    with EmbeddedRedis(tmp_path, persist=False) as server:
+        yield Memo(redis_lib.Redis.from_url(server.url)), redis_lib.Redis.from_url(server.url)
+
+
+def test_a_crashed_computation_releases_the_waiters_after_its_timeout(memo: Any) -> None:
+    cache, client = memo
+    policy = MemoPolicy(cache_time=60, timeout=0.4)
+    key = Memo.key("m", "q", {"a": 1}, policy)
+    client.set(f"{key}:lock", "a crashed worker", px=400)  # held by a computation that died
+    started = time.monotonic()
+    assert cache.get_or_compute(key, policy, lambda: "recomputed") == "recomputed"
+    assert 0.3 <= time.monotonic() - started < 2
+
+
+def test_waiters_are_woken_by_the_result_not_by_polling(memo: Any) -> None:
+    cache, _ = memo
+    policy = MemoPolicy(cache_time=60, timeout=30)
+    key = Memo.key("m", "q", {"a": 2}, policy)
+    computing, calls = threading.Event(), []
+
+    def slow() -> str:
+        calls.append(1)
+        computing.set()
+        time.sleep(0.3)
+        return "done"
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(cache.get_or_compute, key, policy, slow)
+        computing.wait(5)
+        started = time.monotonic()
+        others = [pool.submit(cache.get_or_compute, key, policy, slow) for _ in range(3)]
+        assert [f.result(5) for f in [first, *others]] == ["done"] * 4
+        assert time.monotonic() - started < 1.0  # woken when the result landed, not at the 30 s lock timeout
+    assert len(calls) == 1
+
+
+def test_options_and_modes_are_validated() -> None:
+    with pytest.raises(RegistrationError, match="cache_time"):
+        memoize_query(cache_time=0)
+    with pytest.raises(RegistrationError, match="timeout"):
+        memoize_query(timeout=-1)
+    with pytest.raises(ArgumentError, match="_memo must be one of"):
+        split_mode({"_memo": "never"})
+    assert split_mode({"a": 1}) == ("use", {"a": 1})
+    assert issubclass(CacheMiss, Exception)

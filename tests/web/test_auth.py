@@ -1,0 +1,319 @@
+"""Authentication and policy: tokens, what they may call, locked parameters, the tokens command."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from config.settings import Settings
+from tasks.app import Insights, create_insights
+from tests.conftest import CLI, Pipeline, send, wait_for
+from web.app import create_app
+from web.auth import AUTH_OFF_WARNING, COOKIE, NAMES_KEY, TOKENS_KEY, Policy, TokenStore, apply_locks
+from web.errors import ApiError
+
+LOCKED = "parameter 'course' is locked to this token's value"
+
+
+@pytest.fixture(scope="module")
+def secured(settings: Settings, worker: Pipeline) -> Iterator[Insights]:
+    """A deployment with INSIGHTS_AUTH=on, served by the session's worker."""
+    app = create_insights(dataclasses.replace(settings, auth=True))
+    yield app
+    app.services.close()
+
+
+@pytest.fixture
+def web(secured: Insights) -> FlaskClient:
+    """A client of the auth-on web app that presents no token."""
+    return create_app(secured).test_client()
+
+
+@pytest.fixture
+def store(secured: Insights) -> TokenStore:
+    return TokenStore(secured.services.redis)
+
+
+def new_token(store: TokenStore, *allow: str, deny: tuple[str, ...] = (), **locked: str) -> str:
+    """A fresh token (unique name) with this policy."""
+    return store.create(f"test-{uuid.uuid4().hex[:12]}", Policy(allow, deny, locked))
+
+
+def as_token(web: FlaskClient, token: str) -> FlaskClient:
+    """A client of the same app sending ``Authorization: Bearer <token>`` on every request."""
+    client = web.application.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client
+
+
+def error_of(response: Any) -> str:
+    """The error message of a JSON error (or the text of an HTML error page)."""
+    if response.is_json:
+        body = response.get_json()
+        assert body["status"] == response.status_code
+        return str(body["error"])
+    return str(response.get_data(as_text=True))
+
+
+# Every endpoint, with the resource a policy names it by and its status when allowed.
+ENDPOINTS = [
+    ("GET", "/view/djt_fake_user_count", {}, "view:djt_fake_user_count", 200),
+    ("POST", "/view/djt_hello_template", {"json": {"who": "x"}}, "view:djt_hello_template", 200),
+    ("GET", "/embed/view/djt_fake_user_count", {}, "view:djt_fake_user_count", 200),
+    ("GET", "/query/djt_event_count", {}, "query:djt_event_count", 200),
+    ("POST", "/query/echo", {"data": {"greeting": "hi"}}, "query:echo", 200),
+    ("POST", "/run/query/djt_fake_user_count", {"json": {}}, "query:djt_fake_user_count", 202),
+    ("POST", "/event", {"data": json.dumps({"auth_test": "post"})}, "event", 202),
+    ("GET", "/event", {"query_string": {"msg": json.dumps({"auth_test": "get"})}}, "event", 202),
+    ("GET", "/receipt/no-such-receipt", {}, "event", 404),
+    ("GET", "/batch/0123", {}, "event", 404),
+    ("GET", "/schema", {}, "schema", 200),
+    ("GET", "/schema?f=html", {}, "schema", 200),
+    ("GET", "/event_properties", {}, "schema", 200),
+    ("GET", "/", {}, "schema", 200),
+    ("GET", "/fs/testmodule/no-such-file.txt", {}, "file:testmodule", 404),
+]
+
+
+def call(client: FlaskClient, method: str, path: str, kwargs: dict[str, Any]) -> Any:
+    response = client.open(path, method=method, **kwargs)
+    if response.status_code == 202 and path == "/event":  # let the events be handled before other tests count
+        send_receipt = response.get_json()["receipt"]
+        wait_for(lambda: client.get(f"/receipt/{send_receipt}").get_json()["state"] == "done", what="events handled")
+    return response
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "resource", "status"), ENDPOINTS)
+def test_every_endpoint_is_under_the_policy(
+    web: FlaskClient, store: TokenStore, method: str, path: str, kwargs: dict[str, Any], resource: str, status: int
+) -> None:
+    allowed = new_token(store, resource, "event")  # "event" too, to wait for posted events
+    assert call(as_token(web, allowed), method, path, kwargs).status_code == status
+
+    denied = call(as_token(web, new_token(store, "*", deny=(resource,))), method, path, kwargs)
+    assert denied.status_code == 403
+    assert f"may not use {resource}" in error_of(denied)
+    other = call(as_token(web, new_token(store, "query:something_else")), method, path, kwargs)
+    assert other.status_code == 403  # nothing is allowed unless a pattern allows it
+
+    anonymous = call(web, method, path, kwargs)
+    assert anonymous.status_code == 401 and "authentication required" in error_of(anonymous)
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    assert call(as_token(web, "not-a-token"), method, path, kwargs).status_code == 401
+
+    looked_up = store.lookup(allowed)
+    assert looked_up is not None and store.revoke(looked_up.name)
+    revoked = call(as_token(web, allowed), method, path, kwargs)
+    assert revoked.status_code == 401 and "revoked" in error_of(revoked)
+
+
+def test_static_files_are_public_and_unknown_paths_need_a_token(web: FlaskClient, store: TokenStore) -> None:
+    assert web.get("/static/dashboard.js").status_code == 200
+    assert web.get("/modules/testmodule/static/hello.css").status_code == 200
+    assert web.get("/no/such/path").status_code == 401
+    assert as_token(web, new_token(store, "schema")).get("/no/such/path").status_code == 404
+
+
+def test_the_token_may_come_from_the_query_string_or_a_cookie_set_by_login(web: FlaskClient, store: TokenStore) -> None:
+    token = new_token(store, "query:djt_event_count", "query:echo", "schema")
+    response = web.get("/query/echo", query_string={"access_token": token})
+    assert response.status_code == 200
+    assert response.get_json() == {"greeting": "hello", "params": {}}  # the token is not an argument
+
+    browser = web.application.test_client()
+    login = browser.get("/login", query_string={"access_token": token})
+    assert login.status_code == 302 and login.headers["Location"] == "/"
+    cookie = login.headers["Set-Cookie"]
+    assert cookie.startswith(f"{COOKIE}={token}") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert browser.get("/query/djt_event_count").status_code == 200
+    assert browser.get("/").status_code == 200
+    assert browser.get("/view/djt_fake_user_count").status_code == 403
+    assert browser.get("/logout").status_code == 200
+    assert browser.get("/query/djt_event_count").status_code == 401
+
+    assert browser.get("/login", query_string={"access_token": "nope"}).status_code == 401
+    assert browser.get("/login").status_code == 401
+    assert browser.get("/login", query_string={"access_token": token, "next": "//evil.example"}).status_code == 400
+    onward = browser.get("/login", query_string={"access_token": token, "next": "/query/djt_event_count"})
+    assert onward.headers["Location"] == "/query/djt_event_count"
+
+
+def test_the_header_wins_and_a_bad_header_does_not_fall_back_to_the_cookie(web: FlaskClient, store: TokenStore) -> None:
+    good = new_token(store, "query:djt_event_count")
+    browser = web.application.test_client()
+    browser.get("/login", query_string={"access_token": good})
+    assert browser.get("/query/djt_event_count").status_code == 200
+    assert browser.get("/query/djt_event_count", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    schema_only = new_token(store, "schema")
+    assert browser.get("/query/djt_event_count", headers={"Authorization": f"Bearer {schema_only}"}).status_code == 403
+
+
+def test_an_embedded_page_opened_with_a_token_keeps_it_for_its_own_requests(
+    web: FlaskClient, store: TokenStore
+) -> None:
+    token = new_token(store, "query:djt_fake_user_count")
+    frame = web.application.test_client()
+    page = frame.get("/embed/query/djt_fake_user_count", query_string={"access_token": token})
+    assert page.status_code == 200 and "HttpOnly" in page.headers["Set-Cookie"]
+    started = frame.post("/run/query/djt_fake_user_count", json={"access_token": token})  # as the page's script does
+    assert started.status_code == 202
+    url = started.get_json()["result"]
+    other = as_token(web, new_token(store, "query:djt_fake_user_count"))
+    assert other.get(url).status_code == 403  # a run's result is for the token that started it
+    done = wait_for(lambda: (r := frame.get(url).get_json())["state"] == "done" and r, what="the run")
+    assert done["result"] == 2
+
+
+def test_aliases_are_one_resource(web: FlaskClient, store: TokenStore) -> None:
+    allowed = as_token(web, new_token(store, "query:djt_three_name"))
+    assert allowed.get("/query/edx_djt_three_name").status_code == 200
+    denied = as_token(web, new_token(store, "query:*", deny=("query:djt_three_name",)))
+    assert denied.get("/query/edx.djt_three_name").status_code == 403
+    assert denied.get("/query/djt_event_count").status_code == 200
+
+
+def test_a_locked_parameter_cannot_be_overridden_through_any_channel(web: FlaskClient, store: TokenStore) -> None:
+    client = as_token(web, new_token(store, "query:echo", course="c1"))
+    attempts: list[dict[str, Any]] = [
+        {"query_string": {"course": "c2"}},
+        {"query_string": [("course", "c1"), ("course", "c2")]},
+        {"data": {"course": "c2"}},
+        {"json": {"course": "c2"}},
+        {"json": {"course": ["c1"]}},
+        {"query_string": {"course": "c1"}, "json": {"course": "c2"}},
+        {"query_string": {"course": "c2"}, "json": {"course": "c1"}},
+        {"query_string": {"course": "c2"}, "data": {"course": "c1"}},
+        {"query_string": {"course": "c1"}, "data": {"course": "c2"}},
+    ]
+    for attempt in attempts:
+        response = client.post("/query/echo", **attempt)
+        assert response.status_code == 403, attempt
+        assert error_of(response) == LOCKED, attempt
+        started = client.post("/run/query/echo", **attempt)
+        assert started.status_code == 403, attempt
+    locked = {"greeting": "hello", "params": {"course": "c1"}}
+    assert client.get("/query/echo").get_json() == locked
+    assert client.get("/query/echo?course=c1").get_json() == locked
+    assert client.post("/query/echo", json={"params": {"course": "c2"}}).get_json() == locked
+    assert client.post("/query/echo", json={"greeting": "hi", "page": "2"}).get_json() == {
+        "greeting": "hi",
+        "params": {"page": "2", "course": "c1"},
+    }
+
+
+def test_a_locked_parameter_a_function_does_not_take_is_dropped(web: FlaskClient, store: TokenStore) -> None:
+    instructor = as_token(web, new_token(store, "query:*", course="abc"))
+    assert instructor.get("/query/grades_array").get_json() == [[3, 4, 5], [6, 7, 8]]
+    assert instructor.get("/query/grades_array?course=xyz").status_code == 403
+    assert isinstance(instructor.get("/query/djt_event_count").get_json(), int)  # a global query
+    assert instructor.get("/query/djt_event_count?course=abc").status_code == 200
+    assert instructor.get("/query/djt_event_count?course=xyz").status_code == 403
+
+
+def test_a_student_token_sees_only_its_own_count(web: FlaskClient, store: TokenStore) -> None:
+    alice, bob = f"alice-{uuid.uuid4().hex}", f"bob-{uuid.uuid4().hex}"
+    lms = as_token(web, new_token(store, "event"))
+    send(lms, [{"user": alice, "n": 1}, {"user": alice, "n": 2}, {"user": bob}])
+    student = as_token(web, new_token(store, "query:djt_user_event_count", user=alice))
+    assert student.get("/query/djt_user_event_count").get_json() == 2
+    assert student.get("/query/djt_user_event_count", query_string={"user": alice}).get_json() == 2
+    assert student.post("/query/djt_user_event_count", json={"user": alice}).get_json() == 2
+    for attempt in ({"query_string": {"user": bob}}, {"data": {"user": bob}}, {"json": {"user": bob}}):
+        response = student.post("/query/djt_user_event_count", **attempt)
+        assert response.status_code == 403 and "'user' is locked" in error_of(response)
+    assert student.get("/query/djt_event_count").status_code == 403
+
+
+def test_event_tokens_and_query_tokens_are_separate_scopes(web: FlaskClient, store: TokenStore) -> None:
+    events_only = as_token(web, new_token(store, "event"))
+    send(events_only, {"auth_test": "scope"})
+    assert events_only.get("/query/djt_event_count").status_code == 403
+    assert events_only.get("/view/djt_fake_user_count").status_code == 403
+    assert events_only.get("/schema").status_code == 403
+
+    queries_only = as_token(web, new_token(store, "query:*", "view:*"))
+    assert queries_only.post("/event", data=json.dumps({"auth_test": "refused"})).status_code == 403
+    assert queries_only.get("/event", query_string={"msg": "{}"}).status_code == 403
+    assert queries_only.get("/query/djt_event_count").status_code == 200
+
+
+def test_with_auth_off_the_app_warns_loudly_and_allows_everything(
+    insights: Insights, worker: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="web.auth"):
+        open_app = create_app(insights).test_client()
+    assert any(r.levelno == logging.WARNING and r.getMessage() == AUTH_OFF_WARNING for r in caplog.records)
+    assert "INSIGHTS_AUTH=on" in AUTH_OFF_WARNING
+    assert open_app.get("/query/djt_event_count").status_code == 200
+    assert open_app.get("/query/djt_event_count", headers={"Authorization": "Bearer junk"}).status_code == 200
+    assert open_app.get("/query/echo?access_token=x").get_json() == {"greeting": "hello", "params": {}}
+    assert open_app.get("/").status_code == 200
+    send(open_app, {"auth_test": "open"})
+
+
+def test_only_digests_of_tokens_are_stored(secured: Insights, store: TokenStore) -> None:
+    token = new_token(store, "schema", course="c1")
+    redis = secured.services.redis
+    key = hashlib.sha256(token.encode()).hexdigest()
+    record = json.loads(redis.hget(TOKENS_KEY, key))
+    assert record["policy"] == {"allow": ["schema"], "deny": [], "locked": {"course": "c1"}}
+    assert redis.hget(NAMES_KEY, record["name"]) == key.encode()
+    stored = [k for k in redis.scan_iter() if token.encode() in k]
+    for name in redis.scan_iter("insights:auth:*"):
+        if redis.type(name) == b"hash":
+            stored += [b for pair in redis.hgetall(name).items() for b in pair if token.encode() in b]
+    assert stored == []
+    assert store.lookup(token) is not None and store.lookup(token + "x") is None
+
+
+def test_policies_deny_wins_and_nothing_is_allowed_by_default() -> None:
+    policy = Policy(allow=("query:*", "event"), deny=("query:djt_clear*",), locked={"user": "a"})
+    assert policy.permits("query:djt_event_count") and policy.permits("event")
+    assert not policy.permits("query:djt_clear_database")
+    assert not policy.permits("view:djt_fake_user_count") and not policy.permits("schema")
+    assert not Policy().permits("event")
+    assert Policy.from_json(json.loads(json.dumps(policy.to_json()))) == policy
+
+
+def test_apply_locks_checks_every_channel() -> None:
+    assert apply_locks({"page": "1"}, {"user": "a"}) == {"page": "1", "user": "a"}
+    assert apply_locks({"user": "a"}, {"user": "a"}, [[("user", "a")]], takes={"page"}) == {}
+    with pytest.raises(ApiError) as refused:
+        apply_locks({"user": "a"}, {"user": "a"}, [[("user", "a")], [("user", "b")]])
+    assert refused.value.status == 403
+
+
+def test_the_tokens_command_creates_lists_and_revokes(cli: CLI, web: FlaskClient) -> None:
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    created = cli(
+        "tokens", "create", name, "--allow", "query:djt_event_count", "schema",
+        "--deny", "query:djt_clear*", "--lock", "course=c1",
+    )  # fmt: skip
+    token = created.stdout.strip()
+    assert len(token) >= 43 and "\n" not in token
+    assert "only this once" in created.stderr
+    client = as_token(web, token)
+    assert client.get("/query/djt_event_count").status_code == 200
+    assert client.get("/query/djt_clear_database").status_code == 403
+
+    listed = cli("tokens", "list").stdout
+    line = next(line for line in listed.splitlines() if line.startswith(name + "\t"))
+    assert "allow=query:djt_event_count,schema" in line and "deny=query:djt_clear*" in line
+    assert "locked=course=c1" in line
+    assert token not in listed
+
+    assert "exists" in cli("tokens", "create", name, "--allow", "event", expect=2).stderr
+    assert "matches no resource" in cli("tokens", "create", name + "-x", "--allow", "djt_event_count", expect=2).stderr
+    assert "cannot be locked" in cli("tokens", "create", name + "-y", "--lock", "mongodb=x", expect=2).stderr
+    cli("tokens", "revoke", name)
+    assert client.get("/query/djt_event_count").status_code == 401
+    assert "no token" in cli("tokens", "revoke", name, expect=1).stderr
+    assert name not in cli("tokens", "list").stdout
