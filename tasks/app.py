@@ -14,6 +14,7 @@ from config.queues import default_queue
 from config.settings import Settings
 from tasks.batches import BatchStore
 from tasks.callers import Caller
+from tasks.compose import INTO_ARGUMENT
 from tasks.deadletter import DeadLetters
 from tasks.dispatch import RECORD_BATCH_TASK, dispatch, select_all
 from tasks.errors import ArgumentError, CacheMiss
@@ -106,12 +107,13 @@ class Insights:
         elif spec.kind == "view":
 
             def run(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-                return present_view_result(self.call(spec, args, kwargs), spec.name, self.services.fs(spec.module))
+                result = self.call(spec, *_fed(args, kwargs))
+                return present_view_result(result, spec.name, self.services.fs(spec.module))
 
         else:
 
             def run(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-                return self.call(spec, args, kwargs)
+                return self.call(spec, *_fed(args, kwargs))
 
         run.__name__ = spec.func.__name__
         run.__doc__ = spec.doc
@@ -206,6 +208,14 @@ class Insights:
         records = [[event_id(raw), now, raw] for raw in raw_events]
         names = handlers if handlers is not None else self.handler_names()
         return dispatch(self, records, select_all(names))
+
+
+def _fed(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], dict[str, Any]]:
+    """In a composition, the previous step's result (first positional) goes to the ``_into`` parameter."""
+    into = kwargs.pop(INTO_ARGUMENT, None)
+    if into is None or not args:
+        return args, kwargs
+    return args[1:], {**kwargs, into: args[0]}
 
 
 def create_insights(settings: Settings | None = None, *, load_modules: bool = True) -> Insights:

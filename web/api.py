@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import mimetypes
 from typing import Any
@@ -13,6 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from kombu.exceptions import OperationalError
 
 from tasks.app import Insights
+from tasks.compose import Stage, Step, compose, failed_step, parse_steps
 from tasks.inject import bind_arguments
 from tasks.memo import memo_policy, split_mode
 from tasks.registry import Spec
@@ -110,6 +112,56 @@ def run_result(task_id: str) -> Response:
     if state != SUCCESS:
         return _json({**run, "state": "failed", "error": f"{run['kind']} {run['name']!r} failed: {_describe(value)}"})
     return _json({**run, "state": "done", "result": value})
+
+
+@api.post("/chain")
+def run_chain() -> Response:
+    """Run queries and views in sequence, each result feeding the next, and answer the last result.
+
+    Body: ``{"steps": [{"query": "get_grades", "args": {"course": "c1"}}, {"view": "plot_grades"}]}``;
+    a step ``{"group": [steps]}`` runs its steps in parallel and feeds the list of results on.
+    """
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or "steps" not in body:
+        raise ApiError(400, 'send a JSON object {"steps": [...]} (see /schema for names and parameters)')
+    app = insights()
+    stages = [_permitted_stage(stage) for stage in parse_steps(body["steps"])]
+    canvas = compose(app, stages)
+    try:
+        result = canvas.apply_async()
+    except OperationalError as exc:
+        raise ApiError(503, f"the broker is unreachable ({exc}); try again shortly") from None
+    try:
+        value = result.get(timeout=app.settings.result_timeout)
+    except ResultTimeout:
+        raise ApiError(504, f"the chain did not finish within {app.settings.result_timeout:g} s") from None
+    except Exception as exc:
+        raise ApiError(500, f"{failed_step(result, stages)} failed: {_describe(exc)}") from None
+    finally:
+        result.forget()
+    last = stages[-1]
+    if isinstance(value, str):
+        kind = last.kind if isinstance(last, Step) else "query"
+        return Response(value, mimetype="text/html" if kind == "view" else "text/plain")
+    return _json(value)
+
+
+def _permitted_stage(stage: Stage) -> Stage:
+    """With auth on: refuse steps the token may not call; apply its locked parameters to each."""
+    from web.auth import accepted_arguments, apply_locks, current_token  # web.auth imports this module
+
+    token = current_token()
+    if token is None:
+        return stage
+    steps = stage if isinstance(stage, list) else [stage]
+    checked = []
+    for step in steps:
+        if not token.policy.permits(f"{step.kind}:{step.name}"):
+            raise ApiError(403, f"this token may not use {step.kind}:{step.name}")
+        spec = insights().registry.get(step.kind, step.name)
+        args = apply_locks(step.args, token.policy.locked, takes=accepted_arguments(spec.func))
+        checked.append(dataclasses.replace(step, args=args))
+    return checked if isinstance(stage, list) else checked[0]
 
 
 def _run(kind: str, name: str) -> Any:

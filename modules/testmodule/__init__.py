@@ -185,3 +185,13 @@ def plot_grades(query, course):
     axes.set_xlabel("grade")
     axes.set_ylabel("students")
     return figure
+
+
+@view()
+def histogram(values, title="Histogram"):
+    """A histogram of any numbers (e.g. fed by get_grades in a chain), as a plot."""
+    figure = Figure(figsize=(6, 3.5))
+    axes = figure.add_subplot()
+    axes.hist(numpy.asarray(values, dtype=float).ravel(), bins=40, color="#3b7dd8")
+    axes.set_title(title)
+    return figure

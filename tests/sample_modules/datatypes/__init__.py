@@ -89,3 +89,17 @@ def computations(mongodb, course):
     """How often slow_total was computed for a course."""
     doc = mongodb["computations"].find_one({"_id": course})
     return doc["n"] if doc else 0
+
+
+@query()
+def total(values):
+    """The sum of all numbers in ``values`` (arrays, nested lists, or a list of them)."""
+    if isinstance(values, list):
+        return float(sum(np.asarray(v, dtype=float).sum() for v in values))
+    return float(np.asarray(values, dtype=float).sum())
+
+
+@query()
+def explode(values):
+    """Always fails, to test how a composition names its failing step."""
+    raise RuntimeError(f"cannot use {type(values).__name__}")
