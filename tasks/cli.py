@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
+from pathlib import Path
 from types import FrameType
 
 from config.queues import shard_queues
@@ -25,7 +26,7 @@ from tasks.app import create_insights
 from tasks.batcher import Batcher
 from tasks.deadletter import retry_dead_letters
 from tasks.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
-from tasks.errors import InsightsError
+from tasks.errors import ArgumentError, InsightsError
 
 log = logging.getLogger("insights")
 
@@ -123,6 +124,30 @@ def dead_letters(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def recompute_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Refresh a memoized query over the Cartesian product of the ``--set`` values; 1 if any failed."""
+    from tasks.recompute import parameter_space, recompute  # only this command needs tqdm
+
+    values: dict[str, list[str]] = {}
+    for item in args.set:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise ArgumentError(f"--set takes NAME=V1,V2 or NAME=@FILE, got {item!r}")
+        if raw.startswith("@"):
+            values[name] = [line.strip() for line in Path(raw[1:]).read_text().splitlines() if line.strip()]
+        else:
+            values[name] = [v for v in raw.split(",") if v]
+    total = 1
+    for options in values.values():
+        total *= len(options)
+    app = create_insights(settings)
+    report = recompute(
+        app, args.query, parameter_space(values), args.concurrency, progress=not args.no_progress, total=total
+    )
+    print(report.summary())
+    return 1 if report.failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tasks.cli``."""
     parser = argparse.ArgumentParser(prog="insights", description=__doc__.split("\n")[0])
@@ -133,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     letters.add_argument("action", choices=["list", "retry"])
     letters.add_argument("--handler", help="only this handler (task name, module.function or function)")
     letters.add_argument("ids", nargs="*", help="only these dead letters (retry)")
+    again = commands.add_parser("recompute", help="refresh a memoized query over a parameter space")
+    again.add_argument("query", help="name of a memoized query")
+    again.add_argument(
+        "--set", action="append", default=[], metavar="NAME=V1,V2|NAME=@FILE", help="values of one parameter"
+    )
+    again.add_argument("--concurrency", type=int, default=8, help="tasks running at once (default 8)")
+    again.add_argument("--no-progress", action="store_true", help="no progress bar")
     commands.add_parser("replay", help="feed the event log or tracking-log files through the pipeline", add_help=False)
     commands.add_parser("tokens", help="create, revoke or list API tokens (web/auth.py)", add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -154,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             return run(settings)
         if args.command == "batcher":
             return batcher(settings)
+        if args.command == "recompute":
+            return recompute_command(settings, args)
         return dead_letters(settings, args)
     except InsightsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -66,6 +66,10 @@ def split_mode(arguments: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return mode, rest
 
 
+def _key_value(value: Any) -> Any:
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
 class Memo:
     """Cached results, locks and completion notices of memoized queries, in Redis."""
 
@@ -74,8 +78,12 @@ class Memo:
 
     @staticmethod
     def key(module: str, name: str, arguments: Mapping[str, Any], policy: MemoPolicy) -> str:
-        """The cache key of a call: function plus its non-ignored arguments."""
-        kept = {k: v for k, v in sorted(arguments.items()) if k not in policy.ignores}
+        """The cache key of a call: function plus its non-ignored arguments.
+
+        A number and its decimal string share an entry (``n=42`` from Python, ``n=42`` in a
+        query string): HTTP arguments always arrive as strings.
+        """
+        kept = {k: _key_value(v) for k, v in sorted(arguments.items()) if k not in policy.ignores}
         digest = hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
         return f"insights:memo:{module}:{name}:{digest}"
 

@@ -103,3 +103,12 @@ def total(values):
 def explode(values):
     """Always fails, to test how a composition names its failing step."""
     raise RuntimeError(f"cannot use {type(values).__name__}")
+
+
+@memoize_query(cache_time=600, timeout=30)
+@query()
+def square(n):
+    """n², memoized; fails for 13 (to test recomputation reports)."""
+    if int(n) == 13:
+        raise ValueError("13 is unlucky")
+    return int(n) ** 2
