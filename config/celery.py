@@ -42,10 +42,19 @@ def celery_config(settings: Settings, queue_overrides: Mapping[str, str] | None 
         # Flower: task events with readable names, SENT events too.
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        "task_track_started": True,
         "task_time_limit": 600,
         "task_soft_time_limit": 540,
         "timezone": "UTC",
         "enable_utc": True,
         "worker_hijack_root_logger": False,
+        # Beat (tasks/schedule.py): RedBeat keeps the schedule in Redis and holds a lock there
+        # while it runs, so a second beat started by mistake waits for the lock (and takes over
+        # when the first stops, or lock_timeout after it died) instead of sending every job twice.
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "redbeat_redis_url": settings.redis,
+        "redbeat_redis_options": {},
+        "redbeat_key_prefix": "insights:beat",
+        "redbeat_lock_timeout": int(max(2, settings.beat_lock_timeout)),
+        # Beat extends its lock every loop and a waiting beat retries this often: well under the timeout.
+        "beat_max_loop_interval": max(1.0, settings.beat_lock_timeout / 5),
     }

@@ -12,11 +12,13 @@ VIEW_PREFIX = "view."
 QUERY_PREFIX = "query."
 HANDLER_PREFIX = "handler."
 BATCH_PREFIX = "batch."
+CRON_PREFIX = "cron."  # scheduled jobs (tasks/schedule.py)
+MAINTENANCE_PREFIX = "maintenance."  # housekeeping run by beat, e.g. the file-store sweeper
 
 
 def default_queue(kind: str, queues: Queues) -> str:
-    """The queue a task of this kind (view, query, handler) uses unless told otherwise."""
-    return {"view": queues.views, "query": queues.queries, "handler": queues.events}[kind]
+    """The queue a task of this kind (view, query, handler, cron) uses unless told otherwise."""
+    return {"view": queues.views, "query": queues.queries, "handler": queues.events, "cron": queues.reports}[kind]
 
 
 SHARD_KINDS = ("user", "resource")
@@ -40,5 +42,7 @@ def task_routes(queues: Queues, overrides: Mapping[str, str] | None = None) -> l
         f"{QUERY_PREFIX}*": {"queue": queues.queries},
         f"{HANDLER_PREFIX}*": {"queue": queues.events},
         f"{BATCH_PREFIX}*": {"queue": queues.events},
+        f"{CRON_PREFIX}*": {"queue": queues.reports},
+        f"{MAINTENANCE_PREFIX}*": {"queue": queues.reports},
     }
     return [exact, by_kind]

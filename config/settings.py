@@ -57,6 +57,9 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     auth: bool = False
+    # Scheduling (tasks/schedule.py): beat's lock and the file-store sweeper.
+    beat_lock_timeout: float = 60.0
+    sweep_interval: float = 300.0
 
     @property
     def broker(self) -> str:
@@ -113,6 +116,8 @@ class Settings:
             "INSIGHTS_HOST": self.web_host,
             "INSIGHTS_PORT": str(self.web_port),
             "INSIGHTS_AUTH": "on" if self.auth else "off",
+            "INSIGHTS_BEAT_LOCK_TIMEOUT": str(self.beat_lock_timeout),
+            "INSIGHTS_SWEEP_INTERVAL": str(self.sweep_interval),
         }
         urls = {"REDIS_URL": self.redis_url, "BROKER_URL": self.broker_url, "MONGO_URL": self.mongo_url}
         env.update({name: url for name, url in urls.items() if url})
@@ -157,6 +162,8 @@ class Settings:
             web_host=env.get("INSIGHTS_HOST", "127.0.0.1"),
             web_port=int(_number(env, "INSIGHTS_PORT", 8000)),
             auth=_flag(env, "INSIGHTS_AUTH"),
+            beat_lock_timeout=_number(env, "INSIGHTS_BEAT_LOCK_TIMEOUT", 60.0),
+            sweep_interval=_number(env, "INSIGHTS_SWEEP_INTERVAL", 300.0),
         )
 
 

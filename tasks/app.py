@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
@@ -27,8 +27,12 @@ from tasks.memo import Memo, memo_policy, split_mode
 from tasks.present import present_view_result
 from tasks.registry import Registry, Spec
 from tasks.render import running_module
+from tasks.schedule import bind_schedule, list_reports
 from tasks.serialization import register_kombu_serializer
 from tasks.services import Services
+
+if TYPE_CHECKING:  # client: see Insights.remotes
+    from tasks.client import Backend
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +48,12 @@ class Insights:
         self.registry = registry if registry is not None else Registry()
         self.services = Services(settings)
         self.celery = Celery("insights", set_as_current=False)
-        self.queries = Caller("query", self.registry, self.call)
-        self.views = Caller("view", self.registry, self.call)
+        # client: backends (e.g. tasks.client.RemoteBackend) the ``query``/``view`` objects fall
+        # back to for names this registry lacks; empty by default (see tasks/client.py).
+        self.remotes: list[Backend] = []
+        self.queries = Caller("query", self.registry, self.call, lambda: self.remotes)
+        self.views = Caller("view", self.registry, self.call, lambda: self.remotes)
+        # client: end
         self.properties: dict[str, Property] = {}
         self.finalized = False
 
@@ -90,6 +98,7 @@ class Insights:
 
         self._bind(RECORD_BATCH_TASK, record)
         self.properties = {name: self.registry.get("property", name).func for name in self.registry.names("property")}
+        bind_schedule(self)  # @cron jobs, the file-store sweeper and beat's schedule (tasks/schedule.py)
         self.registry.freeze()
         self.finalized = True
         return self
@@ -118,6 +127,10 @@ class Insights:
         run.__name__ = spec.func.__name__
         run.__doc__ = spec.doc
         return run
+
+    def reports(self, module: str | None = None) -> list[dict[str, Any]]:
+        """Reports the ``@cron`` jobs of every module (or one) wrote, newest first (tasks/schedule.py)."""
+        return list_reports(self, module)
 
     def queue_of(self, spec: Spec) -> str:
         """The queue a view, query or handler task is sent to."""

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from tasks.errors import UnknownName
 from tasks.inject import caller_arguments
 from tasks.registry import Registry, Spec
+
+if TYPE_CHECKING:  # client: remote fallback (tasks/client.py)
+    from tasks.client import Backend
 
 
 class Call(Protocol):
@@ -21,10 +25,13 @@ class Call(Protocol):
 class Caller:
     """Registered views or queries as methods: ``query.name(*args, **kwargs)``."""
 
-    def __init__(self, kind: str, registry: Registry, call: Call) -> None:
+    def __init__(
+        self, kind: str, registry: Registry, call: Call, remotes: Callable[[], Sequence[Backend]] = tuple
+    ) -> None:
         self._kind = kind
         self._registry = registry
         self._call = call
+        self._remotes = remotes  # client: backends asked for names the registry does not know
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("__"):
@@ -32,7 +39,18 @@ class Caller:
         return self[name]
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
-        spec = self._registry.get(self._kind, name)
+        try:
+            spec = self._registry.get(self._kind, name)
+        except UnknownName:
+            # client: fall back to the first remote backend that has the name -----------
+            from tasks.client import make_method
+
+            for backend in self._remotes():
+                info = backend.functions(self._kind).get(name)
+                if info is not None:
+                    return make_method(backend, info, name)
+            raise
+            # client: end ------------------------------------------------------------------
 
         def method(*args: Any, **kwargs: Any) -> Any:
             return self._call(spec, args, kwargs)
@@ -45,7 +63,8 @@ class Caller:
         return method
 
     def __dir__(self) -> list[str]:
-        return [n for n in self._registry.names(self._kind) if n.isidentifier()]
+        remote = {n for b in self._remotes() for n in b.functions(self._kind)}  # client: remote names too
+        return sorted(n for n in {*self._registry.names(self._kind), *remote} if n.isidentifier())
 
     def __repr__(self) -> str:
         return f"<{self._kind} caller: {', '.join(self._registry.names(self._kind))}>"

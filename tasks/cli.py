@@ -57,10 +57,8 @@ def process_commands(settings: Settings) -> dict[str, list[str]]:
         "worker": [*celery, "worker", "-Q", queues, "-l", "INFO", "-c", "2", "-n", "main@%h"],
         # One single-process consumer for every shard queue keeps per-user/per-resource order.
         "shards": [*celery, "worker", "-Q", shards, "-l", "INFO", "-P", "solo", "-n", "shards@%h"],
-        "beat": [
-            *celery, "beat", "-l", "INFO",
-            "-s", str(settings.data_dir / "celerybeat-schedule"),
-        ],
+        # RedBeat keeps the schedule and a single-beat lock in Redis (config/celery.py): no -s file.
+        "beat": [*celery, "beat", "-l", "INFO"],
     }  # fmt: skip
 
 

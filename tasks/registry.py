@@ -17,15 +17,28 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from config.queues import HANDLER_PREFIX, QUERY_PREFIX, VIEW_PREFIX
+from config.queues import CRON_PREFIX, HANDLER_PREFIX, QUERY_PREFIX, VIEW_PREFIX
 from tasks.decorators import Declaration, declarations_of
 from tasks.errors import DuplicateName, RegistrationError, RegistryFrozen, UnknownName
 from tasks.inject import caller_arguments, required_arguments
 from tasks.memo import memo_policy
 
-KINDS = ("view", "query", "handler", "property")
-TASK_PREFIX = {"view": VIEW_PREFIX, "query": QUERY_PREFIX, "handler": HANDLER_PREFIX, "property": "property."}
-KIND_LABEL = {"view": "view", "query": "query", "handler": "event handler", "property": "event property"}
+KINDS = ("view", "query", "handler", "property", "cron")
+TASK_PREFIX = {
+    "view": VIEW_PREFIX,
+    "query": QUERY_PREFIX,
+    "handler": HANDLER_PREFIX,
+    "property": "property.",
+    "cron": CRON_PREFIX,  # scheduled jobs, tasks/schedule.py
+}
+KIND_LABEL = {
+    "view": "view",
+    "query": "query",
+    "handler": "event handler",
+    "property": "event property",
+    "cron": "scheduled job",
+}
+PER_MODULE_KINDS = ("handler", "cron")  # task named by module and function: cron.<module>.<function>
 
 
 @dataclass(frozen=True)
@@ -71,8 +84,8 @@ class Spec:
     @property
     def task_name(self) -> str:
         """The Celery task name operators see, e.g. ``query.get_grades`` (properties run in-process)."""
-        if self.kind == "handler":
-            return f"{HANDLER_PREFIX}{self.module}.{self.func.__name__}"
+        if self.kind in PER_MODULE_KINDS:
+            return f"{TASK_PREFIX[self.kind]}{self.module}.{self.func.__name__}"
         return f"{TASK_PREFIX[self.kind]}{self.name}"
 
     def describe(self) -> dict[str, Any]:
@@ -116,7 +129,7 @@ class Registry:
         if self._frozen:
             raise RegistryFrozen(f"cannot register {spec.label} from {spec.where}: the registry is finalized")
         table = self._specs[spec.kind]
-        keys = (spec.task_name,) if spec.kind == "handler" else spec.names
+        keys = (spec.task_name,) if spec.kind in PER_MODULE_KINDS else spec.names
         for key in keys:
             old = table.get(key)
             if old is None or old.func is spec.func or (old.fallback and not spec.fallback):

@@ -9,6 +9,7 @@ from web.api import api
 from web.auth import init_auth
 from web.dashboard import dashboard
 from web.errors import register_error_handlers
+from web.health import health
 from web.intake import intake
 from web.security import init_security
 
@@ -23,6 +24,7 @@ def create_app(insights: Insights | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(intake)
     app.register_blueprint(dashboard)
+    app.register_blueprint(health)
     register_error_handlers(app)
     init_security(app)
     init_auth(app)  # auth: tokens and policies (web/auth.py); warns loudly when off

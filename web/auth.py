@@ -268,6 +268,8 @@ def resources_of(endpoint: str, view_args: Mapping[str, Any]) -> list[str] | Non
             return None
         meta = json.loads(run)
         return _function_resources(str(meta["kind"]), str(meta["name"]))
+    if endpoint == "health.health_report":
+        return ["health"]
     if endpoint == "api.run_chain":
         return None  # every step is checked (and its parameters locked) by the endpoint itself
     if endpoint == "api.module_file":

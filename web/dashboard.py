@@ -1,8 +1,11 @@
-"""Dashboard pages: every view and query with a form, an embeddable page per function, module static files."""
+"""Dashboard pages: every view and query with a form, an embeddable page per function, module static files,
+the reports scheduled jobs wrote."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, render_template, request, send_from_directory
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, render_template, request, send_from_directory
 
 from tasks.inject import required_arguments
 from tasks.registry import Spec
@@ -39,6 +42,20 @@ def module_static(module: str, filename: str) -> Response:
     if module not in registry.modules:
         raise ApiError(404, f"no module {module!r}")
     return send_from_directory(registry.module_folder(module) / "static", filename, max_age=300)
+
+
+# Reports (tasks/schedule.py) ---------------------------------------------------------------
+@dashboard.get("/reports")
+def reports() -> Any:
+    """The reports ``@cron`` jobs wrote, newest first (``?module=`` one module, ``?f=json`` as data)."""
+    module = request.args.get("module") or None
+    entries = insights().reports(module)
+    if request.args.get("f") == "json":
+        return jsonify(entries)
+    return render_template("reports.html", reports=entries, module=module)
+
+
+# end reports
 
 
 def _required(spec: Spec) -> list[str]:

@@ -45,7 +45,10 @@ def receipt_state(receipt: str) -> Response:
     app = insights()
     state = app.store.receipt(receipt)
     if state["state"] == "queued" and not app.intake.holds(receipt):
-        raise ApiError(404, f"no receipt {receipt!r} (unknown, or its record expired)")
+        # The batcher links a receipt before deleting its entry: read the link again.
+        state = app.store.receipt(receipt)
+        if state["state"] == "queued":
+            raise ApiError(404, f"no receipt {receipt!r} (unknown, or its record expired)")
     return jsonify(state)
 
 

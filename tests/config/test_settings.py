@@ -147,6 +147,8 @@ def test_task_routes_put_exact_overrides_before_the_globs() -> None:
         "query.*": {"queue": "q"},
         "handler.*": {"queue": "e"},
         "batch.*": {"queue": "e"},
+        "cron.*": {"queue": "r"},  # scheduled jobs (tasks/schedule.py)
+        "maintenance.*": {"queue": "r"},
     }
 
 

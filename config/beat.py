@@ -1,0 +1,24 @@
+"""Beat's static schedule: housekeeping every deployment runs (``@cron`` jobs are added at finalize)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from config.queues import MAINTENANCE_PREFIX
+from config.settings import Settings
+
+SWEEP_TASK = f"{MAINTENANCE_PREFIX}sweep_files"
+
+
+def static_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Celery ``beat_schedule`` entries that do not come from modules, keyed by entry name."""
+    return {
+        # Delete the module files whose expiry passed (``fs.expire``), every INSIGHTS_SWEEP_INTERVAL seconds.
+        SWEEP_TASK: {
+            "task": SWEEP_TASK,
+            "schedule": timedelta(seconds=settings.sweep_interval),
+            # A sweep nobody ran before the next one is due is redundant: do not let them pile up.
+            "options": {"expires": max(1.0, settings.sweep_interval)},
+        },
+    }

@@ -1,0 +1,448 @@
+"""A Python client for views and queries: local, remote over HTTP, merged, or restricted.
+
+``Client.query`` and ``Client.view`` expose every function as a method with its real
+signature and docstring (``help(client.query.get_grades)``, tab completion through
+``dir``)::
+
+    client = Client.remote("http://insights:8000", token="...")
+    client.query.djt_user_event_count("alice")        # positional args map to parameters in order
+    client.query["edx.djt_three_name"]()              # names that are not identifiers
+
+Where a function runs is a :class:`Backend`'s business:
+
+- :class:`LocalBackend` calls the registry of an :class:`~tasks.app.Insights` in-process;
+- :class:`RemoteBackend` calls a server's HTTP API (``GET /schema``, ``POST /<kind>/<name>``);
+- :class:`MergedBackend` joins several: a function is served by the first that has it;
+- :class:`PolicyBackend` allows or denies functions (``fnmatch`` patterns over
+  ``view:<name>`` / ``query:<name>``, as API tokens do) and locks parameters to values.
+
+Modules use the same machinery: ``Insights.remotes`` holds backends the injected
+``query``/``view`` objects fall back to for names the local registry does not know.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import quote
+
+from tasks.errors import UnknownName
+from tasks.inject import caller_arguments, parameters, required_arguments
+from tasks.registry import KIND_LABEL
+from tasks.serialization import dumps_plain
+
+if TYPE_CHECKING:
+    from tasks.app import Insights
+
+__all__ = [
+    "Backend",
+    "Client",
+    "FunctionInfo",
+    "Functions",
+    "LocalBackend",
+    "MergedBackend",
+    "PolicyBackend",
+    "RemoteBackend",
+    "RemoteError",
+    "make_method",
+]
+
+KINDS = ("view", "query")
+
+
+class _Unknown:
+    """The default of a parameter whose default only the server knows: it is not sent."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+UNKNOWN_DEFAULT: Any = _Unknown()
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """What a client knows of a view or query: its names, caller-supplied parameters and doc."""
+
+    name: str
+    kind: str
+    parameters: tuple[str, ...]
+    required: tuple[str, ...]
+    doc: str = ""
+    aliases: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # known defaults (local functions)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The primary name and the aliases."""
+        return (self.name, *self.aliases)
+
+    def signature(self) -> inspect.Signature:
+        """The caller's signature: required parameters first as declared, optional ones with
+        their default (``<default>`` where only the server knows it)."""
+        params = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=inspect.Parameter.empty if name in self.required else self.defaults.get(name, UNKNOWN_DEFAULT),
+            )
+            for name in self.parameters
+        ]
+        return inspect.Signature(params)
+
+    @classmethod
+    def from_schema(cls, entry: Mapping[str, Any]) -> FunctionInfo:
+        """A function's info from one entry of ``GET /schema``."""
+        return cls(
+            name=str(entry["name"]),
+            kind=str(entry["class"]),
+            parameters=tuple(entry.get("parameters", ())),
+            required=tuple(entry.get("required", ())),
+            doc=str(entry.get("doc") or ""),
+            aliases=tuple(entry.get("aliases", ())),
+        )
+
+
+def _by_name(infos: Iterable[FunctionInfo]) -> dict[str, FunctionInfo]:
+    """Every info keyed by each of its names (primary name and aliases)."""
+    return {name: info for info in infos for name in info.names}
+
+
+# Backends ---------------------------------------------------------------------------
+@runtime_checkable
+class Backend(Protocol):
+    """Where views and queries are found and run."""
+
+    def functions(self, kind: str) -> dict[str, FunctionInfo]:
+        """Every function of ``kind`` ("view" or "query") by name, aliases included."""
+        ...
+
+    def call(self, kind: str, name: str, kwargs: dict[str, Any]) -> Any:
+        """Run function ``name`` of ``kind`` with keyword arguments; returns its result."""
+        ...
+
+
+class LocalBackend:
+    """The functions of an :class:`~tasks.app.Insights` registry, run in this process.
+
+    Views return their raw result (no HTML presentation); errors are the framework's own
+    (``UnknownName``, ``ArgumentError``, or whatever the function raises).
+    """
+
+    def __init__(self, insights: Insights) -> None:
+        self.insights = insights
+
+    def functions(self, kind: str) -> dict[str, FunctionInfo]:
+        """The registered functions of ``kind``."""
+        infos = []
+        for spec in self.insights.registry.specs(kind):
+            defaults = {p.name: p.default for p in parameters(spec.func) if p.default is not p.empty}
+            infos.append(
+                FunctionInfo(
+                    name=spec.name,
+                    kind=kind,
+                    parameters=tuple(caller_arguments(spec.func)),
+                    required=tuple(required_arguments(spec.func)),
+                    doc=spec.doc,
+                    aliases=spec.names[1:],
+                    defaults={k: v for k, v in defaults.items() if k in caller_arguments(spec.func)},
+                )
+            )
+        return _by_name(infos)
+
+    def call(self, kind: str, name: str, kwargs: dict[str, Any]) -> Any:
+        """Run the function in-process, with its module's injections."""
+        return self.insights.call(self.insights.registry.get(kind, name), (), kwargs)
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({', '.join(self.insights.registry.modules)})"
+
+
+class RemoteError(Exception):
+    """An Insights server answered with an HTTP error; ``message`` is its ``error`` text."""
+
+    def __init__(self, status: int, message: str, url: str = "") -> None:
+        super().__init__(f"HTTP {status}: {message}" + (f" ({url})" if url else ""))
+        self.status = status
+        self.message = message
+        self.url = url
+
+
+class RemoteBackend:
+    """The functions of an Insights server, called over its HTTP API (stdlib ``urllib``).
+
+    The schema is read once, on first use (``refresh()`` reads it again). A call is
+    ``POST <base_url>/<kind>/<name>`` with the arguments as a JSON object; a JSON answer is
+    decoded, a text or HTML one returned as ``str``. HTTP errors raise :class:`RemoteError`
+    with the server's message (400 bad arguments, 401/403 token, 404 unknown name,
+    500 the function failed, 504 time-out); an unreachable server raises ``ConnectionError``
+    and a slow one ``TimeoutError``.
+    """
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._schema: list[dict[str, Any]] | None = None
+
+    def refresh(self) -> None:
+        """Forget the cached schema; the next lookup reads ``/schema`` again."""
+        self._schema = None
+
+    def schema(self) -> list[dict[str, Any]]:
+        """The server's ``/schema`` entries (cached)."""
+        if self._schema is None:
+            entries = self._request("GET", "/schema")
+            if not isinstance(entries, list):
+                raise RemoteError(200, f"/schema answered {type(entries).__name__}, not a list", self.base_url)
+            self._schema = entries
+        return self._schema
+
+    def functions(self, kind: str) -> dict[str, FunctionInfo]:
+        """The server's functions of ``kind``, from its schema."""
+        return _by_name(FunctionInfo.from_schema(e) for e in self.schema() if e.get("class") == kind)
+
+    def call(self, kind: str, name: str, kwargs: dict[str, Any]) -> Any:
+        """Run the function on the server and return its decoded answer."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        return self._request("POST", f"/{kind}/{quote(name, safe='')}", kwargs)
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        url = self.base_url + path
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = dumps_plain(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return _decode(response.read(), response.headers.get_content_type())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                raise RemoteError(exc.code, _error_message(exc.read(), exc.reason), url) from None
+        except TimeoutError:
+            raise TimeoutError(f"{url} did not answer within {self.timeout:g} s") from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                raise TimeoutError(f"{url} did not answer within {self.timeout:g} s") from None
+            raise ConnectionError(f"cannot reach {url}: {exc.reason}") from None
+
+    def __repr__(self) -> str:
+        return f"RemoteBackend({self.base_url!r})"
+
+
+def _decode(raw: bytes, content_type: str) -> Any:
+    text = raw.decode("utf-8")
+    return json.loads(text) if content_type == "application/json" else text
+
+
+def _error_message(raw: bytes, reason: object) -> str:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace").strip() or str(reason)
+    return str(body.get("error", reason)) if isinstance(body, dict) else str(reason)
+
+
+class MergedBackend:
+    """Several backends as one: each function is served by the first backend that has it."""
+
+    def __init__(self, backends: Sequence[Backend]) -> None:
+        self.backends = list(backends)
+
+    def functions(self, kind: str) -> dict[str, FunctionInfo]:
+        """The union of every backend's functions; for a name in several, the first one's."""
+        merged: dict[str, FunctionInfo] = {}
+        for backend in self.backends:
+            for name, info in backend.functions(kind).items():
+                merged.setdefault(name, info)
+        return merged
+
+    def owner(self, kind: str, name: str) -> Backend:
+        """The backend serving function ``name`` (later backends are not asked once one has it)."""
+        for backend in self.backends:
+            if name in backend.functions(kind):
+                return backend
+        raise UnknownName(KIND_LABEL[kind], name)
+
+    def call(self, kind: str, name: str, kwargs: dict[str, Any]) -> Any:
+        """Run the function on the first backend that has it."""
+        return self.owner(kind, name).call(kind, name, kwargs)
+
+    def __repr__(self) -> str:
+        return f"MergedBackend({self.backends!r})"
+
+
+class PolicyBackend:
+    """Another backend restricted like an API token (see ``web/auth.py``'s ``Policy``).
+
+    ``allow``/``deny`` are ``fnmatch`` patterns over ``view:<name>`` / ``query:<name>``;
+    deny wins, and a function registered under several names is allowed when some name is
+    allowed and none denied. Denied functions are hidden and refused (``PermissionError``).
+    ``locked`` sets parameters to fixed values: a call passing another value is refused,
+    one passing none gets the locked value; functions not taking a locked parameter do not
+    get it. Locked parameters appear in signatures as optional, defaulting to their value.
+    """
+
+    def __init__(
+        self,
+        inner: Backend,
+        allow: Iterable[str] = ("*",),
+        deny: Iterable[str] = (),
+        locked: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.allow = tuple(allow)
+        self.deny = tuple(deny)
+        self.locked = dict(locked or {})
+
+    def permits(self, kind: str, info: FunctionInfo) -> bool:
+        """Whether this policy lets a caller use the function."""
+        resources = [f"{kind}:{name}" for name in info.names]
+        if any(fnmatchcase(r, pattern) for r in resources for pattern in self.deny):
+            return False
+        return any(fnmatchcase(r, pattern) for r in resources for pattern in self.allow)
+
+    def functions(self, kind: str) -> dict[str, FunctionInfo]:
+        """The permitted functions, with locked parameters made optional."""
+        return {
+            name: self._locked_info(info)
+            for name, info in self.inner.functions(kind).items()
+            if self.permits(kind, info)
+        }
+
+    def _locks_for(self, info: FunctionInfo) -> dict[str, Any]:
+        """The locked parameters ``info``'s function takes (the others are not passed to it)."""
+        return {k: v for k, v in self.locked.items() if k in info.parameters}
+
+    def _locked_info(self, info: FunctionInfo) -> FunctionInfo:
+        locks = self._locks_for(info)
+        required = tuple(p for p in info.required if p not in locks)
+        return replace(info, required=required, defaults={**info.defaults, **locks}) if locks else info
+
+    def call(self, kind: str, name: str, kwargs: dict[str, Any]) -> Any:
+        """Run a permitted function with the locked parameters applied."""
+        info = self.inner.functions(kind).get(name)
+        if info is None:
+            raise UnknownName(KIND_LABEL[kind], name)
+        if not self.permits(kind, info):
+            raise PermissionError(f"this client may not use {kind}:{name}")
+        for key, value in kwargs.items():
+            if key in self.locked and value != self.locked[key]:
+                raise PermissionError(f"parameter {key!r} is locked to {self.locked[key]!r} for this client")
+        unlocked = {k: v for k, v in kwargs.items() if k not in self.locked}
+        return self.inner.call(kind, name, {**unlocked, **self._locks_for(info)})
+
+    def __repr__(self) -> str:
+        return f"PolicyBackend({self.inner!r}, allow={self.allow}, deny={self.deny}, locked={self.locked})"
+
+
+# Methods and the client -------------------------------------------------------------
+def make_method(backend: Backend, info: FunctionInfo, name: str | None = None) -> Callable[..., Any]:
+    """A function calling ``info``'s function on ``backend``, with its signature and doc.
+
+    Positional arguments map to the parameters in order; keyword arguments the signature
+    does not list are passed on (a function taking ``params`` accepts them; the backend
+    refuses them otherwise). Optional parameters left out are not sent: the function's own
+    default applies.
+    """
+    called = name or info.name
+    signature = info.signature()
+    label = f"{info.kind} {called!r}"
+
+    def method(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > len(info.parameters):
+            takes = f"{len(info.parameters)} positional argument(s) {list(info.parameters)}"
+            raise TypeError(f"{label} takes {takes}, got {len(args)}")
+        arguments = dict(zip(info.parameters, args, strict=False))
+        for key, value in kwargs.items():
+            if key in arguments:
+                raise TypeError(f"{label} got argument {key!r} twice")
+            arguments[key] = value
+        sent = {k: v for k, v in arguments.items() if v is not UNKNOWN_DEFAULT}
+        return backend.call(info.kind, called, sent)
+
+    method.__name__ = called if called.isidentifier() else info.name
+    method.__qualname__ = f"{info.kind}.{method.__name__}"
+    method.__doc__ = info.doc
+    method.__signature__ = signature  # type: ignore[attr-defined]
+    return method
+
+
+class Functions:
+    """The views or the queries of a backend as methods: ``functions.name(*args, **kwargs)``,
+    ``functions["dotted.name"]()``; ``dir()`` lists the names for tab completion."""
+
+    def __init__(self, backend: Backend, kind: str) -> None:
+        self._backend = backend
+        self._kind = kind
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        functions = self._backend.functions(self._kind)
+        info = functions.get(name)
+        if info is None:
+            close = difflib.get_close_matches(name, list(functions), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise AttributeError(f"no {KIND_LABEL[self._kind]} named {name!r}{hint}")
+        return make_method(self._backend, info, name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._backend.functions(self._kind)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._backend.functions(self._kind)))
+
+    def __dir__(self) -> list[str]:
+        return sorted(n for n in self._backend.functions(self._kind) if n.isidentifier())
+
+    def __repr__(self) -> str:
+        return f"<{self._kind} functions: {', '.join(self)}>"
+
+
+class Client:
+    """Views and queries of a backend as methods: ``client.query.x(...)``, ``client.view.y(...)``."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.query = Functions(backend, "query")
+        self.view = Functions(backend, "view")
+
+    @classmethod
+    def local(cls, insights: Insights) -> Client:
+        """A client running the functions of ``insights`` in this process."""
+        return cls(LocalBackend(insights))
+
+    @classmethod
+    def remote(cls, base_url: str, token: str | None = None, timeout: float = 30.0) -> Client:
+        """A client of the Insights server at ``base_url`` (``token``: an API token)."""
+        return cls(RemoteBackend(base_url, token, timeout))
+
+    @classmethod
+    def merged(cls, *clients: Client) -> Client:
+        """One client for several: each function from the first client that has it."""
+        return cls(MergedBackend([c.backend for c in clients]))
+
+    def restricted(
+        self, allow: Iterable[str] = ("*",), deny: Iterable[str] = (), locked: Mapping[str, Any] | None = None
+    ) -> Client:
+        """This client limited to permitted functions, with ``locked`` parameters fixed."""
+        return Client(PolicyBackend(self.backend, allow, deny, locked))
+
+    def __repr__(self) -> str:
+        return f"Client({self.backend!r})"

@@ -1,0 +1,46 @@
+"""/health: reachability of broker, Redis and MongoDB, queue lengths and intake backlog."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flask.testing import FlaskClient
+
+from config.settings import Settings
+from tasks.app import create_insights
+from tasks.embedded import free_port
+from web.app import create_app
+
+
+def test_health_reports_every_dependency_and_the_queues(client: FlaskClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    report = response.get_json()
+    assert report["status"] == "ok"
+    assert all(check["ok"] and check["ms"] >= 0 for check in report["checks"].values())
+    assert set(report["checks"]) == {"broker", "redis", "mongo"}
+    assert set(report["queues"]) == {"views", "queries", "events", "reports", "batch"}
+    assert all(isinstance(n, int) for n in report["queues"].values())
+    assert report["intake"]["backlog"] >= 0 and "oldest_seconds" in report["intake"]
+    assert isinstance(report["dead_letters"], int)
+
+
+def test_health_is_503_naming_what_is_down(settings: Settings) -> None:
+    nowhere = f"mongodb://127.0.0.1:{free_port()}"
+    broken = create_app(create_insights(dataclasses.replace(settings, mongo_url=nowhere))).test_client()
+    response = broken.get("/health")
+    assert response.status_code == 503
+    report = response.get_json()
+    assert report["status"] == "unavailable"
+    assert report["checks"]["mongo"]["ok"] is False and report["checks"]["mongo"]["error"]
+    assert report["checks"]["redis"]["ok"] and report["checks"]["broker"]["ok"]
+
+
+def test_the_oldest_waiting_intake_entry_has_an_age(settings: Settings) -> None:
+    assert settings.redis_url is not None
+    unread = dataclasses.replace(settings, redis_url=settings.redis_url.rsplit("/", 1)[0] + "/3")  # no batcher
+    app = create_insights(unread)
+    app.intake.submit([{"waiting": True}])
+    report = create_app(app).test_client().get("/health").get_json()
+    assert report["intake"]["backlog"] == 1
+    assert 0 <= report["intake"]["oldest_seconds"] < 60

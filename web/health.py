@@ -1,0 +1,83 @@
+"""``/health``: can we reach the broker, Redis and MongoDB; how long are the queues."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pymongo
+from flask import Blueprint, Response
+from kombu.exceptions import ChannelError
+
+from tasks.app import Insights
+from tasks.serialization import dumps_plain
+from web.api import insights
+
+health = Blueprint("health", __name__)
+
+PROBE_TIMEOUT = 2.0  # seconds each dependency gets to answer
+
+
+@health.get("/health")
+def health_report() -> Response:
+    """Reachability of broker, result backend and MongoDB, queue lengths, intake backlog (503 if any is down)."""
+    app = insights()
+    checks = {
+        "broker": _timed(lambda: _ping_broker(app)),
+        "redis": _timed(lambda: app.services.redis.ping()),
+        "mongo": _timed(lambda: _ping_mongo(app)),
+    }
+    report: dict[str, Any] = {"checks": checks}
+    if checks["broker"]["ok"]:
+        report["queues"] = _queue_lengths(app)
+    if checks["redis"]["ok"]:
+        report["intake"] = _intake(app)
+        report["dead_letters"] = app.dead_letters.count()
+    healthy = all(check["ok"] for check in checks.values())
+    report["status"] = "ok" if healthy else "unavailable"
+    return Response(dumps_plain(report), status=200 if healthy else 503, mimetype="application/json")
+
+
+def _timed(probe: Callable[[], object]) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        probe()
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _ping_mongo(app: Insights) -> None:
+    with pymongo.timeout(PROBE_TIMEOUT):
+        app.services.mongo.admin.command("ping")
+
+
+def _ping_broker(app: Insights) -> None:
+    with app.celery.connection_for_read() as connection:
+        connection.ensure_connection(max_retries=1, timeout=PROBE_TIMEOUT)
+
+
+def _queue_lengths(app: Insights) -> dict[str, int]:
+    """Messages waiting in each queue."""
+    lengths: dict[str, int] = {}
+    with app.celery.connection_for_read() as connection:
+        for queue in app.settings.queues.all():
+            with connection.channel() as channel:  # a failed passive declare closes its channel
+                try:
+                    lengths[queue] = channel.queue_declare(queue, passive=True).message_count
+                except ChannelError:
+                    lengths[queue] = 0  # no such queue (an empty Redis list does not exist): nothing waits
+    return lengths
+
+
+def _intake(app: Insights) -> dict[str, Any]:
+    """Events accepted but not yet batched: how many entries, and how long the oldest has waited."""
+    client = app.services.redis
+    oldest: Any = client.xrange(app.intake.stream, count=1)
+    age = None
+    if oldest:
+        entry_id = oldest[0][0]
+        millis = int((entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)).split("-")[0])
+        age = round(max(0.0, time.time() - millis / 1000), 3)
+    return {"backlog": app.intake.backlog(), "oldest_seconds": age}
