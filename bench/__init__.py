@@ -1,0 +1,1 @@
+"""Benchmarks of the event pipeline (``python -m bench.ingest``); see bench/README.md."""

@@ -1,0 +1,1 @@
+"""Analytics modules loaded by the benchmark deployment (``INSIGHTS_MODULES=bench.modules``)."""
