@@ -23,7 +23,15 @@ def index() -> str:
     for spec in registry.specs("view") + registry.specs("query"):
         if not spec.name.startswith("_"):
             modules.setdefault(spec.module, []).append(spec)
-    return render_template("index.html", modules=dict(sorted(modules.items())), required=_required)
+    args, autorun = _page_arguments()
+    return render_template(
+        "index.html",
+        modules=dict(sorted(modules.items())),
+        required=_required,
+        args=args,
+        autorun=autorun,
+        args_for=lambda spec: _args_for(spec, args),
+    )
 
 
 @dashboard.get("/embed/<kind>/<name>")
@@ -32,7 +40,10 @@ def embed(kind: str, name: str) -> str:
     if kind not in ("view", "query") or name.startswith("_"):
         raise ApiError(404, f"nothing to embed at {kind}/{name}")
     spec = insights().registry.get(kind, name)
-    return render_template("embed.html", spec=spec, args=request.args.to_dict(), required=_required)
+    args = {k: v for k, v in request.args.items() if k != "access_token"}
+    return render_template(
+        "embed.html", spec=spec, args=args, autorun=True, required=_required, args_for=lambda s: _args_for(s, args)
+    )
 
 
 @dashboard.get("/modules/<module>/static/<path:filename>")
@@ -60,3 +71,14 @@ def reports() -> Any:
 
 def _required(spec: Spec) -> list[str]:
     return required_arguments(spec.func)
+
+
+def _page_arguments() -> tuple[dict[str, str], bool]:
+    """Values to prefill every form with (``?course=…``), and whether to run the views at once."""
+    args = {k: v for k, v in request.args.items() if k not in ("autorun", "access_token")}
+    return args, request.args.get("autorun") in ("1", "true")
+
+
+def _args_for(spec: Spec, args: dict[str, str]) -> dict[str, str]:
+    """The page's values for the parameters this function takes."""
+    return {name: args[name] for name in spec.category if name in args}

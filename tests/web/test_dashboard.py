@@ -101,3 +101,13 @@ def test_errors_on_pages_are_pages_and_on_the_api_json(client: FlaskClient) -> N
     page = client.get("/embed/view/no_such_view")
     assert page.status_code == 404 and page.mimetype == "text/html" and "no_such_view" in page.get_data(as_text=True)
     assert client.get("/view/no_such_view").is_json
+
+
+def test_the_index_prefills_forms_and_runs_the_views_it_can(client: FlaskClient) -> None:
+    page = client.get("/?course=demo-101&autorun=1").get_data(as_text=True)
+    plot = page[page.index('data-name="plot_grades"') - 60 :]
+    assert 'data-autorun="true"' in plot[: plot.index("<h3>")]
+    assert '<input name="course" value="demo-101" required>' in plot[: plot.index("</form>")]
+    query_card = page[page.index('data-kind="query" data-name="get_grades"') :]
+    assert "data-autorun" not in query_card[: query_card.index("<h3>")]  # queries run on request
+    assert "data-autorun" not in client.get("/?course=demo-101").get_data(as_text=True)
