@@ -57,6 +57,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     auth: bool = False
+    task_events: bool = False
     # Scheduling (tasks/schedule.py): beat's lock and the file-store sweeper.
     beat_lock_timeout: float = 60.0
     sweep_interval: float = 300.0
@@ -116,6 +117,7 @@ class Settings:
             "INSIGHTS_HOST": self.web_host,
             "INSIGHTS_PORT": str(self.web_port),
             "INSIGHTS_AUTH": "on" if self.auth else "off",
+            "INSIGHTS_TASK_EVENTS": "on" if self.task_events else "off",
             "INSIGHTS_BEAT_LOCK_TIMEOUT": str(self.beat_lock_timeout),
             "INSIGHTS_SWEEP_INTERVAL": str(self.sweep_interval),
         }
@@ -162,6 +164,7 @@ class Settings:
             web_host=env.get("INSIGHTS_HOST", "127.0.0.1"),
             web_port=int(_number(env, "INSIGHTS_PORT", 8000)),
             auth=_flag(env, "INSIGHTS_AUTH"),
+            task_events=_flag(env, "INSIGHTS_TASK_EVENTS"),
             beat_lock_timeout=_number(env, "INSIGHTS_BEAT_LOCK_TIMEOUT", 60.0),
             sweep_interval=_number(env, "INSIGHTS_SWEEP_INTERVAL", 300.0),
         )

@@ -27,7 +27,7 @@ from kombu.exceptions import KombuError
 from tasks.batches import Record
 from tasks.dedupe import Deduper
 from tasks.dispatch import Selection, dispatch
-from tasks.event_ids import event_id
+from tasks.event_ids import canonical_json, event_id
 from tasks.eventlog import EventLog
 from tasks.intake import GROUP
 
@@ -172,12 +172,13 @@ class Batcher:
         seen: set[str] = set()
         for entry in entries:
             for raw in entry.events:
-                eid = event_id(raw)
+                encoded = canonical_json(raw)  # encoded once: for the id, the stored batch and the log
+                eid = event_id(raw, encoded)
                 if eid in seen:
                     entry.duplicates += 1
                     continue
                 seen.add(eid)
-                records.append([eid, entry.received, raw])
+                records.append([eid, entry.received, raw, encoded])
                 owners.append(entry)
         size = self.settings.batch_size
         for start in range(0, len(records), size):
@@ -200,7 +201,7 @@ class Batcher:
                 selections[handler] = None if len(indices) == len(kept) else indices
         batch_records = [r for r, _, _ in kept]
         if live:  # replays to selected handlers are not logged again
-            self.event_log.append([(r[0], r[1], r[2]) for r in batch_records])
+            self.event_log.append_encoded([(r[0], r[1], r[3]) for r in batch_records])
         batch_id = dispatch(self.app, batch_records, selections, sorted({o.id for _, _, o in kept}))
         for owner in {id(o): o for _, _, o in kept}.values():
             owner.batches.append(batch_id)

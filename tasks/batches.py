@@ -18,8 +18,15 @@ PENDING = "pending"
 DONE = "done"
 QUEUED = "queued"
 
-# One stored event: [event id, received (unix time), raw event].
+# One stored event: [event id, received (unix time), raw event], optionally followed by the
+# raw event's JSON text (from the batcher, which encoded it once already).
 Record = list[Any]
+
+
+def _encode_record(record: Record) -> str:
+    if len(record) > 3:  # the raw event's JSON is known: do not encode it again
+        return f"[{json.dumps(record[0])},{record[1]!r},{record[3]}]"
+    return json.dumps(record, separators=(",", ":"))
 
 
 class BatchStore:
@@ -31,8 +38,9 @@ class BatchStore:
 
     # Events -------------------------------------------------------------------------
     def put_events(self, batch_id: str, records: Sequence[Record]) -> None:
-        """Store a batch's events for its handler tasks."""
-        self._client.set(f"insights:batchdata:{batch_id}", json.dumps(records, separators=(",", ":")), ex=self._ttl)
+        """Store a batch's events (``[id, received, raw]`` each) for its handler tasks."""
+        body = "[" + ",".join(_encode_record(record) for record in records) + "]"
+        self._client.set(f"insights:batchdata:{batch_id}", body, ex=self._ttl)
 
     def events(self, batch_id: str) -> list[Record]:
         """A batch's events; KeyError when they are gone (batch finished or expired)."""

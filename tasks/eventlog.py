@@ -110,16 +110,20 @@ class EventLog:
         Rotates to a new segment first when the current one holds data and this batch would take
         it past ``segment_bytes`` (a single larger batch still goes whole into one segment).
         """
+        self.append_encoded([(event_id, received, _encode(event)) for event_id, received, event in records])
+
+    def append_encoded(self, records: Sequence[tuple[str, float, str]]) -> None:
+        """Like ``append``, for events already encoded as (ASCII) JSON text."""
         if not records:
             return
-        encode, encode_string = _encode, _encode_string
+        encode_string = _encode_string
         stamps: dict[float, str] = {}  # a batch's events mostly share one receipt time; float repr is slow
         lines = []
-        for event_id, received, event in records:
+        for event_id, received, event_json in records:
             stamp = stamps.get(received)
             if stamp is None:
                 stamp = stamps[received] = repr(float(received))
-            lines.append(f'{{"id":{encode_string(str(event_id))},"received":{stamp},"event":{encode(event)}}}\n')
+            lines.append(f'{{"id":{encode_string(str(event_id))},"received":{stamp},"event":{event_json}}}\n')
         data = "".join(lines).encode("ascii")
         with self._lock:
             fd = self._writable(len(data))
