@@ -1,4 +1,4 @@
-"""Command line: ``python -m tasks.cli run|batcher|deadletters|replay|tokens``.
+"""Command line: ``python -m tasks.cli run|batcher|deadletters|replay|tokens|generate``.
 
 ``run`` starts an embedded Redis and/or nx-27017 when ``REDIS_URL`` / ``MONGO_URL`` are
 not configured, then the web app (gunicorn), the batcher, one worker consuming every
@@ -62,8 +62,12 @@ def process_commands(settings: Settings) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-def run(settings: Settings) -> int:
-    """Run web, worker and beat (with embedded servers where needed) until one exits or we are stopped."""
+def run(settings: Settings, demo: bool = False) -> int:
+    """Run web, worker and beat (with embedded servers where needed) until one exits or we are stopped.
+
+    With ``demo``, once the web app answers, a generated week of a course is sent through
+    the pipeline and the dashboard URL showing it is logged.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         urls = embedded_urls(settings, stack)
@@ -73,7 +77,10 @@ def run(settings: Settings) -> int:
             name: subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_parent())
             for name, cmd in process_commands(settings).items()
         }
-        log.warning("web on http://%s:%d/ ; Ctrl-C stops everything", settings.web_host, settings.web_port)
+        base_url = f"http://{settings.web_host}:{settings.web_port}"
+        log.warning("web on %s/ ; Ctrl-C stops everything", base_url)
+        if demo:
+            threading.Thread(target=_load_demo, args=(base_url, settings.data_dir / "demo"), daemon=True).start()
         stopping = False
 
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -97,6 +104,15 @@ def run(settings: Settings) -> int:
             log.error("stopped because %s exited", ", ".join(failed))
             return 1
     return 0
+
+
+def _load_demo(base_url: str, folder: Path) -> None:
+    from tasks.demo import load_demo
+
+    try:
+        load_demo(base_url, folder)
+    except Exception:
+        log.exception("the demo data could not be loaded")
 
 
 def batcher(settings: Settings) -> int:
@@ -150,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tasks.cli``."""
     parser = argparse.ArgumentParser(prog="insights", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start embedded servers (if needed), web, batcher, workers and beat")
+    start = commands.add_parser("run", help="start embedded servers (if needed), web, batcher, workers and beat")
+    start.add_argument("--demo", action="store_true", help="also load a generated week of a course")
     commands.add_parser("batcher", help="turn the intake stream into dispatched batches")
     letters = commands.add_parser("deadletters", help="list or retry events handlers failed on")
     letters.add_argument("action", choices=["list", "retry"])
@@ -165,7 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     again.add_argument("--no-progress", action="store_true", help="no progress bar")
     commands.add_parser("replay", help="feed the event log or tracking-log files through the pipeline", add_help=False)
     commands.add_parser("tokens", help="create, revoke or list API tokens (web/auth.py)", add_help=False)
+    # generate: synthetic Open edX / xAPI event files (tasks/synthetic.py) ------------------
+    from tasks.synthetic import add_generate_arguments, generate_command
+
+    add_generate_arguments(commands.add_parser("generate", help="write synthetic tracking.log / xapi.jsonl files"))
+    # ----------------------------------------------------------------------------------------
     args, rest = parser.parse_known_args(argv)
+    if args.command == "generate" and not rest:
+        return generate_command(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings.from_env()
     if args.command == "replay":
@@ -181,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "run":
-            return run(settings)
+            return run(settings, demo=args.demo)
         if args.command == "batcher":
             return batcher(settings)
         if args.command == "recompute":
