@@ -9,6 +9,8 @@ from config.queues import MAINTENANCE_PREFIX
 from config.settings import Settings
 
 SWEEP_TASK = f"{MAINTENANCE_PREFIX}sweep_files"
+PRUNE_EVENT_LOG_TASK = f"{MAINTENANCE_PREFIX}prune_event_log"
+PRUNE_EVENT_LOG_EVERY = timedelta(days=1)
 
 
 def static_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -20,5 +22,11 @@ def static_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": timedelta(seconds=settings.sweep_interval),
             # A sweep nobody ran before the next one is due is redundant: do not let them pile up.
             "options": {"expires": max(1.0, settings.sweep_interval)},
+        },
+        # Delete event-log segments older than INSIGHTS_EVENTLOG_RETENTION_DAYS, daily.
+        PRUNE_EVENT_LOG_TASK: {
+            "task": PRUNE_EVENT_LOG_TASK,
+            "schedule": PRUNE_EVENT_LOG_EVERY,
+            "options": {"expires": PRUNE_EVENT_LOG_EVERY.total_seconds()},
         },
     }

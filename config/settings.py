@@ -61,6 +61,11 @@ class Settings:
     # Scheduling (tasks/schedule.py): beat's lock and the file-store sweeper.
     beat_lock_timeout: float = 60.0
     sweep_interval: float = 300.0
+    # Operational defaults: event-log retention, /health's backlog threshold, per-kind time limits.
+    eventlog_retention_days: float = 30.0
+    health_max_backlog_age: float = 60.0
+    view_time_limit: float = 150.0
+    cron_time_limit: float = 1800.0
 
     @property
     def broker(self) -> str:
@@ -120,6 +125,10 @@ class Settings:
             "INSIGHTS_TASK_EVENTS": "on" if self.task_events else "off",
             "INSIGHTS_BEAT_LOCK_TIMEOUT": str(self.beat_lock_timeout),
             "INSIGHTS_SWEEP_INTERVAL": str(self.sweep_interval),
+            "INSIGHTS_EVENTLOG_RETENTION_DAYS": str(self.eventlog_retention_days),
+            "INSIGHTS_HEALTH_MAX_BACKLOG_AGE": str(self.health_max_backlog_age),
+            "INSIGHTS_VIEW_TIME_LIMIT": str(self.view_time_limit),
+            "INSIGHTS_CRON_TIME_LIMIT": str(self.cron_time_limit),
         }
         urls = {"REDIS_URL": self.redis_url, "BROKER_URL": self.broker_url, "MONGO_URL": self.mongo_url}
         env.update({name: url for name, url in urls.items() if url})
@@ -167,6 +176,10 @@ class Settings:
             task_events=_flag(env, "INSIGHTS_TASK_EVENTS"),
             beat_lock_timeout=_number(env, "INSIGHTS_BEAT_LOCK_TIMEOUT", 60.0),
             sweep_interval=_number(env, "INSIGHTS_SWEEP_INTERVAL", 300.0),
+            eventlog_retention_days=_number(env, "INSIGHTS_EVENTLOG_RETENTION_DAYS", 30.0),
+            health_max_backlog_age=_number(env, "INSIGHTS_HEALTH_MAX_BACKLOG_AGE", 60.0),
+            view_time_limit=_number(env, "INSIGHTS_VIEW_TIME_LIMIT", 150.0),
+            cron_time_limit=_number(env, "INSIGHTS_CRON_TIME_LIMIT", 1800.0),
         )
 
 

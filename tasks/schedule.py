@@ -20,7 +20,8 @@ the dashboard shows them at ``/reports``.
 
 Beat runs RedBeat (``config/celery.py``): a second beat started by mistake waits on the
 lock in Redis instead of sending every job twice. The static entries come from
-``config/beat.py`` (the file-store sweeper, ``maintenance.sweep_files``).
+``config/beat.py`` (the file-store sweeper, ``maintenance.sweep_files``, and the event-log
+retention, ``maintenance.prune_event_log``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import logging
 import math
 import mimetypes
 import os
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -38,6 +40,7 @@ from celery.schedules import crontab, schedule
 
 from tasks.decorators import DECLARATIONS_ATTR, QUEUE_PATTERN, Declaration, declarations_of
 from tasks.errors import ArgumentError, RegistrationError, UnknownName
+from tasks.eventlog import EventLog
 from tasks.inject import bind_arguments
 from tasks.memo import MODE_ARGUMENT, memo_policy
 from tasks.present import _png_of
@@ -172,8 +175,9 @@ def _runs(params: Any) -> list[dict[str, Any]]:
 
 # Binding to Celery and beat ---------------------------------------------------------------
 def bind_schedule(app: Insights) -> None:
-    """At finalize: a task per ``@cron`` spec, the sweeper task, and ``beat_schedule`` holding them."""
-    from config.beat import SWEEP_TASK, static_schedule  # not at import: config.settings imports tasks
+    """At finalize: a task per ``@cron`` spec, the maintenance tasks, and ``beat_schedule`` holding them."""
+    # not at import: config.settings imports tasks
+    from config.beat import PRUNE_EVENT_LOG_TASK, SWEEP_TASK, static_schedule
 
     entries = static_schedule(app.settings)
 
@@ -181,7 +185,12 @@ def bind_schedule(app: Insights) -> None:
         """Delete every module's expired files; returns how many."""
         return sweep(app)
 
+    def prune_event_log() -> int:
+        """Delete the event-log segments older than the retention; returns how many."""
+        return len(prune_event_log_segments(app))
+
     app.celery.task(name=SWEEP_TASK, shared=False, typing=False)(sweep_files)
+    app.celery.task(name=PRUNE_EVENT_LOG_TASK, shared=False, typing=False)(prune_event_log)
     for spec in app.registry.specs("cron"):
         target = _target(app, spec)
         if spec.options["force_memoize"] and memo_policy(spec.func) is None:
@@ -251,6 +260,20 @@ def sweep(app: Insights) -> int:
         if names:
             log.info("swept %d expired file(s) of module %s", len(names), module)
         removed += len(names)
+    return removed
+
+
+def prune_event_log_segments(app: Insights, now: float | None = None) -> list[str]:
+    """Delete the event-log segments last written more than ``INSIGHTS_EVENTLOG_RETENTION_DAYS`` ago.
+
+    Returns their names. A batcher whose idle segment goes starts a new one on its next append.
+    """
+    cutoff = (time.time() if now is None else now) - app.settings.eventlog_retention_days * 86400
+    removed = [path.name for path in EventLog(app.settings.event_log_dir).prune(cutoff)]
+    if removed:
+        log.info(
+            "pruned %d event-log segment(s) older than %g days", len(removed), app.settings.eventlog_retention_days
+        )
     return removed
 
 

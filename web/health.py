@@ -1,4 +1,11 @@
-"""``/health``: can we reach the broker, Redis and MongoDB; how long are the queues."""
+"""``/health``: can we reach the broker, Redis and MongoDB; how long are the queues; is intake keeping up.
+
+503 ("unavailable", with ``reasons``) when a dependency is down, or when the oldest entry
+waiting in the intake stream is older than ``INSIGHTS_HEALTH_MAX_BACKLOG_AGE`` seconds (no
+batcher running, or batchers falling behind). That age is the backlog measure: Celery
+messages carry no send time (nor does kombu's Redis envelope), so the Celery queues are
+reported by length only; stalled or too few workers show there, as lengths that keep growing.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +28,7 @@ PROBE_TIMEOUT = 2.0  # seconds each dependency gets to answer
 
 @health.get("/health")
 def health_report() -> Response:
-    """Reachability of broker, result backend and MongoDB, queue lengths, intake backlog (503 if any is down)."""
+    """Reachability of broker, result backend and MongoDB, queue lengths, intake backlog (503 if down or behind)."""
     app = insights()
     checks = {
         "broker": _timed(lambda: _ping_broker(app)),
@@ -29,13 +36,20 @@ def health_report() -> Response:
         "mongo": _timed(lambda: _ping_mongo(app)),
     }
     report: dict[str, Any] = {"checks": checks}
+    reasons = [f"{name} unreachable: {check['error']}" for name, check in checks.items() if not check["ok"]]
     if checks["broker"]["ok"]:
         report["queues"] = _queue_lengths(app)
     if checks["redis"]["ok"]:
-        report["intake"] = _intake(app)
+        intake = report["intake"] = _intake(app)
         report["dead_letters"] = app.dead_letters.count()
-    healthy = all(check["ok"] for check in checks.values())
+        if not intake["ok"]:
+            reasons.append(
+                f"intake backlog: the oldest waiting entry is {intake['oldest_seconds']:g} s old, more than "
+                f"{intake['max_seconds']:g} s (INSIGHTS_HEALTH_MAX_BACKLOG_AGE): is a batcher running and keeping up?"
+            )
+    healthy = not reasons
     report["status"] = "ok" if healthy else "unavailable"
+    report["reasons"] = reasons
     return Response(dumps_plain(report), status=200 if healthy else 503, mimetype="application/json")
 
 
@@ -72,7 +86,7 @@ def _queue_lengths(app: Insights) -> dict[str, int]:
 
 
 def _intake(app: Insights) -> dict[str, Any]:
-    """Events accepted but not yet batched: how many entries, and how long the oldest has waited."""
+    """Events accepted but not yet batched: how many entries, how long the oldest has waited, and whether that is ok."""
     client = app.services.redis
     oldest: Any = client.xrange(app.intake.stream, count=1)
     age = None
@@ -80,4 +94,6 @@ def _intake(app: Insights) -> dict[str, Any]:
         entry_id = oldest[0][0]
         millis = int((entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)).split("-")[0])
         age = round(max(0.0, time.time() - millis / 1000), 3)
-    return {"backlog": app.intake.backlog(), "oldest_seconds": age}
+    limit = app.settings.health_max_backlog_age
+    ok = age is None or age <= limit
+    return {"backlog": app.intake.backlog(), "oldest_seconds": age, "max_seconds": limit, "ok": ok}

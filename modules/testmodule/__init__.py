@@ -10,6 +10,7 @@ import numpy
 from matplotlib.figure import Figure
 
 from tasks import event_handler, event_property, query, render, view
+from tasks.errors import ArgumentError
 
 
 @query()
@@ -174,7 +175,7 @@ def get_grades(course):
     return 3 * rng.standard_normal((1000, 4)) + 12 * rng.binomial(1, 0.3, (1000, 4)) + 40
 
 
-@view()
+@view(fallback=True)
 def plot_grades(query, course):
     """Histogram of a course's grades (the original README's example), as a plot."""
     grades = query.get_grades(course)
@@ -189,7 +190,12 @@ def plot_grades(query, course):
 
 @view()
 def histogram(values, title="Histogram"):
-    """A histogram of any numbers (e.g. fed by get_grades in a chain), as a plot."""
+    """A histogram of any numbers (e.g. fed by get_grades in a chain, or typed as "1, 2.5, 3"), as a plot."""
+    if isinstance(values, str):
+        try:
+            values = [float(v) for v in values.replace(";", ",").split(",") if v.strip()]
+        except ValueError:
+            raise ArgumentError(f"values must be numbers separated by commas, got {values!r}") from None
     figure = Figure(figsize=(6, 3.5))
     axes = figure.add_subplot()
     axes.hist(numpy.asarray(values, dtype=float).ravel(), bins=40, color="#3b7dd8")

@@ -317,3 +317,10 @@ def test_the_pure_functions_take_anything(value: Any) -> None:
 def test_the_properties_are_registered_with_their_docs(properties: dict[str, Any]) -> None:
     assert set(NAMES) <= set(properties)
     assert all(properties[name].__doc__ for name in NAMES)
+
+
+def test_a_time_out_of_range_in_utc_is_no_timestamp() -> None:
+    from modules.datalayer.openedx import parse_time
+
+    assert parse_time("0001-01-01T00:00:00+05:00") is None
+    assert parse_time("9999-12-31T23:59:59-05:00") is None

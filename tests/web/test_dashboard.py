@@ -68,7 +68,7 @@ def test_a_run_with_a_missing_argument_is_refused_before_starting(client: FlaskC
 
 def test_a_view_returning_a_figure_is_shown_as_a_stored_png(client: FlaskClient) -> None:
     html = run(client, "view", "plot_grades", course="demo-101")["result"]
-    match = re.fullmatch(r'<img src="(/fs/testmodule/views/plot_grades-[0-9a-f]+\.png)" alt="plot_grades">', html)
+    match = re.fullmatch(r'<img src="(/fs/grades/views/plot_grades-[0-9a-f]+\.png)" alt="plot_grades">', html)
     assert match, html
     image = client.get(match.group(1))
     assert image.status_code == 200 and image.mimetype == "image/png"

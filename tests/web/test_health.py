@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 from flask.testing import FlaskClient
 
@@ -22,6 +23,8 @@ def test_health_reports_every_dependency_and_the_queues(client: FlaskClient) -> 
     assert set(report["queues"]) == {"views", "queries", "events", "reports", "batch"}
     assert all(isinstance(n, int) for n in report["queues"].values())
     assert report["intake"]["backlog"] >= 0 and "oldest_seconds" in report["intake"]
+    assert report["intake"]["ok"] and report["intake"]["max_seconds"] == 60
+    assert report["reasons"] == []
     assert isinstance(report["dead_letters"], int)
 
 
@@ -34,6 +37,7 @@ def test_health_is_503_naming_what_is_down(settings: Settings) -> None:
     assert report["status"] == "unavailable"
     assert report["checks"]["mongo"]["ok"] is False and report["checks"]["mongo"]["error"]
     assert report["checks"]["redis"]["ok"] and report["checks"]["broker"]["ok"]
+    assert len(report["reasons"]) == 1 and report["reasons"][0].startswith("mongo unreachable: ")
 
 
 def test_the_oldest_waiting_intake_entry_has_an_age(settings: Settings) -> None:
@@ -44,3 +48,30 @@ def test_the_oldest_waiting_intake_entry_has_an_age(settings: Settings) -> None:
     report = create_app(app).test_client().get("/health").get_json()
     assert report["intake"]["backlog"] == 1
     assert 0 <= report["intake"]["oldest_seconds"] < 60
+
+
+def test_health_is_503_when_the_oldest_intake_entry_waited_too_long(settings: Settings) -> None:
+    assert settings.redis_url is not None
+    unread = dataclasses.replace(  # a database of its own that no batcher reads
+        settings, redis_url=settings.redis_url.rsplit("/", 1)[0] + "/5", health_max_backlog_age=0.5
+    )
+    app = create_insights(unread)
+    client = create_app(app).test_client()
+    try:
+        assert client.get("/health").status_code == 200  # nothing waits yet
+        app.intake.submit([{"waiting": True}])
+        time.sleep(0.6)
+        response = client.get("/health")
+        assert response.status_code == 503
+        report = response.get_json()
+        assert report["status"] == "unavailable"
+        assert all(check["ok"] for check in report["checks"].values())  # everything reachable: only the backlog
+        assert report["intake"]["ok"] is False and report["intake"]["oldest_seconds"] > 0.5
+        assert report["intake"]["max_seconds"] == 0.5
+        [reason] = report["reasons"]
+        assert reason.startswith("intake backlog:") and "INSIGHTS_HEALTH_MAX_BACKLOG_AGE" in reason
+        app.services.redis.delete(app.intake.stream)
+        assert client.get("/health").status_code == 200  # nothing waits any more
+    finally:
+        app.services.redis.delete(app.intake.stream)
+        app.services.close()
