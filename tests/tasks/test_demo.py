@@ -21,9 +21,9 @@ from tests.conftest import wait_for
 def get(url: str) -> tuple[int, str, str]:
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
-            return response.status, response.headers.get_content_type(), response.read().decode()
+            return response.status, response.headers.get_content_type(), response.read().decode(errors="replace")
     except urllib.error.HTTPError as error:
-        return error.code, error.headers.get_content_type(), error.read().decode()
+        return error.code, error.headers.get_content_type(), error.read().decode(errors="replace")
 
 
 def demo_values(summary: dict[str, Any]) -> dict[str, str]:
