@@ -11,6 +11,7 @@ from tasks.errors import InvalidEvent
 from tasks.event_ids import event_id
 
 Property = Callable[["Event"], Any]
+MAX_DEPTH = 100  # nesting levels of an event (MongoDB's limit too); deeper ones would break JSON decoding downstream
 
 
 class Event(Mapping[str, Any]):
@@ -115,6 +116,8 @@ def parse_events(payload: Any) -> ParsedEvents:
             except ValueError as exc:
                 item = InvalidEvent(f"{where} is not valid JSON: {exc}")
             parsed.verbatim = False
+        if isinstance(item, dict) and too_deep(item):
+            item = InvalidEvent(f"{where} is nested more than {MAX_DEPTH} levels deep")
         if isinstance(item, dict):
             parsed.events.append(item)
             continue
@@ -129,6 +132,16 @@ def parse_events(payload: Any) -> ParsedEvents:
             raise InvalidEvent(f"no valid event in the request; {parsed.rejected[0]['error']}")
         raise InvalidEvent("no events in the request")
     return parsed
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether a JSON value nests objects and arrays more than ``limit`` levels deep (no recursion)."""
+    level = [value]
+    for _ in range(limit):
+        level = [v for c in level if isinstance(c, (dict, list)) for v in (c.values() if isinstance(c, dict) else c)]
+        if not level:
+            return False
+    return True
 
 
 def _loads(text: str) -> Any:

@@ -15,6 +15,8 @@ from kombu.exceptions import OperationalError
 
 from tasks.app import Insights
 from tasks.compose import Stage, Step, compose, failed_step, parse_steps
+from tasks.errors import ArgumentError
+from tasks.events import MAX_DEPTH, too_deep
 from tasks.inject import bind_arguments
 from tasks.memo import memo_policy, split_mode
 from tasks.registry import Spec
@@ -121,7 +123,7 @@ def run_chain() -> Response:
     Body: ``{"steps": [{"query": "get_grades", "args": {"course": "c1"}}, {"view": "plot_grades"}]}``;
     a step ``{"group": [steps]}`` runs its steps in parallel and feeds the list of results on.
     """
-    body = request.get_json(silent=True)
+    body = request_json()
     if not isinstance(body, dict) or "steps" not in body:
         raise ApiError(400, 'send a JSON object {"steps": [...]} (see /schema for names and parameters)')
     app = insights()
@@ -135,6 +137,8 @@ def run_chain() -> Response:
         value = result.get(timeout=app.settings.result_timeout)
     except ResultTimeout:
         raise ApiError(504, f"the chain did not finish within {app.settings.result_timeout:g} s") from None
+    except ArgumentError as exc:
+        raise ApiError(400, f"{failed_step(result, stages)}: {exc}") from None
     except Exception as exc:
         raise ApiError(500, f"{failed_step(result, stages)} failed: {_describe(exc)}") from None
     finally:
@@ -201,6 +205,8 @@ def _await(app: Insights, spec: Spec, arguments: dict[str, Any]) -> Any:
         raise ApiError(
             504, f"{spec.label} did not finish within {timeout:g} s; is a worker consuming its queue?"
         ) from None
+    except ArgumentError as exc:  # the framework refused an argument while the function ran (e.g. an fs file name)
+        raise ApiError(400, f"{spec.label}: {exc}") from None
     except Exception as exc:
         raise ApiError(500, f"{spec.label} failed: {_describe(exc)}") from None
     finally:
@@ -215,11 +221,24 @@ def _request_arguments() -> dict[str, Any]:
     arguments: dict[str, Any] = request.args.to_dict()
     arguments.update(request.form.to_dict())
     if request.is_json and request.get_data():
-        body = request.get_json(silent=True)
+        body = request_json()
         if not isinstance(body, dict):
             raise ApiError(400, "a JSON body must be an object mapping argument names to values")
         arguments.update(body)
     return arguments
+
+
+def request_json() -> Any:
+    """The request's JSON body; None if there is none or it is not JSON; 400 if nested too deeply
+    (arguments nested that deep could not travel to a worker and back)."""
+    too_deep_error = ApiError(400, f"the JSON body is nested more than {MAX_DEPTH} levels deep")
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # json raises it, not ValueError, for very deep nesting
+        raise too_deep_error from None
+    if too_deep(body):
+        raise too_deep_error
+    return body
 
 
 def _json(value: Any) -> Response:

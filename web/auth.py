@@ -47,7 +47,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from config.settings import Settings
 from tasks.errors import InsightsError, UnknownName
 from tasks.inject import INJECTED, caller_arguments, injected_names
-from web.api import RUN_PREFIX, insights
+from web.api import RUN_PREFIX, insights, request_json
 from web.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def request_channels() -> list[list[tuple[str, Any]]]:
     """Every (name, value) pair of this request's query string, form, and JSON object body."""
     channels = [list(request.args.items(multi=True)), list(request.form.items(multi=True))]
     if request.is_json and request.get_data():
-        body = request.get_json(silent=True)
+        body = request_json()
         if isinstance(body, dict):
             channels.append(list(body.items()))
     return channels

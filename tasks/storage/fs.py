@@ -45,7 +45,11 @@ class FileStore:
 
     def exists(self, filename: str) -> bool:
         """Whether ``filename`` exists and has not expired."""
-        return self.path(filename).exists() and not self.expired(filename)
+        try:
+            found = self.path(filename).exists()
+        except OSError:  # e.g. a name too long for the file system: no such file
+            return False
+        return found and not self.expired(filename)
 
     def remove(self, filename: str) -> None:
         """Delete a file (or folder) and its expiry."""
