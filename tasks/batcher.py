@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECOVER_EVERY = 10.0
+REJECTED = "insights:intake:unreadable"  # entries the batcher could not decode (kept for inspection)
 
 
 @dataclass
@@ -143,13 +144,28 @@ class Batcher:
 
     def _add(self, entry_id: bytes | str, fields: dict[bytes, bytes], recovered: bool) -> None:
         targets = _text(fields.get(b"targets", b""))
-        entry = Entry(
-            _text(entry_id), json.loads(fields[b"events"]), tuple(t for t in targets.split(",") if t), recovered
-        )
+        try:
+            events = json.loads(fields[b"events"])
+        except (KeyError, ValueError, RecursionError) as exc:
+            self._set_aside(_text(entry_id), fields, exc)
+            return
+        entry = Entry(_text(entry_id), events, tuple(t for t in targets.split(",") if t), recovered)
         if not self.pending:
             self.oldest = time.monotonic()
         self.pending.append(entry)
         self.pending_events += len(entry.events)
+
+    def _set_aside(self, entry_id: str, fields: dict[bytes, bytes], exc: Exception) -> None:
+        """Move an entry that cannot be read to a stream of its own, so it neither blocks nor vanishes."""
+        log.error(
+            "batcher %s: intake entry %s cannot be read (%s); moved to %s", self.consumer, entry_id, exc, REJECTED
+        )
+        pipe = self.client.pipeline()
+        kept: dict[Any, Any] = {**fields, b"entry": entry_id, b"error": repr(exc)[:500]}
+        pipe.xadd(REJECTED, kept, maxlen=10_000, approximate=True)
+        pipe.xack(self.stream, GROUP, entry_id)
+        pipe.xdel(self.stream, entry_id)
+        pipe.execute()
 
     def flush(self) -> None:
         """Dispatch every pending event, then acknowledge and delete the entries."""

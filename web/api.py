@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import mimetypes
+from collections.abc import Mapping
 from typing import Any
 
 from celery.exceptions import TimeoutError as ResultTimeout
@@ -151,13 +152,16 @@ def run_chain() -> Response:
 
 
 def _permitted_stage(stage: Stage) -> Stage:
-    """With auth on: refuse steps the token may not call; apply its locked parameters to each."""
+    """Refuse operator keys in a step's arguments; with auth on, steps the token may not call,
+    and apply its locked parameters to each."""
     from web.auth import accepted_arguments, apply_locks, current_token  # web.auth imports this module
 
+    steps = stage if isinstance(stage, list) else [stage]
+    for step in steps:
+        refuse_operators(step.args)
     token = current_token()
     if token is None:
         return stage
-    steps = stage if isinstance(stage, list) else [stage]
     checked = []
     for step in steps:
         if not token.policy.permits(f"{step.kind}:{step.name}"):
@@ -184,9 +188,25 @@ def _prepare(kind: str, name: str) -> tuple[Insights, Spec, dict[str, Any]]:
     from web.auth import lock_arguments  # auth: drop access_token, apply the token's locked parameters
 
     arguments = lock_arguments(spec.func, arguments)
+    refuse_operators(arguments)
     checked = split_mode(arguments)[1] if memo_policy(spec.func) else arguments
     bind_arguments(spec.label, spec.func, (), checked)
     return app, spec, arguments
+
+
+def refuse_operators(arguments: Mapping[str, Any]) -> None:
+    """Refuse arguments holding MongoDB operators (``{"$gt": ""}``): a module that puts an
+    argument in a filter would otherwise answer for other users or values."""
+    pending: list[tuple[str, Any]] = list(arguments.items())
+    while pending:
+        name, value = pending.pop()
+        if isinstance(value, Mapping):
+            operator = next((key for key in value if str(key).startswith("$")), None)
+            if operator is not None:
+                raise ApiError(400, f"argument {name!r} holds the key {operator!r}; operator keys are not accepted")
+            pending.extend((name, v) for v in value.values())
+        elif isinstance(value, list):
+            pending.extend((name, v) for v in value)
 
 
 def _send(app: Insights, spec: Spec, arguments: dict[str, Any]) -> AsyncResult:

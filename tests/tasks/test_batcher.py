@@ -120,3 +120,16 @@ def test_the_event_log_keeps_every_accepted_event_once(client: FlaskClient, work
     mine = [json.loads(line) for line in logged if run in line]
     assert sorted(record["event"]["n"] for record in mine) == list(range(15))
     assert all(record["id"] and record["received"] > 0 for record in mine)
+
+
+def test_an_unreadable_intake_entry_is_set_aside_and_does_not_stop_the_batcher(
+    client: FlaskClient, insights: Insights
+) -> None:
+    redis = insights.services.redis
+    bad = redis.xadd(insights.intake.stream, {"events": "[{not json", "n": 1, "targets": ""})
+    run = uuid.uuid4().hex
+    send(client, [{"run": run, "n": 1}])  # handled after the bad entry: the batcher went on
+    assert delivered(client, run) == {next(iter(delivered(client, run))): 1}
+    kept = [fields for _, fields in redis.xrange("insights:intake:unreadable") if fields[b"entry"] == bad]
+    assert kept and kept[0][b"events"] == b"[{not json"
+    assert not redis.xrange(insights.intake.stream, min=bad, max=bad)

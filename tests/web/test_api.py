@@ -178,3 +178,10 @@ def test_file_names_cannot_leave_the_module_store(client: FlaskClient) -> None:
 
 def test_events_are_json_even_with_other_content_types(client: FlaskClient) -> None:
     send(client, json.dumps({"a": 1}), content_type="text/plain")
+
+
+def test_mongodb_operators_in_arguments_are_refused(client: FlaskClient) -> None:
+    response = client.post("/query/djt_user_event_count", json={"user": {"$gt": ""}})
+    assert response.status_code == 400 and "'$gt'" in response.get_json()["error"]
+    chain = client.post("/chain", json={"steps": [{"query": "total", "args": {"values": [{"$where": "1"}]}}]})
+    assert chain.status_code == 400
