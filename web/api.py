@@ -197,6 +197,9 @@ def _prepare(kind: str, name: str) -> tuple[Insights, Spec, dict[str, Any]]:
 def refuse_operators(arguments: Mapping[str, Any]) -> None:
     """Refuse arguments holding MongoDB operators (``{"$gt": ""}``): a module that puts an
     argument in a filter would otherwise answer for other users or values."""
+    operator = next((name for name in arguments if str(name).startswith("$")), None)
+    if operator is not None:
+        raise ApiError(400, f"argument name {operator!r} is an operator key; operator keys are not accepted")
     pending: list[tuple[str, Any]] = list(arguments.items())
     while pending:
         name, value = pending.pop()

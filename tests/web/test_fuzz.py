@@ -314,6 +314,15 @@ def test_any_body(client: FlaskClient, body: bytes, content_type: str, target: s
     assert response.status_code in (200, 202, 400, 413), response.get_data()[:300]
 
 
+def holds_operator(value: Any) -> bool:
+    """Whether a JSON value holds an object with a key starting with "$" (at any depth)."""
+    if isinstance(value, dict):
+        return any(str(k).startswith("$") or holds_operator(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(holds_operator(v) for v in value)
+    return False
+
+
 @fuzz(120)
 @given(
     args=st.dictionaries(
@@ -334,6 +343,9 @@ def test_any_json_arguments_round_trip(client: FlaskClient, args: dict[str, Any]
     response = check(client.post(path, json=args), f"{path} {args!r}"[:300])
     if depth + 1 > MAX_DEPTH:  # the body object holds it: one level more
         assert response.status_code == 400 and "nested" in response.get_json()["error"]
+        return
+    if holds_operator(args):  # {"$gt": ...} inside an argument: refused (no operator injection)
+        assert response.status_code == 400 and "operator keys" in response.get_json()["error"]
         return
     rest = {k: v for k, v in args.items() if k != "greeting"}
     expected = {"greeting": args.get("greeting", "hello"), "params": rest}
