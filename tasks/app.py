@@ -23,6 +23,7 @@ from tasks.events import Event, Property
 from tasks.handling import run_handler_task
 from tasks.inject import bind_arguments, injected_names
 from tasks.intake import Intake
+from tasks.kombu_fix import tolerate_collected_redis_transport
 from tasks.memo import Memo, memo_policy, split_mode
 from tasks.present import present_view_result
 from tasks.registry import Registry, Spec
@@ -44,6 +45,7 @@ class Insights:
 
     def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
         register_kombu_serializer()
+        tolerate_collected_redis_transport()
         self.settings = settings
         self.registry = registry if registry is not None else Registry()
         self.services = Services(settings)

@@ -74,6 +74,7 @@ class Batcher:
         self.pending_events = 0
         self.oldest = 0.0
         self.last_recovery = 0.0
+        self.reread_own = False
 
     def run(self, stop: threading.Event) -> None:
         """Batch until ``stop`` is set, then flush what is pending."""
@@ -91,6 +92,7 @@ class Batcher:
                 # Unacknowledged entries stay in the stream and are recovered: wait and go on.
                 failures += 1
                 self.pending, self.pending_events = [], 0
+                self.reread_own = True  # what this batcher had read is still in its pending list
                 log.error("batcher %s: %s; retrying (%d)", self.consumer, exc, failures)
                 stop.wait(min(30.0, 0.5 * 2**failures))
         self.flush()
@@ -108,6 +110,8 @@ class Batcher:
     def step(self, max_block: float = 1.0) -> None:
         """Read what arrived (waiting at most until the pending batch is due) and flush if due."""
         now = time.monotonic()
+        if self.reread_own:
+            self._reread_own()
         if now - self.last_recovery > RECOVER_EVERY:
             self.last_recovery = now
             self.recover()
@@ -122,6 +126,15 @@ class Batcher:
         due = self.pending and time.monotonic() - self.oldest >= self.settings.batch_interval
         if self.pending_events >= self.settings.batch_size or due:
             self.flush()
+
+    def _reread_own(self) -> None:
+        """After an error: take back the entries this batcher read but did not dispatch."""
+        answer: Any = self.client.xreadgroup(GROUP, self.consumer, {self.stream: "0"}, count=10_000)
+        for _, entries in answer or []:
+            for entry_id, fields in entries:
+                if fields:
+                    self._add(entry_id, fields, recovered=True)
+        self.reread_own = False
 
     def recover(self) -> int:
         """Take over entries another batcher read but never acknowledged; returns how many."""

@@ -16,8 +16,10 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import redis as redis_lib
 from celery.exceptions import SoftTimeLimitExceeded
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_BACKOFF = 30.0
+PATIENCE = 120.0  # seconds a handler task waits for Redis to come back
 
 
 @dataclass(frozen=True)
@@ -89,16 +92,18 @@ def run_handler_task(app: Insights, spec: Spec, batch_id: str, indices: list[int
     """The body of a handler task: run ``spec`` on its events of a batch, dead-letter what fails.
 
     Returns a deterministic outcome; a task redelivered after it finished (worker killed
-    before the acknowledgement) returns the stored outcome without running again.
+    before the acknowledgement) returns the stored outcome without running again. Its Redis
+    calls wait out a Redis restart (``patiently``): failing here would leave the batch's
+    chord, and so its record, unfinished.
     """
     redis = app.services.redis
     done_key = f"insights:done:{batch_id}:{label}"
-    finished = redis.get(done_key)
+    finished = patiently(lambda: redis.get(done_key))
     if finished is not None:
         outcome: dict[str, Any] = json.loads(finished)
         return outcome
     try:
-        records = app.store.events(batch_id)
+        records = patiently(lambda: app.store.events(batch_id))
     except KeyError as exc:
         log.error("%s: %s", label, exc)
         return {"handler": label, "ok": False, "events": 0, "dead_lettered": 0, "error": str(exc)}
@@ -113,7 +118,9 @@ def run_handler_task(app: Insights, spec: Spec, batch_id: str, indices: list[int
     failures = handle(run, records, attempts, backoff)
     for failure in failures:
         log.error("%s dead-letters %d event(s): %s", label, len(failure.items), failure.error)
-        app.dead_letters.add(spec.task_name, failure.items, failure.error, failure.traceback, batch_id)
+        patiently(
+            partial(app.dead_letters.add, spec.task_name, failure.items, failure.error, failure.traceback, batch_id)
+        )
     dead = sum(len(f.items) for f in failures)
     outcome = {
         "handler": label,
@@ -122,5 +129,19 @@ def run_handler_task(app: Insights, spec: Spec, batch_id: str, indices: list[int
         "dead_lettered": dead,
         "error": failures[0].error if failures else None,
     }
-    redis.set(done_key, json.dumps(outcome), ex=app.settings.batch_record_ttl)
+    patiently(lambda: redis.set(done_key, json.dumps(outcome), ex=app.settings.batch_record_ttl))
     return outcome
+
+
+def patiently(call: Callable[[], T], give_up_after: float = PATIENCE, sleep: Callable[[float], None] = time.sleep) -> T:
+    """``call()``, retried with growing pauses while Redis is unreachable, for ``give_up_after`` seconds."""
+    deadline, pause = time.monotonic() + give_up_after, 0.2
+    while True:
+        try:
+            return call()
+        except redis_lib.ConnectionError:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("Redis is unreachable; trying again in %.1f s", pause)
+            sleep(pause)
+            pause = min(pause * 2, 5.0)

@@ -19,6 +19,8 @@ from tasks.storage.mongo import database_name
 from tests.conftest import Pipeline, wait_for
 from web.app import create_app
 
+pytestmark = pytest.mark.faults
+
 
 @pytest.fixture
 def deployment(settings: Settings, tmp_path: Path) -> Iterator[tuple[Insights, Pipeline]]:

@@ -64,3 +64,31 @@ def test_a_time_limit_is_not_split_but_fails_the_batch() -> None:
 
     failures = handle(too_slow, list(range(8)), attempts=3, sleep=lambda _: None)
     assert [list(f.items) for f in failures] == [list(range(8))]
+
+
+def test_redis_calls_wait_out_a_restart_and_give_up_in_the_end() -> None:
+    import redis
+
+    from tasks.handling import patiently
+
+    answers = iter([redis.ConnectionError("down"), redis.ConnectionError("down"), "back"])
+
+    def call() -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    pauses: list[float] = []
+    assert patiently(call, sleep=pauses.append) == "back"
+    assert pauses == [0.2, 0.4]
+
+    def always_down() -> str:
+        raise redis.ConnectionError("down")
+
+    try:
+        patiently(always_down, give_up_after=0.0, sleep=pauses.append)
+    except redis.ConnectionError:
+        pass
+    else:
+        raise AssertionError("patiently should give up after its time")
