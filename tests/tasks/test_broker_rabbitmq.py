@@ -39,8 +39,11 @@ def on_rabbitmq(settings: Settings, tmp_path: Path) -> Iterator[tuple[Insights, 
     """A deployment whose broker is RabbitMQ, with queues of its own."""
     tag = uuid.uuid4().hex[:8]
     queues = Queues(*(f"{name}-{tag}" for name in ("views", "queries", "events", "reports", "batch")))
+    assert settings.redis_url is not None
     own = dataclasses.replace(
         settings,
+        # A Redis database of its own: the session's batcher must not take this deployment's intake.
+        redis_url=settings.redis_url.rsplit("/", 1)[0] + "/7",
         broker_url=AMQP_URL,
         queues=queues,
         mongo_db_prefix=f"amqp{tag}_",
