@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
-from celery.result import _set_task_join_will_block
 from kombu.exceptions import KombuError
 
 from tasks.batches import Record
@@ -78,9 +77,6 @@ class Batcher:
 
     def run(self, stop: threading.Event) -> None:
         """Batch until ``stop`` is set, then flush what is pending."""
-        # Like a worker, the batcher never waits on the tasks it sends: without this the Redis
-        # result backend subscribes to every sent task's result and never unsubscribes (celery#5320).
-        _set_task_join_will_block(True)
         self.ensure_group()
         log.info("batcher %s reading %s", self.consumer, self.stream)
         failures = 0

@@ -47,8 +47,24 @@ def dispatch(
         store.finish(batch_id, [])
         return batch_id
     body = app.celery.signature(RECORD_BATCH_TASK, kwargs={"batch_id": batch_id})
+    for sig in header:
+        sig.freeze()  # fix each task's id now, to unsubscribe from it below
     chord(header, body).apply_async()
+    _stop_listening(app, header)
     return batch_id
+
+
+def _stop_listening(app: Insights, header: Sequence[Signature]) -> None:
+    """Unsubscribe from the header's results, which nobody here waits for.
+
+    The Redis backend subscribes to them while building the chord's group result (whose
+    clean-up waits for a garbage collection), so subscriptions pile up in a process that
+    dispatches all day, the batcher (celery#5320).
+    """
+    consumer = getattr(app.celery.backend, "result_consumer", None)
+    if consumer is not None:
+        for sig in header:
+            consumer.cancel_for(sig.id)
 
 
 def _signatures(
