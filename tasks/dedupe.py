@@ -54,11 +54,6 @@ class Deduper:
         answers = self._claim(keys=keys, args=[self._window, *prints])
         return [_handlers_in(answer, prints) for answer in answers]
 
-    def forget(self, event_ids: Sequence[str]) -> None:
-        """Drop the dedupe record of events (so they can be handled again)."""
-        if event_ids:
-            self._client.delete(*(KEY_PREFIX + event_id for event_id in event_ids))
-
 
 def _handlers_in(answer: bytes | str, prints: dict[str, str]) -> list[str]:
     text = answer.decode() if isinstance(answer, bytes) else answer
