@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from tasks.errors import ArgumentError, RegistrationError
@@ -17,9 +18,15 @@ INJECTED = frozenset({"mongodb", "fs", "cache", "query", "view", "params"})
 EVENTS = "events"
 
 
+@lru_cache(maxsize=4096)
+def signature(func: Callable[..., Any]) -> inspect.Signature:
+    """A function's signature, computed once (every call of a view or query binds against it)."""
+    return inspect.signature(func)
+
+
 def parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
     """The named parameters of a function (no ``*args``/``**kwargs``)."""
-    return [p for p in inspect.signature(func).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return [p for p in signature(func).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
 def injected_names(func: Callable[..., Any]) -> list[str]:
@@ -83,4 +90,4 @@ def bind_arguments(
 
 
 def _has_var_keyword(func: Callable[..., Any]) -> bool:
-    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(func).parameters.values())
+    return any(p.kind == p.VAR_KEYWORD for p in signature(func).parameters.values())

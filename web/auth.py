@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import builtins
 import hashlib
-import inspect
 import json
 import logging
 import secrets
@@ -46,7 +45,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from config.settings import Settings
 from tasks.errors import InsightsError, UnknownName
-from tasks.inject import INJECTED, caller_arguments, injected_names
+from tasks.inject import INJECTED, caller_arguments, injected_names, signature
 from web.api import RUN_PREFIX, insights, request_json
 from web.errors import ApiError
 
@@ -198,7 +197,7 @@ def apply_locks(
 
 def accepted_arguments(func: Callable[..., Any]) -> frozenset[str] | None:
     """The argument names a caller may pass to ``func``; None if it takes any (``params``, ``**kwargs``)."""
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(func).parameters.values())
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in signature(func).parameters.values())
     if takes_any or "params" in injected_names(func):
         return None
     return frozenset(caller_arguments(func))
