@@ -32,7 +32,7 @@ from tasks.schedule import bind_schedule, list_reports
 from tasks.serialization import register_kombu_serializer
 from tasks.services import Services
 
-if TYPE_CHECKING:  # client: see Insights.remotes
+if TYPE_CHECKING:
     from tasks.client import Backend
 
 log = logging.getLogger(__name__)
@@ -50,12 +50,11 @@ class Insights:
         self.registry = registry if registry is not None else Registry()
         self.services = Services(settings)
         self.celery = Celery("insights", set_as_current=False)
-        # client: backends (e.g. tasks.client.RemoteBackend) the ``query``/``view`` objects fall
-        # back to for names this registry lacks; empty by default (see tasks/client.py).
+        # Backends (e.g. tasks.client.RemoteBackend) the ``query``/``view`` objects fall back
+        # to for names this registry lacks: a module may call a query on another server.
         self.remotes: list[Backend] = []
         self.queries = Caller("query", self.registry, self.call, lambda: self.remotes)
         self.views = Caller("view", self.registry, self.call, lambda: self.remotes)
-        # client: end
         self.properties: dict[str, Property] = {}
         self.finalized = False
 

@@ -14,7 +14,7 @@ from tasks.errors import UnknownName
 from tasks.inject import caller_arguments
 from tasks.registry import Registry, Spec
 
-if TYPE_CHECKING:  # client: remote fallback (tasks/client.py)
+if TYPE_CHECKING:
     from tasks.client import Backend
 
 
@@ -31,7 +31,7 @@ class Caller:
         self._kind = kind
         self._registry = registry
         self._call = call
-        self._remotes = remotes  # client: backends asked for names the registry does not know
+        self._remotes = remotes  # backends asked for names the registry does not know
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("__"):
@@ -42,15 +42,13 @@ class Caller:
         try:
             spec = self._registry.get(self._kind, name)
         except UnknownName:
-            # client: fall back to the first remote backend that has the name -----------
-            from tasks.client import make_method
+            from tasks.client import make_method  # the first remote backend that has the name
 
             for backend in self._remotes():
                 info = backend.functions(self._kind).get(name)
                 if info is not None:
                     return make_method(backend, info, name)
             raise
-            # client: end ------------------------------------------------------------------
 
         def method(*args: Any, **kwargs: Any) -> Any:
             return self._call(spec, args, kwargs)
@@ -63,7 +61,7 @@ class Caller:
         return method
 
     def __dir__(self) -> list[str]:
-        remote = {n for b in self._remotes() for n in b.functions(self._kind)}  # client: remote names too
+        remote = {n for b in self._remotes() for n in b.functions(self._kind)}
         return sorted(n for n in {*self._registry.names(self._kind), *remote} if n.isidentifier())
 
     def __repr__(self) -> str:
