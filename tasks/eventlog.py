@@ -88,6 +88,15 @@ _encode = _json_encoder()
 _encode_string = json.encoder.encode_basestring_ascii
 
 
+def json_object(line: str | bytes) -> dict[str, Any] | None:
+    """The JSON object a line holds, or None for bad JSON, bad UTF-8 or another JSON value."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 class EventLog:
     """An append-only log of accepted events in JSON-lines segment files under ``directory``."""
 
@@ -248,11 +257,8 @@ class EventLog:
                     if end <= limit:
                         log.warning("skipped a torn last line at %s byte %d", name, offset)
                     return
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    record = None
-                if isinstance(record, dict):
+                record = json_object(line)
+                if record is not None:
                     yield Position(name, end), record
                 else:
                     log.warning("skipped a malformed line at %s byte %d", name, offset)

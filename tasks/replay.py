@@ -34,7 +34,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from config.settings import Settings
 from tasks.errors import InsightsError
-from tasks.eventlog import EventLog, Position
+from tasks.eventlog import EventLog, Position, json_object
 from tasks.intake import STREAM, Intake
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,8 @@ def _read_tracking_log(
                 number += 1
                 if not line.strip():
                     continue
-                try:
-                    event = json.loads(line)
-                except ValueError:  # bad JSON or bad UTF-8
-                    event = None
-                if isinstance(event, dict):
+                event = json_object(line)
+                if event is not None:
                     yield Position(name, number), event
                 else:
                     log.warning("%s:%d: not a JSON object; line skipped", name, number)
