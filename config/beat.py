@@ -11,6 +11,8 @@ from config.settings import Settings
 SWEEP_TASK = f"{MAINTENANCE_PREFIX}sweep_files"
 PRUNE_EVENT_LOG_TASK = f"{MAINTENANCE_PREFIX}prune_event_log"
 PRUNE_EVENT_LOG_EVERY = timedelta(days=1)
+EXPIRE_RUNS_TASK = f"{MAINTENANCE_PREFIX}expire_runs"
+EXPIRE_RUNS_EVERY = timedelta(minutes=1)
 
 
 def static_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -28,5 +30,11 @@ def static_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": PRUNE_EVENT_LOG_TASK,
             "schedule": PRUNE_EVENT_LOG_EVERY,
             "options": {"expires": PRUNE_EVENT_LOG_EVERY.total_seconds()},
+        },
+        # Forget the results of runs (POST /run) nobody polled within INSIGHTS_RUN_EXPIRES, every minute.
+        EXPIRE_RUNS_TASK: {
+            "task": EXPIRE_RUNS_TASK,
+            "schedule": EXPIRE_RUNS_EVERY,
+            "options": {"expires": EXPIRE_RUNS_EVERY.total_seconds()},
         },
     }

@@ -66,6 +66,16 @@ class Settings:
     health_max_backlog_age: float = 60.0
     view_time_limit: float = 150.0
     cron_time_limit: float = 1800.0
+    # Quotas and limits (docs/security.md): what one client may use of the deployment.
+    rate_limit: float = 20.0
+    rate_burst: int = 40
+    max_runs: int = 32
+    run_expires: int = 600
+    max_chain_steps: int = 20
+    max_group_width: int = 20
+    memo_min_refresh: float = 10.0
+    redis_maxmemory: str = "1gb"
+    web_threads: int = 8
 
     @property
     def broker(self) -> str:
@@ -129,6 +139,15 @@ class Settings:
             "INSIGHTS_HEALTH_MAX_BACKLOG_AGE": str(self.health_max_backlog_age),
             "INSIGHTS_VIEW_TIME_LIMIT": str(self.view_time_limit),
             "INSIGHTS_CRON_TIME_LIMIT": str(self.cron_time_limit),
+            "INSIGHTS_RATE_LIMIT": str(self.rate_limit),
+            "INSIGHTS_RATE_BURST": str(self.rate_burst),
+            "INSIGHTS_MAX_RUNS": str(self.max_runs),
+            "INSIGHTS_RUN_EXPIRES": str(self.run_expires),
+            "INSIGHTS_MAX_CHAIN_STEPS": str(self.max_chain_steps),
+            "INSIGHTS_MAX_GROUP_WIDTH": str(self.max_group_width),
+            "INSIGHTS_MEMO_MIN_REFRESH": str(self.memo_min_refresh),
+            "INSIGHTS_REDIS_MAXMEMORY": self.redis_maxmemory,
+            "INSIGHTS_WEB_THREADS": str(self.web_threads),
         }
         urls = {"REDIS_URL": self.redis_url, "BROKER_URL": self.broker_url, "MONGO_URL": self.mongo_url}
         env.update({name: url for name, url in urls.items() if url})
@@ -180,6 +199,15 @@ class Settings:
             health_max_backlog_age=_number(env, "INSIGHTS_HEALTH_MAX_BACKLOG_AGE", 60.0),
             view_time_limit=_number(env, "INSIGHTS_VIEW_TIME_LIMIT", 150.0),
             cron_time_limit=_number(env, "INSIGHTS_CRON_TIME_LIMIT", 1800.0),
+            rate_limit=_number(env, "INSIGHTS_RATE_LIMIT", 20.0),
+            rate_burst=int(_number(env, "INSIGHTS_RATE_BURST", 40)),
+            max_runs=int(_number(env, "INSIGHTS_MAX_RUNS", 32)),
+            run_expires=int(_number(env, "INSIGHTS_RUN_EXPIRES", 600)),
+            max_chain_steps=int(_number(env, "INSIGHTS_MAX_CHAIN_STEPS", 20)),
+            max_group_width=int(_number(env, "INSIGHTS_MAX_GROUP_WIDTH", 20)),
+            memo_min_refresh=_number(env, "INSIGHTS_MEMO_MIN_REFRESH", 10.0),
+            redis_maxmemory=env.get("INSIGHTS_REDIS_MAXMEMORY", "1gb"),
+            web_threads=int(_number(env, "INSIGHTS_WEB_THREADS", 8)),
         )
 
 

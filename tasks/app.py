@@ -14,6 +14,7 @@ from config.queues import default_queue
 from config.settings import Settings
 from tasks.batches import BatchStore
 from tasks.callers import Caller
+from tasks.checks import check_value
 from tasks.compose import INTO_ARGUMENT
 from tasks.deadletter import DeadLetters
 from tasks.dispatch import RECORD_BATCH_TASK, dispatch, select_all
@@ -28,6 +29,7 @@ from tasks.memo import Memo, memo_policy, split_mode
 from tasks.present import present_view_result
 from tasks.registry import Registry, Spec
 from tasks.render import running_module
+from tasks.runs import Runs
 from tasks.schedule import bind_schedule, list_reports
 from tasks.serialization import register_kombu_serializer
 from tasks.services import Services
@@ -72,6 +74,11 @@ class Insights:
     def intake(self) -> Intake:
         """The durable intake stream the web app appends accepted events to."""
         return Intake(self.services.redis)
+
+    @property
+    def runs(self) -> Runs:
+        """Runs started over HTTP without waiting, by client."""
+        return Runs(self.services.redis, self.settings.run_expires)
 
     @property
     def dead_letters(self) -> DeadLetters:
@@ -165,6 +172,16 @@ class Insights:
             raise CacheMiss(f"{spec.label} has no cached result for these arguments; call it without _memo=cached")
         return hit, value
 
+    def fresh_result(self, spec: Spec, arguments: dict[str, Any]) -> bool:
+        """Whether a memoized query has a result for ``arguments`` computed less than
+        ``INSIGHTS_MEMO_MIN_REFRESH`` seconds ago (an outside refresh then serves it instead)."""
+        policy = memo_policy(spec.func)
+        if policy is None:
+            return False
+        bound, leftovers = bind_arguments(spec.label, spec.func, (), split_mode(arguments)[1])
+        age = self.memo.age(Memo.key(spec.module, spec.name, {**bound, **leftovers}, policy), policy)
+        return age is not None and age < self.settings.memo_min_refresh
+
     def _call(self, spec: Spec, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         bound, leftovers = bind_arguments(spec.label, spec.func, args, kwargs)
         injected = {name: self._inject(name, spec, leftovers) for name in injected_names(spec.func)}
@@ -225,10 +242,12 @@ class Insights:
 
 
 def _fed(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], dict[str, Any]]:
-    """In a composition, the previous step's result (first positional) goes to the ``_into`` parameter."""
+    """In a composition, the previous step's result (first positional) goes to the ``_into`` parameter,
+    after the checks every outside value passes (a result can hold what a caller planted)."""
     into = kwargs.pop(INTO_ARGUMENT, None)
     if into is None or not args:
         return args, kwargs
+    check_value(into, args[0])
     return args[1:], {**kwargs, into: args[0]}
 
 

@@ -35,7 +35,9 @@ def embedded_urls(settings: Settings, stack: ExitStack) -> dict[str, str]:
     """Start the embedded servers that ``settings`` lacks; returns their URLs as settings fields."""
     urls = {}
     if not settings.redis_url:
-        redis_server = stack.enter_context(EmbeddedRedis(settings.data_dir / "redis"))
+        redis_server = stack.enter_context(
+            EmbeddedRedis(settings.data_dir / "redis", maxmemory=settings.redis_maxmemory)
+        )
         urls["redis_url"] = redis_server.url
         log.warning("REDIS_URL is not set: started the embedded Redis at %s", redis_server.url)
     if not settings.mongo_url:
@@ -52,7 +54,9 @@ def process_commands(settings: Settings) -> dict[str, list[str]]:
     shards = ",".join(shard_queues(settings.queues, settings.shards))
     celery = [python, "-m", "celery", "-A", "tasks.worker"]
     return {
-        "web": [python, "-m", "gunicorn", "-w", "2", "-b", f"{settings.web_host}:{settings.web_port}", "web.wsgi:app"],
+        # Threads, so a slow or half-sent request holds one thread, not a whole worker.
+        "web": [python, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", str(settings.web_threads),
+                "-b", f"{settings.web_host}:{settings.web_port}", "web.wsgi:app"],
         "batcher": [python, "-m", "tasks.cli", "batcher"],
         "worker": [*celery, "worker", "-Q", queues, "-l", "INFO", "-c", "2", "-n", "main@%h"],
         # One single-process consumer for every shard queue keeps per-user/per-resource order.

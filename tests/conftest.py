@@ -6,12 +6,14 @@ Redis broker, exactly as in production; tests wait on results with timeouts.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +29,7 @@ from tasks.app import Insights, create_insights
 from tasks.embedded import EmbeddedMongo, EmbeddedRedis, free_port
 from tasks.intake import GROUP
 from web.app import create_app
+from web.auth import Policy, TokenStore
 
 T = TypeVar("T")
 
@@ -93,6 +96,11 @@ def settings(
         handler_backoff=0.02,
         visibility_timeout=6,
         shards=4,
+        # Quotas out of the way of tests that call fast; tests/web/test_limits.py sets tight ones.
+        rate_limit=10_000.0,
+        rate_burst=10_000,
+        max_runs=10_000,
+        memo_min_refresh=0.001,
     )
 
 
@@ -237,3 +245,36 @@ def live_server(insights: Insights, worker: Pipeline) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=10)
+
+
+# Authentication on ---------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def secured(settings: Settings, worker: Pipeline) -> Iterator[Insights]:
+    """A deployment with INSIGHTS_AUTH=on, served by the session's worker."""
+    app = create_insights(dataclasses.replace(settings, auth=True))
+    yield app
+    app.services.close()
+
+
+@pytest.fixture
+def web(secured: Insights) -> FlaskClient:
+    """A client of the auth-on web app that presents no token."""
+    return create_app(secured).test_client()
+
+
+@pytest.fixture
+def store(secured: Insights) -> TokenStore:
+    """The token store of the auth-on deployment."""
+    return TokenStore(secured.services.redis)
+
+
+def new_token(store: TokenStore, *allow: str, deny: tuple[str, ...] = (), **locked: str) -> str:
+    """A fresh token (unique name) with this policy."""
+    return store.create(f"test-{uuid.uuid4().hex[:12]}", Policy(allow, deny, locked))
+
+
+def as_token(web: FlaskClient, token: str) -> FlaskClient:
+    """A client of the same app sending ``Authorization: Bearer <token>`` on every request."""
+    client = web.application.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client

@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import mimetypes
-from collections.abc import Mapping
 from typing import Any
 
 from celery.exceptions import TimeoutError as ResultTimeout
 from celery.result import AsyncResult
 from celery.states import READY_STATES, SUCCESS
-from flask import Blueprint, Response, current_app, jsonify, render_template, request, send_file
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, send_file
 from kombu.exceptions import OperationalError
 
 from tasks.app import Insights
+from tasks.checks import check_arguments
 from tasks.compose import Stage, Step, compose, failed_step, parse_steps
 from tasks.errors import ArgumentError
 from tasks.events import MAX_DEPTH, too_deep
 from tasks.inject import bind_arguments
-from tasks.memo import memo_policy, split_mode
+from tasks.memo import MODE_ARGUMENT, memo_policy, split_mode
 from tasks.registry import Spec
 from tasks.serialization import dumps_plain
 from web.errors import ApiError
+from web.limits import client_name
 
 api = Blueprint("api", __name__)
-
-RUN_PREFIX = "insights:run:"
 
 
 def insights() -> Insights:
@@ -86,13 +84,24 @@ def module_file(module: str, filename: str) -> Response:
 
 @api.post("/run/<kind>/<name>")
 def start_run(kind: str, name: str) -> tuple[Response, int]:
-    """Start a view or query without waiting (202 with a task id to poll at ``/result/<task>``)."""
+    """Start a view or query without waiting (202 with a task id to poll at ``/result/<task>``).
+
+    A client has at most ``INSIGHTS_MAX_RUNS`` runs outstanding (429 beyond); a run nobody
+    polls is forgotten after ``INSIGHTS_RUN_EXPIRES`` seconds.
+    """
     if kind not in ("view", "query"):
         raise ApiError(404, f"cannot run a {kind!r}; runs are for views and queries")
     app, spec, arguments = _prepare(kind, name)
+    client, limit = client_name(), app.settings.max_runs
+    if app.runs.outstanding(client) >= limit:
+        raise ApiError(
+            429,
+            f"this client has {limit} runs outstanding (INSIGHTS_MAX_RUNS); fetch their results at /result first",
+            headers={"Retry-After": "1"},
+        )
     result = _send(app, spec, arguments)
-    meta = json.dumps({"kind": kind, "name": spec.name})
-    app.services.redis.set(f"{RUN_PREFIX}{result.id}", meta, ex=app.settings.result_expires)
+    token = g.get("insights_token")
+    app.runs.record(result.id, kind, spec.name, client, token.name if token is not None else None)
     return jsonify({"task": result.id, "result": f"/result/{result.id}"}), 202
 
 
@@ -100,21 +109,22 @@ def start_run(kind: str, name: str) -> tuple[Response, int]:
 def run_result(task_id: str) -> Response:
     """The state of a started run, and its result once done (delivered once)."""
     app = insights()
-    key = f"{RUN_PREFIX}{task_id}"
-    meta = app.services.redis.get(key)
-    if meta is None:
+    run = app.runs.get(task_id)
+    if run is None:
         raise ApiError(404, f"no run {task_id!r} (unknown, already delivered, or expired)")
-    run = json.loads(meta)
+    public = {"kind": run["kind"], "name": run["name"]}
     result = AsyncResult(task_id, app=app.celery)
     state = result.state
     if state not in READY_STATES:
-        return _json({**run, "state": "running" if state == "STARTED" else "pending"})
-    app.services.redis.delete(key)
+        return _json({**public, "state": "running" if state == "STARTED" else "pending"})
+    app.runs.finish(task_id, run)
     value = result.result
     result.forget()
     if state != SUCCESS:
-        return _json({**run, "state": "failed", "error": f"{run['kind']} {run['name']!r} failed: {_describe(value)}"})
-    return _json({**run, "state": "done", "result": value})
+        return _json(
+            {**public, "state": "failed", "error": f"{run['kind']} {run['name']!r} failed: {_describe(value)}"}
+        )
+    return _json({**public, "state": "done", "result": value})
 
 
 @api.post("/chain")
@@ -152,13 +162,11 @@ def run_chain() -> Response:
 
 
 def _permitted_stage(stage: Stage) -> Stage:
-    """Refuse operator keys in a step's arguments; with auth on, steps the token may not call,
-    and apply its locked parameters to each."""
+    """With auth on, refuse steps the token may not call and apply its locked parameters to each
+    (``compose`` then checks every step's arguments, and that no step feeds a parameter it sets)."""
     from web.auth import accepted_arguments, apply_locks, current_token  # web.auth imports this module
 
     steps = stage if isinstance(stage, list) else [stage]
-    for step in steps:
-        refuse_operators(step.args)
     token = current_token()
     if token is None:
         return stage
@@ -174,6 +182,8 @@ def _permitted_stage(stage: Stage) -> Stage:
 
 def _run(kind: str, name: str) -> Any:
     app, spec, arguments = _prepare(kind, name)
+    if arguments.get(MODE_ARGUMENT) == "refresh" and app.fresh_result(spec, arguments):
+        arguments = {**arguments, MODE_ARGUMENT: "use"}  # computed moments ago: a refresh would only add load
     hit, value = app.cached_result(spec, arguments)  # memoized and cached: no worker hop
     return value if hit else _await(app, spec, arguments)
 
@@ -188,28 +198,10 @@ def _prepare(kind: str, name: str) -> tuple[Insights, Spec, dict[str, Any]]:
     from web.auth import lock_arguments  # auth: drop access_token, apply the token's locked parameters
 
     arguments = lock_arguments(spec.func, arguments)
-    refuse_operators(arguments)
+    check_arguments(spec.func, arguments)  # operator keys, bad text, objects, huge names: 400
     checked = split_mode(arguments)[1] if memo_policy(spec.func) else arguments
     bind_arguments(spec.label, spec.func, (), checked)
     return app, spec, arguments
-
-
-def refuse_operators(arguments: Mapping[str, Any]) -> None:
-    """Refuse arguments holding MongoDB operators (``{"$gt": ""}``): a module that puts an
-    argument in a filter would otherwise answer for other users or values."""
-    operator = next((name for name in arguments if str(name).startswith("$")), None)
-    if operator is not None:
-        raise ApiError(400, f"argument name {operator!r} is an operator key; operator keys are not accepted")
-    pending: list[tuple[str, Any]] = list(arguments.items())
-    while pending:
-        name, value = pending.pop()
-        if isinstance(value, Mapping):
-            operator = next((key for key in value if str(key).startswith("$")), None)
-            if operator is not None:
-                raise ApiError(400, f"argument {name!r} holds the key {operator!r}; operator keys are not accepted")
-            pending.extend((name, v) for v in value.values())
-        elif isinstance(value, list):
-            pending.extend((name, v) for v in value)
 
 
 def _send(app: Insights, spec: Spec, arguments: dict[str, Any]) -> AsyncResult:
@@ -237,7 +229,11 @@ def _await(app: Insights, spec: Spec, arguments: dict[str, Any]) -> Any:
 
 
 def _describe(exc: object) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """What a client is told of a module's error: its message, but never a database's internals."""
+    kind = type(exc)
+    if kind.__module__.split(".")[0] in ("pymongo", "bson"):
+        return f"a database error ({kind.__name__}); the worker log has the details"
+    return f"{kind.__name__}: {exc}"
 
 
 def _request_arguments() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from web.dashboard import dashboard
 from web.errors import register_error_handlers
 from web.health import health
 from web.intake import intake
+from web.limits import init_limits
 from web.security import init_security
 
 
@@ -28,4 +29,5 @@ def create_app(insights: Insights | None = None) -> Flask:
     register_error_handlers(app)
     init_security(app)
     init_auth(app)  # auth: tokens and policies (web/auth.py); warns loudly when off
+    init_limits(app)  # after auth: a request counts against its token
     return app

@@ -46,7 +46,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from config.settings import Settings
 from tasks.errors import InsightsError, UnknownName
 from tasks.inject import INJECTED, caller_arguments, injected_names, signature
-from web.api import RUN_PREFIX, insights, request_json
+from web.api import insights, request_json
 from web.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,6 @@ def lock_arguments(func: Callable[..., Any], arguments: Mapping[str, Any]) -> di
 
 # Flask integration -------------------------------------------------------------------
 auth = Blueprint("auth", __name__)
-RUN_OWNER_PREFIX = "insights:auth:run:"  # Redis: task id of a started run -> name of the token that started it
 PUBLIC_ENDPOINTS = frozenset({"static", "dashboard.module_static", "auth.login", "auth.logout"})
 
 
@@ -262,11 +261,8 @@ def resources_of(endpoint: str, view_args: Mapping[str, Any]) -> list[str] | Non
     if endpoint in ("api.start_run", "dashboard.embed"):
         return _function_resources(view_args["kind"], view_args["name"])
     if endpoint == "api.run_result":
-        run = insights().services.redis.get(RUN_PREFIX + view_args["task_id"])
-        if run is None:
-            return None
-        meta = json.loads(run)
-        return _function_resources(str(meta["kind"]), str(meta["name"]))
+        run = insights().runs.get(view_args["task_id"])
+        return None if run is None else _function_resources(str(run["kind"]), str(run["name"]))
     if endpoint == "health.health_report":
         return ["health"]
     if endpoint == "api.run_chain":
@@ -326,24 +322,19 @@ def _authenticate() -> None:
     if resources is not None and not token.policy.permits(*resources):
         raise ApiError(403, f"this token may not use {resources[0]}", resource=resources[0])
     if request.endpoint == "api.run_result":
-        owner = insights().services.redis.get(RUN_OWNER_PREFIX + (request.view_args or {})["task_id"])
-        if owner is not None and owner not in (token.name, token.name.encode()):
-            raise ApiError(403, "this run was started with another token")
+        run = insights().runs.get((request.view_args or {})["task_id"])
+        if run is not None and run["owner"] != token.name:  # None: started while auth was off
+            raise ApiError(403, "this run was started with another token (or while authentication was off)")
 
 
 def _after(response: Response) -> Response:
-    """With auth on: challenge on 401; remember which token started a run; an embedded page
-    opened with ``?access_token=`` keeps it in the cookie, so the page's own requests work."""
+    """With auth on: challenge on 401; an embedded page opened with ``?access_token=`` keeps it
+    in the cookie, so the page's own requests work."""
     if response.status_code == 401:
         response.headers.setdefault("WWW-Authenticate", 'Bearer realm="insights"')
     token = current_token()
     if token is None:
         return response
-    if request.endpoint == "api.start_run" and response.status_code == 202:
-        task = (response.get_json(silent=True) or {}).get("task")
-        if task:
-            expires = insights().settings.result_expires
-            insights().services.redis.set(RUN_OWNER_PREFIX + task, token.name, ex=expires)
     if request.endpoint == "dashboard.embed" and g.get("insights_token_source") == "query":
         _set_cookie(response, request.args[TOKEN_PARAM])
     return response

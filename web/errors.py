@@ -15,10 +15,11 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An HTTP error with a status and a message for the client."""
 
-    def __init__(self, status: int, message: str, **details: object) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **details: object) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
         self.details = details
 
 
@@ -41,7 +42,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> tuple[Response, int]:
-        return error_response(exc.status, exc.message, **exc.details)
+        response, status = error_response(exc.status, exc.message, **exc.details)
+        response.headers.update(exc.headers)
+        return response, status
 
     @app.errorhandler(UnknownName)
     def unknown_name(exc: UnknownName) -> tuple[Response, int]:

@@ -41,6 +41,7 @@ import redis
 from config.queues import shard_queues
 from config.settings import ROOT, Settings
 from tasks.app import Insights, create_insights
+from tasks.cli import process_commands
 from tasks.embedded import HOST, EmbeddedMongo, EmbeddedRedis, free_port
 from tasks.event_ids import event_id
 from tasks.intake import GROUP
@@ -88,8 +89,7 @@ class Web:
 
     def start(self, timeout: float = 30.0) -> Web:
         """Start gunicorn and wait until it answers HTTP."""
-        bind = f"{self.settings.web_host}:{self.settings.web_port}"
-        command = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", bind, "--graceful-timeout", "5", "web.wsgi:app"]
+        command = [*process_commands(self.settings)["web"], "--graceful-timeout", "5"]
         env = {**os.environ, **self.settings.to_env()}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(

@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 from flask.testing import FlaskClient
 
+from config.settings import Settings
 from tasks.app import Insights
 from tasks.compose import Step, compose, parse_steps
-from tests.conftest import Pipeline
+from tasks.errors import ArgumentError
+from tests.conftest import Pipeline, as_token, new_token, send
+from web.auth import TokenStore
 
 GRADES = {"query": "get_grades", "args": {"course": "chain-101"}}
 
@@ -70,3 +74,52 @@ def test_steps_are_checked_before_anything_runs(client: FlaskClient) -> None:
 def test_steps_parse_from_json() -> None:
     stages = parse_steps([GRADES, {"group": [{"view": "histogram", "into": "values"}]}])
     assert stages == [Step("query", "get_grades", {"course": "chain-101"}), [Step("view", "histogram", {}, "values")]]
+
+
+def plant(client: FlaskClient, key: str, value: object) -> None:
+    """Have the test module's cache hold ``value`` under ``key`` (as any event sender can)."""
+    send(client, {"event": "cachetest", "key": key, "value": value, "timeout": 300})
+
+
+def test_a_fed_value_cannot_replace_a_locked_parameter(
+    client: FlaskClient, web: FlaskClient, store: TokenStore
+) -> None:
+    send(client, [{"user": "bob-fed"}, {"user": "bob-fed"}])
+    plant(client, "fed-user", "bob-fed")
+    ada = as_token(web, new_token(store, "query:*", user="ada-fed"))
+    for into in ({"into": "user"}, {}):
+        steps = [{"query": "djt_cache_get", "args": {"key": "fed-user"}}, {"query": "djt_user_event_count", **into}]
+        response = ada.post("/chain", json={"steps": steps})
+        assert response.status_code in (400, 403), response.get_json()  # never bob's count
+        assert response.get_json() != 2
+
+
+def test_a_fed_value_holding_operator_keys_is_refused(client: FlaskClient) -> None:
+    plant(client, "fed-operator", {"$ne": "ada"})
+    steps = [{"query": "djt_cache_get", "args": {"key": "fed-operator"}}, {"query": "djt_user_event_count"}]
+    response = client.post("/chain", json={"steps": steps})
+    assert response.status_code == 400
+    assert "step 2 (query 'djt_user_event_count')" in response.get_json()["error"]
+    assert "operator keys are not accepted" in response.get_json()["error"]
+
+
+def test_into_cannot_name_a_parameter_the_step_sets(insights: Insights) -> None:
+    with pytest.raises(ArgumentError, match="'into' names 'course', which the step already sets"):
+        compose(
+            insights,
+            [
+                Step("query", "grades_array", {"course": "a"}),
+                Step("query", "grades_array", {"course": "b"}, into="course"),
+            ],
+        )
+
+
+def test_chains_and_groups_are_bounded_before_anything_runs(client: FlaskClient, settings: Settings) -> None:
+    long_chain = [{"query": "grades_array", "args": {"course": "x"}}] * 1000
+    response = client.post("/chain", json={"steps": long_chain})
+    assert response.status_code == 400
+    assert f"at most {settings.max_chain_steps} steps" in response.get_json()["error"]
+    wide = [{"group": [{"query": "grades_array", "args": {"course": "x"}}] * (settings.max_group_width + 1)}]
+    response = client.post("/chain", json={"steps": wide})
+    assert response.status_code == 400
+    assert f"a group has at most {settings.max_group_width} steps" in response.get_json()["error"]

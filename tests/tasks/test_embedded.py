@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import pymongo
 import pytest
 import redis
 
+from config.settings import Settings
+from tasks.cli import embedded_urls
 from tasks.embedded import EmbeddedMongo, EmbeddedRedis, EmbeddedServer, free_port
 from tasks.errors import EmbeddedServerError
 
@@ -155,3 +158,17 @@ def test_server_does_not_outlive_a_killed_parent(tmp_path: Path) -> None:
     finally:
         if not port_is_closed(port):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_run_starts_the_embedded_redis_with_maxmemory_and_noeviction(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, mongo_url="mongodb://unused", redis_maxmemory="2mb")
+    with ExitStack() as stack:
+        client = redis.Redis.from_url(embedded_urls(settings, stack)["redis_url"])
+        assert client.config_get("maxmemory")["maxmemory"] == str(2 * 1024 * 1024)
+        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+        client.set("first", "kept")
+        with pytest.raises(redis.exceptions.ResponseError, match="maxmemory"):
+            for n in range(10_000):
+                client.set(f"filler-{n}", "x" * 10_000)
+        assert client.get("first") == b"kept"  # full means refused writes, never lost data
+        client.close()

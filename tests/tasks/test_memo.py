@@ -18,7 +18,7 @@ from tasks.app import create_insights
 from tasks.embedded import EmbeddedRedis
 from tasks.errors import ArgumentError, CacheMiss, RegistrationError
 from tasks.memo import Memo, MemoPolicy, memoize_query, split_mode
-from tests.conftest import wait_for
+from tests.conftest import Pipeline, wait_for
 from web.app import create_app
 
 
@@ -109,3 +109,15 @@ def test_options_and_modes_are_validated() -> None:
         split_mode({"_memo": "never"})
     assert split_mode({"a": 1}) == ("use", {"a": 1})
     assert issubclass(CacheMiss, Exception)
+
+
+def test_an_outside_refresh_of_a_fresh_result_serves_it_instead_of_recomputing(
+    settings: Settings, worker: Pipeline
+) -> None:
+    app = create_insights(dataclasses.replace(settings, memo_min_refresh=60.0))
+    client = create_app(app).test_client()
+    url = f"/query/slow_total?course=refresh-{uuid.uuid4().hex[:8]}&seconds=0"
+    first = client.get(url).get_json()["computation"]
+    for _ in range(3):  # refreshes right after a computation add load, not freshness
+        assert client.get(f"{url}&_memo=refresh").get_json()["computation"] == first
+    app.services.close()

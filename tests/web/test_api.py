@@ -185,3 +185,33 @@ def test_mongodb_operators_in_arguments_are_refused(client: FlaskClient) -> None
     assert response.status_code == 400 and "'$gt'" in response.get_json()["error"]
     chain = client.post("/chain", json={"steps": [{"query": "total", "args": {"values": [{"$where": "1"}]}}]})
     assert chain.status_code == 400
+
+
+def test_an_object_argument_is_400_not_a_database_error(client: FlaskClient) -> None:
+    response = client.post("/query/djt_user_event_count", json={"user": {"a": 1}})
+    assert response.status_code == 400
+    assert (
+        error_of(response)
+        == "argument 'user' is an object; send a plain value (the parameter is not annotated as a dict or Mapping)"
+    )
+
+
+def test_a_lone_surrogate_in_an_argument_is_400(client: FlaskClient) -> None:
+    for body in ('{"user": "ada\\ud800"}', '{"user": ["\\udc00"]}'):
+        response = client.post("/query/djt_user_event_count", data=body, content_type="application/json")
+        assert response.status_code == 400
+        assert "not valid Unicode" in error_of(response)
+
+
+def test_a_huge_argument_name_is_refused_without_being_echoed(client: FlaskClient) -> None:
+    response = client.post("/query/djt_event_count", json={"x" * 1_000_000: 1})
+    assert response.status_code == 400
+    assert len(response.get_data()) < 500 and "longer than 100 characters" in error_of(response)
+
+
+def test_a_database_error_is_not_shown_to_the_client(client: FlaskClient) -> None:
+    response = client.post("/query/djt_user_event_count", json={"user": ["a", "list"]})  # nx-27017 cannot bind a list
+    assert response.status_code == 500
+    assert error_of(response) == (
+        "query 'djt_user_event_count' failed: a database error (OperationFailure); the worker log has the details"
+    )

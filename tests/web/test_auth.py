@@ -2,56 +2,25 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
+import re
+import shlex
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from config.settings import Settings
-from tasks.app import Insights, create_insights
-from tests.conftest import CLI, Pipeline, send, wait_for
+from config.settings import ROOT
+from tasks.app import Insights
+from tests.conftest import CLI, Pipeline, as_token, new_token, send, wait_for
 from web.app import create_app
 from web.auth import AUTH_OFF_WARNING, COOKIE, NAMES_KEY, TOKENS_KEY, Policy, TokenStore, apply_locks
 from web.errors import ApiError
 
 LOCKED = "parameter 'course' is locked to this token's value"
-
-
-@pytest.fixture(scope="module")
-def secured(settings: Settings, worker: Pipeline) -> Iterator[Insights]:
-    """A deployment with INSIGHTS_AUTH=on, served by the session's worker."""
-    app = create_insights(dataclasses.replace(settings, auth=True))
-    yield app
-    app.services.close()
-
-
-@pytest.fixture
-def web(secured: Insights) -> FlaskClient:
-    """A client of the auth-on web app that presents no token."""
-    return create_app(secured).test_client()
-
-
-@pytest.fixture
-def store(secured: Insights) -> TokenStore:
-    return TokenStore(secured.services.redis)
-
-
-def new_token(store: TokenStore, *allow: str, deny: tuple[str, ...] = (), **locked: str) -> str:
-    """A fresh token (unique name) with this policy."""
-    return store.create(f"test-{uuid.uuid4().hex[:12]}", Policy(allow, deny, locked))
-
-
-def as_token(web: FlaskClient, token: str) -> FlaskClient:
-    """A client of the same app sending ``Authorization: Bearer <token>`` on every request."""
-    client = web.application.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    return client
 
 
 def error_of(response: Any) -> str:
@@ -317,3 +286,14 @@ def test_the_tokens_command_creates_lists_and_revokes(cli: CLI, web: FlaskClient
     assert client.get("/query/djt_event_count").status_code == 401
     assert "no token" in cli("tokens", "revoke", name, expect=1).stderr
     assert name not in cli("tokens", "list").stdout
+
+
+def test_the_readmes_student_token_cannot_read_other_learners_raw_events(cli: CLI, web: FlaskClient) -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"tokens create ada (.+) --lock user=ada", readme)
+    assert example, "the README's example student token is gone"
+    name = f"readme-ada-{uuid.uuid4().hex[:8]}"
+    secret = cli("tokens", "create", name, *shlex.split(example.group(1)), "--lock", "user=ada").stdout.strip()
+    student = as_token(web, secret)
+    assert student.get("/query/recent_events").status_code == 403
+    assert student.get("/view/student_view?course=c1").status_code == 200
