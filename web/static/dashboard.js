@@ -14,15 +14,22 @@ function formArguments(form) {
 }
 
 async function startRun(kind, name, args) {
-  const response = await fetch(`/run/${kind}/${encodeURIComponent(name)}`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", "Accept": "application/json" },
-    body: JSON.stringify(args),
-    credentials: "same-origin",
-  });
-  const body = await response.json();
-  if (response.status !== 202) throw new Error(body.error || `HTTP ${response.status}`);
-  return body.task;
+  for (;;) {
+    const response = await fetch(`/run/${kind}/${encodeURIComponent(name)}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      body: JSON.stringify(args),
+      credentials: "same-origin",
+    });
+    const body = await response.json();
+    if (response.status === 429) {  // over this client's quota: wait as told, then start it
+      const seconds = Number(response.headers.get("Retry-After")) || 1;
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+      continue;
+    }
+    if (response.status !== 202) throw new Error(body.error || `HTTP ${response.status}`);
+    return body.task;
+  }
 }
 
 async function awaitResult(task, onTick) {
