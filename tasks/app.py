@@ -14,7 +14,7 @@ from config.queues import default_queue
 from config.settings import Settings
 from tasks.batches import BatchStore
 from tasks.callers import Caller
-from tasks.checks import check_value
+from tasks.checks import check_arguments
 from tasks.compose import INTO_ARGUMENT
 from tasks.deadletter import DeadLetters
 from tasks.dispatch import RECORD_BATCH_TASK, dispatch, select_all
@@ -124,13 +124,13 @@ class Insights:
         elif spec.kind == "view":
 
             def run(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-                result = self.call(spec, *_fed(args, kwargs))
+                result = self.call(spec, *_fed(spec.func, args, kwargs))
                 return present_view_result(result, spec.name, self.services.fs(spec.module))
 
         else:
 
             def run(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-                return self.call(spec, *_fed(args, kwargs))
+                return self.call(spec, *_fed(spec.func, args, kwargs))
 
         run.__name__ = spec.func.__name__
         run.__doc__ = spec.doc
@@ -241,13 +241,13 @@ class Insights:
         return dispatch(self, records, select_all(names))
 
 
-def _fed(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], dict[str, Any]]:
+def _fed(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], dict[str, Any]]:
     """In a composition, the previous step's result (first positional) goes to the ``_into`` parameter,
     after the checks every outside value passes (a result can hold what a caller planted)."""
     into = kwargs.pop(INTO_ARGUMENT, None)
     if into is None or not args:
         return args, kwargs
-    check_value(into, args[0])
+    check_arguments(func, {into: args[0]})
     return args[1:], {**kwargs, into: args[0]}
 
 

@@ -25,8 +25,9 @@ def check_arguments(func: Callable[..., Any], arguments: Mapping[str, Any]) -> N
 
     Names must be short and not MongoDB operators; values must pass ``check_value``; an
     object (dict) is accepted only for a parameter annotated as a mapping (``dict``,
-    ``Mapping``): an unannotated parameter such as ``user`` or ``course`` is a plain value,
-    and a module passing it into a database filter must not be handed a sub-document.
+    ``Mapping``) or for ``params``: an unannotated parameter such as ``user`` or ``course``
+    is a plain value, and a module passing it into a database filter must not be handed a
+    sub-document.
     """
     for name, value in arguments.items():
         if name in INJECTED:  # never reaches the function: injected names win
@@ -86,10 +87,12 @@ def _check_text(name: str, text: str) -> None:
 
 
 def _takes_mapping(func: Callable[..., Any], name: str) -> bool:
-    """Whether ``func`` declares its parameter ``name`` as taking objects."""
+    """Whether ``func`` declares its parameter ``name`` as taking objects (or takes any leftovers)."""
     parameter = signature(func).parameters.get(name)
-    annotation = inspect.Parameter.empty if parameter is None else parameter.annotation
-    if annotation is inspect.Parameter.empty:  # leftovers for ``params`` are plain values too
+    if parameter is None:  # a leftover for ``params`` / ``**kwargs``: free-form by the author's choice
+        return True
+    annotation = parameter.annotation
+    if annotation is inspect.Parameter.empty:
         return False
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
     return any(text == a or text.startswith(f"{a}[") or text.endswith(f".{a}") for a in _MAPPING_ANNOTATIONS)

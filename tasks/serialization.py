@@ -218,13 +218,27 @@ class _Encoder(json.JSONEncoder):
 
 
 _ENCODER = _Encoder(ensure_ascii=False, separators=(",", ":"))
+_ASCII_ENCODER = _Encoder(ensure_ascii=True, separators=(",", ":"))
 _DECODER = json.JSONDecoder(object_hook=_object_hook)
 _PLAIN_DECODER = json.JSONDecoder()
 
 
 def dumps(obj: Any) -> str:
     """Serialize obj to tagged JSON that loads() turns back into the same types."""
-    return _ENCODER.encode(_prepare(obj) if _needs_prepare(obj) else obj)
+    prepared = _prepare(obj) if _needs_prepare(obj) else obj
+    return _utf8_safe(_ENCODER.encode(prepared), lambda: _ASCII_ENCODER.encode(prepared))
+
+
+def _utf8_safe(text: str, as_ascii: Callable[[], str]) -> str:
+    """``text``, or the all-ASCII encoding when text holds a lone surrogate (``"\\ud800"``), which
+    no UTF-8 message can carry: the value then still travels, as a JSON escape."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return as_ascii()
+    return text
 
 
 def loads(data: str | bytes) -> Any:
@@ -297,9 +311,12 @@ def to_plain(obj: Any) -> Any:
 def dumps_plain(obj: Any) -> str:
     """Serialize obj as strict standard JSON (no NaN or inf), non-ASCII kept as is."""
     try:  # fast path: json takes plain data as it is and calls to_plain on the rest
-        return _STRICT_ENCODER.encode(obj)
+        text = _STRICT_ENCODER.encode(obj)
     except (TypeError, ValueError):  # NaN or inf, or keys json cannot take
-        return _STRICT_ENCODER.encode(to_plain(obj))
+        obj = to_plain(obj)
+        text = _STRICT_ENCODER.encode(obj)
+    return _utf8_safe(text, lambda: _STRICT_ASCII_ENCODER.encode(obj))
 
 
 _STRICT_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=to_plain)
+_STRICT_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=to_plain)

@@ -27,7 +27,7 @@ class FileStore:
     def path(self, filename: str) -> Path:
         """The local path of ``filename``; refuses names that would leave the store."""
         parts = PurePosixPath(str(filename).replace("\\", "/")).parts
-        if not parts or parts[0] == "/" or any(p in ("..", "") for p in parts) or "\x00" in str(filename):
+        if not parts or parts[0].startswith("/") or any(p in ("..", "") for p in parts) or "\x00" in str(filename):
             raise ArgumentError(f"file name {filename!r} is not a relative path inside the module's store")
         return self.root.joinpath(*parts)
 

@@ -435,3 +435,13 @@ def test_dumps_plain_of_plain_data_matches_json() -> None:
     events = [{"e": "a", "n": 1, "x": 0.25, "ok": None, "tags": ["t"]}]
     assert dumps_plain(events) == json.dumps(events, separators=(",", ":"))
     assert dumps_plain({1: "a"}) == '{"1":"a"}'
+
+
+def test_text_with_a_lone_surrogate_still_travels_as_a_json_escape() -> None:
+    value = {"name": "ada\ud800", "ok": "é"}
+    text = dumps(value)
+    text.encode("utf-8")  # a message or response body must be UTF-8: this used to raise (the task hung)
+    assert loads(text) == value
+    plain = dumps_plain(value)
+    plain.encode("utf-8")
+    assert json.loads(plain) == value

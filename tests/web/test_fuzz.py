@@ -125,7 +125,9 @@ segments = st.one_of(
     hostile_text.map(lambda s: quote(s, safe="/%.")),
     st.binary(max_size=40).map(lambda b: quote(b, safe="")),
 )
+SURROGATES = ["\ud800", "a\udfffb", "\udc00\ud800", "\udbff"]  # lone surrogates: not valid Unicode text
 json_scalars = st.one_of(
+    st.sampled_from(SURROGATES),
     st.none(),
     st.booleans(),
     st.integers(),
@@ -314,6 +316,27 @@ def test_any_body(client: FlaskClient, body: bytes, content_type: str, target: s
     assert response.status_code in (200, 202, 400, 413), response.get_data()[:300]
 
 
+def refusals(args: dict[str, Any]) -> list[str]:
+    """The reasons tasks/checks.py may give for refusing ``echo(greeting, **params)`` arguments."""
+    reasons = []
+    if holds_operator(args):
+        reasons.append("operator keys")
+    if holds_surrogate(args):
+        reasons.append("not valid Unicode")
+    if isinstance(args.get("greeting"), dict):
+        reasons.append("is an object")
+    return reasons
+
+
+def holds_surrogate(value: Any) -> bool:
+    """Whether a JSON value holds a lone surrogate in a string or key (at any depth)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def holds_operator(value: Any) -> bool:
     """Whether a JSON value holds an object with a key starting with "$" (at any depth)."""
     if isinstance(value, dict):
@@ -344,8 +367,9 @@ def test_any_json_arguments_round_trip(client: FlaskClient, args: dict[str, Any]
     if depth + 1 > MAX_DEPTH:  # the body object holds it: one level more
         assert response.status_code == 400 and "nested" in response.get_json()["error"]
         return
-    if holds_operator(args):  # {"$gt": ...} inside an argument: refused (no operator injection)
-        assert response.status_code == 400 and "operator keys" in response.get_json()["error"]
+    reasons = refusals(args)
+    if reasons:  # refused by tasks/checks.py: operator keys, bad text, an object for a plain parameter
+        assert response.status_code == 400 and any(r in response.get_json()["error"] for r in reasons)
         return
     rest = {k: v for k, v in args.items() if k != "greeting"}
     expected = {"greeting": args.get("greeting", "hello"), "params": rest}
@@ -420,6 +444,22 @@ def test_chain_bodies(client: FlaskClient, body: Any) -> None:
     tried("chains")
     response = check(client.post("/chain", json=body), f"chain {body!r}"[:500])
     assert response.status_code in (200, 400, 403, 404), response.get_data()[:300]
+
+
+@fuzz(150)
+@given(value=json_values)
+def test_a_fed_value_passes_the_same_checks_as_a_sent_one(client: FlaskClient, value: Any) -> None:
+    """Whatever a step returns (here: any JSON, surrogates and operator keys included) is fed on
+    only if the same value would be accepted from a caller; else the chain is a 400 naming the step."""
+    tried("chain feeding")
+    sent = check(client.post("/query/echo", json={"greeting": value}), f"sent {value!r}"[:300])
+    steps = [{"query": "from_json", "args": {"text": json.dumps(value)}}, {"query": "echo", "into": "greeting"}]
+    fed = check(client.post("/chain", json={"steps": steps}), f"fed {value!r}"[:300])
+    assert fed.status_code == sent.status_code, (fed.get_json(), sent.get_json())
+    if fed.status_code == 200:
+        assert fed.get_json() == sent.get_json()
+    else:
+        assert fed.get_json()["error"].startswith("step 2 (query 'echo'): ")
 
 
 # Event intake -----------------------------------------------------------------------------

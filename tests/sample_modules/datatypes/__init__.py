@@ -1,6 +1,7 @@
 """A test-only analytics module (loaded through INSIGHTS_MODULES): rich result types and failures."""
 
 import datetime
+import json
 import time
 
 import numpy as np
@@ -52,6 +53,12 @@ def mean_grade(query, course):
 def echo(params, greeting="hello"):
     """Returns its named argument and the extra ones it got in ``params``."""
     return {"greeting": greeting, "params": params}
+
+
+@query()
+def from_json(text):
+    """The JSON value ``text`` holds, whatever it is (to feed stored-looking data into a chain)."""
+    return json.loads(text)
 
 
 @query()

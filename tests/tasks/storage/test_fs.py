@@ -216,7 +216,10 @@ def test_get_url_quotes_special_characters(fs: FileStore) -> None:
     assert fs.get_url("my report 100%?#ü.csv") == f"/fs/{fs.module}/my%20report%20100%25%3F%23%C3%BC.csv"
 
 
-@pytest.mark.parametrize("filename", ["../x", "/etc/passwd", "a/../../b", "..", "a\x00b", "", "..\\x"])
+OUTSIDE = ["../x", "/etc/passwd", "//", "//etc/passwd", "a/../../b", "..", "a\x00b", "", "..\\x"]
+
+
+@pytest.mark.parametrize("filename", OUTSIDE)
 def test_a_path_outside_the_store_is_refused(fs: FileStore, filename: str) -> None:
     with pytest.raises(ArgumentError, match="not a relative path inside the module's store"):
         fs.path(filename)
