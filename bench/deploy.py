@@ -131,6 +131,10 @@ class Deployment:
             exclude_modules=BUILTIN_MODULES,
             batch_size=self.batch_size,
             web_port=free_port(),
+            # The load generator is one client: per-client quotas would measure themselves.
+            rate_limit=1e6,
+            rate_burst=10**6,
+            max_runs=10**6,
         )
 
     @property
