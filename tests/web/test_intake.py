@@ -170,3 +170,25 @@ def test_a_chunked_gzip_body_is_held_to_the_limit_after_decoding(request: pytest
     assert len(bomb) < SMALL_LIMIT
     status, answer = post_chunked(f"{url}/event", bomb, {"Content-Encoding": "gzip"})
     assert status == 413 and "decompressed body is larger than" in answer["error"], answer
+
+
+# Unicode ------------------------------------------------------------------------------------------
+def test_an_event_with_a_lone_surrogate_is_rejected_by_index_and_recent_events_still_answers(
+    live_server: str, insights: Insights
+) -> None:
+    run = uuid.uuid4().hex
+    body = f'[{{"run": "{run}", "n": 0}}, {{"run": "{run}", "n": 1, "name": "\\ud800"}}, '
+    body += f'{{"run": "{run}", "n": 2, "emoji": "\\ud83d\\ude00"}}]'
+    status, answer = post_chunked(f"{live_server}/event", body.encode())
+    assert status == 202, answer
+    assert answer["accepted"] == 2 and [r["index"] for r in answer["rejected"]] == [1]
+    assert "lone surrogate" in answer["rejected"][0]["error"]
+    handled(live_server, answer["receipt"])
+    assert len(delivered(insights, run)) == 2
+
+    client = create_app(insights).test_client()
+    recent = client.get("/query/recent_events", query_string={"limit": 50})
+    assert recent.status_code == 200, recent.get_json()
+    mine = [event for event in recent.get_json() if event.get("run") == run]
+    assert sorted(event["n"] for event in mine) == [0, 2]
+    assert next(event for event in mine if event["n"] == 2)["emoji"] == "\U0001f600"
