@@ -94,13 +94,14 @@ class ParsedEvents:
     verbatim: bool = False
 
 
-def parse_events(payload: Any) -> ParsedEvents:
+def parse_events(payload: Any, check: Callable[[dict[str, Any]], str | None] | None = None) -> ParsedEvents:
     """Turn what an LMS sent into event dicts, refusing bad items one by one.
 
     Accepts one event (a JSON object), a list of events, a JSON string of either, a list
     of JSON strings, or newline-delimited JSON. Items that are not JSON objects, nest more
     than ``MAX_DEPTH`` levels, or hold a lone surrogate (``"\\ud800"``: not Unicode text) are
-    reported in ``rejected`` by index (line number, for JSON lines). Raises
+    reported in ``rejected`` by index (line number, for JSON lines), and so are events for
+    which ``check`` returns a reason (e.g. "is about user 'bob'", following "item 3 "). Raises
     ``InvalidEvent`` when the body as a whole is unusable or holds no valid event.
     """
     decoded = isinstance(payload, (bytes, bytearray))  # strict UTF-8 decoding refuses surrogates itself
@@ -131,6 +132,8 @@ def parse_events(payload: Any) -> ParsedEvents:
                 f"{where} holds a lone surrogate (an escape such as \\ud800 without its pair) in a key or string; "
                 "that is not Unicode text: send the character itself or both halves of its pair"
             )
+        elif isinstance(item, dict) and check is not None and (refusal := check(item)) is not None:
+            item = InvalidEvent(f"{where} {refusal}")
         if isinstance(item, dict):
             parsed.events.append(item)
             continue

@@ -15,6 +15,7 @@ A policy names the *resources* a token may use, by ``fnmatch`` patterns:
 Deny patterns win over allow patterns, and nothing is allowed unless a pattern allows it.
 A policy also *locks* parameters to values (a student's token locks ``user``; an
 instructor's locks ``course``): a request cannot supply another value through any channel.
+A token that locks ``user`` may post only events about that user (see :func:`event_check`).
 
 With ``INSIGHTS_AUTH=on`` every request but ``/static/…``, ``/login`` and ``/logout``
 needs a token: ``Authorization: Bearer <token>``, else the ``access_token`` query
@@ -46,6 +47,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from config.settings import Settings
 from tasks.errors import InsightsError, UnknownName
 from tasks.inject import INJECTED, caller_arguments, injected_names, signature
+from tasks.shards import named
 from web.api import RUN_PREFIX, insights, request_json
 from web.errors import ApiError
 
@@ -221,6 +223,27 @@ def lock_arguments(func: Callable[..., Any], arguments: Mapping[str, Any]) -> di
     if token is None or not token.policy.locked:
         return arguments
     return apply_locks(arguments, token.policy.locked, request_channels(), accepted_arguments(func))
+
+
+def event_check() -> Callable[[Mapping[str, Any]], str | None] | None:
+    """For intake with a token that locks ``user``: a check that refuses an event unless it is
+    about that user — every user field it has (``tasks.shards.named``: ``username``, ``user``,
+    ``user_id``, ``context.user_id``, xAPI ``actor``) holds the locked value, and it has one.
+    None when there is nothing to check."""
+    token = current_token()
+    user = token.policy.locked.get("user") if token is not None else None
+    if user is None:
+        return None
+    only = f"this token may only send events about user {user!r}"
+
+    def check(event: Mapping[str, Any]) -> str | None:
+        users = named(event, "user")
+        if not users:
+            return f"names no user; {only}"
+        other = next((name for name in users if name != user), None)
+        return None if other is None else f"is about user {other!r}; {only}"
+
+    return check
 
 
 # Flask integration -------------------------------------------------------------------

@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from tasks.events import parse_events
 from tasks.serialization import dumps_plain
 from web.api import insights
+from web.auth import event_check
 from web.errors import ApiError
 
 intake = Blueprint("intake", __name__)
@@ -22,10 +23,11 @@ def post_events() -> tuple[Response, int]:
     The body is JSON: one event, a list, a JSON string, a list of JSON strings, or JSON
     lines, optionally gzip-compressed (``Content-Encoding: gzip``). A form or query string
     with a ``msg`` field (what ``logging.handlers.HTTPHandler`` sends) carries them in
-    ``msg``. Items that are not events are refused by index; the rest are accepted.
+    ``msg``. Items that are not events are refused by index, and so are events about another
+    user than the one the token locks (``user``); the rest are accepted.
     """
     payload = _payload()
-    parsed = parse_events(payload)
+    parsed = parse_events(payload, event_check())
     app = insights()
     try:
         if parsed.verbatim:

@@ -232,6 +232,35 @@ def test_a_student_token_sees_only_its_own_count(web: FlaskClient, store: TokenS
     assert student.get("/query/djt_event_count").status_code == 403
 
 
+def test_a_token_locked_to_a_user_may_only_post_events_about_that_user(web: FlaskClient, store: TokenStore) -> None:
+    ada, bob = f"ada-{uuid.uuid4().hex}", f"bob-{uuid.uuid4().hex}"
+    student = as_token(web, new_token(store, "event", user=ada))
+    events: list[dict[str, Any]] = [
+        {"user": ada, "n": 0},
+        {"user": bob, "n": 1},
+        {"username": ada, "user": bob, "n": 2},  # one field names ada, another bob
+        {"context": {"user_id": bob}, "n": 3},
+        {"actor": {"account": {"name": bob}}, "n": 4},
+        {"event_type": "anonymous", "n": 5},
+        {"username": ada, "user": ada, "context": {"user_id": ada}, "n": 6},
+    ]
+    response = student.post("/event", data=json.dumps(events))
+    assert response.status_code == 202, response.get_json()
+    answer = response.get_json()
+    assert answer["accepted"] == 2
+    assert [r["index"] for r in answer["rejected"]] == [1, 2, 3, 4, 5]
+    reasons = [r["error"] for r in answer["rejected"]]
+    assert all(f"may only send events about user {ada!r}" in reason for reason in reasons)
+    assert reasons[0].startswith(f"item 1 is about user {bob!r}") and "names no user" in reasons[4]
+    wait_for(lambda: student.get(f"/receipt/{answer['receipt']}").get_json()["state"] == "done", what="events")
+
+    counts = as_token(web, new_token(store, "query:djt_user_event_count"))
+    assert counts.get("/query/djt_user_event_count", query_string={"user": ada}).get_json() == 2
+    assert counts.get("/query/djt_user_event_count", query_string={"user": bob}).get_json() == 0
+    refused = student.post("/event", data=f'{{"user": "{bob}"}}\n{{"username": "{bob}"}}\n')
+    assert refused.status_code == 400 and "no valid event" in error_of(refused) and "line 1" in error_of(refused)
+
+
 def test_event_tokens_and_query_tokens_are_separate_scopes(web: FlaskClient, store: TokenStore) -> None:
     events_only = as_token(web, new_token(store, "event"))
     send(events_only, {"auth_test": "scope"})
