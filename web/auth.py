@@ -7,7 +7,8 @@ A policy names the *resources* a token may use, by ``fnmatch`` patterns:
 =================  ==============================================================
 ``view:<name>``    ``GET|POST /view/<name>`` (any of a view's names)
 ``query:<name>``   ``GET|POST /query/<name>`` (any of a query's names)
-``event``          event intake: ``GET|POST /event``, ``GET /receipt/…``, ``GET /batch/…``
+``event``          event intake: ``GET|POST /event``, and ``GET /receipt/…`` of the token's own requests
+``batches``        ``GET /batch/…`` (for operators: a batch's errors quote event contents)
 ``schema``         ``GET /schema``, ``/event_properties``, ``/`` and other dashboard pages
 ``file:<module>``  ``GET /fs/<module>/…``
 =================  ==============================================================
@@ -249,6 +250,7 @@ def event_check() -> Callable[[Mapping[str, Any]], str | None] | None:
 # Flask integration -------------------------------------------------------------------
 auth = Blueprint("auth", __name__)
 RUN_OWNER_PREFIX = "insights:auth:run:"  # Redis: task id of a started run -> name of the token that started it
+RECEIPT_OWNER_PREFIX = "insights:auth:receipt:"  # Redis: receipt of an intake request -> name of the token that sent it
 PUBLIC_ENDPOINTS = frozenset({"static", "dashboard.module_static", "auth.login", "auth.logout"})
 
 
@@ -256,6 +258,25 @@ def current_token() -> Token | None:
     """The token this request was authenticated with (None when auth is off)."""
     token: Token | None = g.get("insights_token")
     return token
+
+
+def remember_receipt_owner(receipt: str) -> None:
+    """With auth on: record that this request's token sent the events of ``receipt`` (kept as
+    long as receipts are), so that only it may read the receipt."""
+    token = current_token()
+    if token is not None:
+        app = insights()
+        app.services.redis.set(RECEIPT_OWNER_PREFIX + receipt, token.name, ex=app.settings.batch_record_ttl)
+
+
+def owns_receipt(receipt: str) -> bool:
+    """Whether this request may read ``receipt``: always with auth off; else only with the token
+    that sent its events (receipts are stream ids, timestamps anyone can guess)."""
+    token = current_token()
+    if token is None:
+        return True
+    owner = insights().services.redis.get(RECEIPT_OWNER_PREFIX + receipt)
+    return owner is not None and owner in (token.name, token.name.encode())
 
 
 def token_store() -> TokenStore:
@@ -298,6 +319,8 @@ def resources_of(endpoint: str, view_args: Mapping[str, Any]) -> list[str] | Non
         return [f"file:{view_args['module']}"]
     if endpoint in ("api.schema", "api.event_properties") or endpoint.startswith("dashboard."):
         return ["schema"]
+    if endpoint == "intake.batch_record":
+        return ["batches"]
     if endpoint.startswith("intake."):
         return ["event"]
     return [f"endpoint:{endpoint}"]

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from tasks.events import parse_events
 from tasks.serialization import dumps_plain
 from web.api import insights
-from web.auth import event_check
+from web.auth import event_check, owns_receipt, remember_receipt_owner
 from web.errors import ApiError
 
 intake = Blueprint("intake", __name__)
@@ -34,6 +34,7 @@ def post_events() -> tuple[Response, int]:
             receipt = app.intake.submit_json(payload, len(parsed.events))
         else:
             receipt = app.intake.submit(parsed.events)
+        remember_receipt_owner(receipt)
     except RedisError as exc:
         reason = f"the events could not be stored ({type(exc).__name__}); nothing was kept, send again"
         raise ApiError(503, reason) from None
@@ -43,20 +44,26 @@ def post_events() -> tuple[Response, int]:
 
 @intake.get("/receipt/<receipt>")
 def receipt_state(receipt: str) -> Response:
-    """Where a request's events are: queued, pending in batches, or done (with failed handlers)."""
+    """Where a request's events are: queued, pending in batches, or done (with failed handlers).
+
+    With auth on, only the token that sent the events may ask; to any other the receipt is unknown.
+    """
+    unknown = ApiError(404, f"no receipt {receipt!r} (unknown, or its record expired)")
+    if not owns_receipt(receipt):
+        raise unknown
     app = insights()
     state = app.store.receipt(receipt)
     if state["state"] == "queued" and not app.intake.holds(receipt):
         # The batcher links a receipt before deleting its entry: read the link again.
         state = app.store.receipt(receipt)
         if state["state"] == "queued":
-            raise ApiError(404, f"no receipt {receipt!r} (unknown, or its record expired)")
+            raise unknown
     return jsonify(state)
 
 
 @intake.get("/batch/<batch_id>")
 def batch_record(batch_id: str) -> Response:
-    """Which handler tasks of a batch have succeeded or failed."""
+    """Which handler tasks of a batch have succeeded or failed (with auth on: for ``batches`` tokens)."""
     record = insights().store.get(batch_id)
     if record is None:
         raise ApiError(404, f"no batch {batch_id!r} (unknown, or its record expired)")
