@@ -34,9 +34,13 @@ def post_events() -> tuple[Response, int]:
             receipt = app.intake.submit_json(payload, len(parsed.events))
         else:
             receipt = app.intake.submit(parsed.events)
-        remember_receipt_owner(receipt)
     except RedisError as exc:
         reason = f"the events could not be stored ({type(exc).__name__}); nothing was kept, send again"
+        raise ApiError(503, reason) from None
+    try:
+        remember_receipt_owner(receipt)
+    except RedisError as exc:  # the events are kept: sent again, they are dropped as duplicates
+        reason = f"the receipt could not be recorded ({type(exc).__name__}); send again (duplicates are dropped)"
         raise ApiError(503, reason) from None
     body = {"receipt": receipt, "accepted": len(parsed.events), "rejected": parsed.rejected}
     return Response(dumps_plain(body), status=202, mimetype="application/json"), 202
