@@ -7,6 +7,13 @@ dispatches, and only then acknowledges and deletes the stream entries. Entries o
 batcher that died before acknowledging are taken over by a live one after
 ``claim_idle`` seconds and dispatched again without dedupe (at least once: handlers
 are idempotent by ``evt.id``), so a crash never loses an accepted event.
+
+Requests share the pipeline fairly: each dispatch *round* takes at most ``batch_size``
+events of each pending entry, and an entry spread over rounds (a request larger than a
+batch) takes part only while fewer than ``IN_FLIGHT`` of its batches are being handled.
+So a small request sent after a huge one waits behind a batch or two of it, not behind
+all of it. An entry is acknowledged once all its events are dispatched; until then this
+batcher keeps it from looking abandoned (``recover``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from kombu.exceptions import KombuError
 
-from tasks.batches import Record
+from tasks.batches import DONE, Record
 from tasks.dedupe import Deduper
 from tasks.dispatch import Selection, dispatch
 from tasks.event_ids import canonical_json, event_id
@@ -36,7 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RECOVER_EVERY = 10.0
+RECOVER_EVERY = 10.0  # seconds between looks for abandoned entries; well under claim_idle
+IN_FLIGHT = 2  # batches of one request being handled at once while it is spread over rounds
+STALL_AFTER = 60.0  # seconds after which a request's next batch goes even if its last ones are not recorded done
 REJECTED = "insights:intake:unreadable"  # entries the batcher could not decode (kept for inspection)
 
 
@@ -50,6 +59,8 @@ class Entry:
     recovered: bool
     batches: list[str] = field(default_factory=list)
     duplicates: int = 0
+    offset: int = 0  # events dispatched in earlier rounds
+    last_round: float = 0.0  # when events of it were last dispatched (time.monotonic)
 
     @property
     def received(self) -> float:
@@ -69,8 +80,8 @@ class Batcher:
         self.claim_idle = claim_idle
         self.deduper = Deduper(self.client, self.settings.dedupe_window)
         self.event_log = EventLog(self.settings.event_log_dir)
-        self.pending: list[Entry] = []
-        self.pending_events = 0
+        self.pending: list[Entry] = []  # read, not yet all dispatched
+        self.pending_events = 0  # events read since the last round: a full batch of them starts one at once
         self.oldest = 0.0
         self.last_recovery = 0.0
         self.reread_own = False
@@ -91,7 +102,7 @@ class Batcher:
                 self.reread_own = True  # what this batcher had read is still in its pending list
                 log.error("batcher %s: %s; retrying (%d)", self.consumer, exc, failures)
                 stop.wait(min(30.0, 0.5 * 2**failures))
-        self.flush()
+        self.flush(whole=True)
         self.event_log.close()
 
     def ensure_group(self) -> None:
@@ -134,6 +145,9 @@ class Batcher:
 
     def recover(self) -> int:
         """Take over entries another batcher read but never acknowledged; returns how many."""
+        mine: list[Any] = [entry.id for entry in self.pending]
+        if mine:  # entries still being dispatched, round by round, are not abandoned: reset their idle time
+            self.client.xclaim(self.stream, GROUP, self.consumer, 0, mine, justid=True)
         start, taken = "0-0", 0
         while True:
             answer: Any = self.client.xautoclaim(
@@ -176,16 +190,31 @@ class Batcher:
         pipe.xdel(self.stream, entry_id)
         pipe.execute()
 
-    def flush(self) -> None:
-        """Dispatch every pending event, then acknowledge and delete the entries."""
+    def flush(self, whole: bool = False) -> None:
+        """Dispatch a round: at most ``batch_size`` events of each pending entry that may take
+        part (``_ready``); then acknowledge and delete the entries all of whose events are
+        dispatched. ``whole``: every pending event at once (when stopping)."""
         if not self.pending:
             return
-        entries, self.pending, self.pending_events = self.pending, [], 0
-        by_targets: dict[tuple[str, ...], list[Entry]] = {}
-        for entry in entries:
-            by_targets.setdefault(entry.targets, []).append(entry)
+        size = self.settings.batch_size
+        parts = [
+            (e, e.events[e.offset : None if whole else e.offset + size])
+            for e in self.pending
+            if whole or self._ready(e)
+        ]
+        by_targets: dict[tuple[str, ...], list[tuple[Entry, list[dict[str, Any]]]]] = {}
+        for entry, events in parts:
+            by_targets.setdefault(entry.targets, []).append((entry, events))
         for targets, group in by_targets.items():
             self._dispatch(group, list(targets) or self.app.handler_names(), live=not targets)
+        now = time.monotonic()
+        for entry, events in parts:
+            entry.offset, entry.last_round = entry.offset + len(events), now
+        entries = [e for e in self.pending if e.offset >= len(e.events)]
+        self.pending = [e for e in self.pending if e.offset < len(e.events)]
+        self.pending_events, self.oldest = 0, now
+        if not entries:
+            return
         self.app.store.link_receipts(
             {e.id: {"events": len(e.events), "duplicates": e.duplicates, "batches": e.batches} for e in entries}
         )
@@ -195,12 +224,20 @@ class Batcher:
         pipe.xdel(self.stream, *ids)
         pipe.execute()
 
-    def _dispatch(self, entries: Sequence[Entry], handlers: list[str], live: bool) -> None:
+    def _ready(self, entry: Entry) -> bool:
+        """Whether an entry takes part in this round: a new one always; one spread over rounds
+        once fewer than ``IN_FLIGHT`` of its batches are being handled (or after ``STALL_AFTER``)."""
+        if entry.offset == 0 or time.monotonic() - entry.last_round > STALL_AFTER:
+            return True
+        records = [self.app.store.get(batch) for batch in entry.batches[-IN_FLIGHT:]]
+        return sum(record is not None and record["state"] != DONE for record in records) < IN_FLIGHT
+
+    def _dispatch(self, parts: Sequence[tuple[Entry, list[dict[str, Any]]]], handlers: list[str], live: bool) -> None:
         records: list[Record] = []
         owners: list[Entry] = []
         seen: set[str] = set()
-        for entry in entries:
-            for raw in entry.events:
+        for entry, events in parts:
+            for raw in events:
                 encoded = canonical_json(raw)  # encoded once: for the id, the stored batch and the log
                 eid = event_id(raw, encoded)
                 if eid in seen:

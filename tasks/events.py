@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,9 @@ from tasks.event_ids import event_id
 
 Property = Callable[["Event"], Any]
 MAX_DEPTH = 100  # nesting levels of an event (MongoDB's limit too); deeper ones would break JSON decoding downstream
+# A JSON escape of a UTF-16 surrogate (\ud800-\udfff): only text holding one can decode to a lone surrogate.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+SURROGATE = re.compile("[\ud800-\udfff]")  # in a decoded str, only a lone surrogate (a pair decodes to one character)
 
 
 class Event(Mapping[str, Any]):
@@ -90,21 +94,26 @@ class ParsedEvents:
     verbatim: bool = False
 
 
-def parse_events(payload: Any) -> ParsedEvents:
+def parse_events(payload: Any, check: Callable[[dict[str, Any]], str | None] | None = None) -> ParsedEvents:
     """Turn what an LMS sent into event dicts, refusing bad items one by one.
 
     Accepts one event (a JSON object), a list of events, a JSON string of either, a list
-    of JSON strings, or newline-delimited JSON. Items that are not JSON objects are
-    reported in ``rejected`` by index (line number, for JSON lines). Raises
+    of JSON strings, or newline-delimited JSON. Items that are not JSON objects, nest more
+    than ``MAX_DEPTH`` levels, or hold a lone surrogate (``"\\ud800"``: not Unicode text) are
+    reported in ``rejected`` by index (line number, for JSON lines), and so are events for
+    which ``check`` returns a reason (e.g. "is about user 'bob'", following "item 3 "). Raises
     ``InvalidEvent`` when the body as a whole is unusable or holds no valid event.
     """
-    if isinstance(payload, (bytes, bytearray)):
+    decoded = isinstance(payload, (bytes, bytearray))  # strict UTF-8 decoding refuses surrogates itself
+    if decoded:
         try:
             payload = payload.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidEvent(f"the request body is not UTF-8 (byte {exc.start})") from None
     line_numbers: list[int] | None = None
+    check_unicode = True  # whether items may hold lone surrogates: the full check costs, the escape search little
     if isinstance(payload, str):
+        check_unicode = SURROGATE_ESCAPE.search(payload) is not None or not (decoded or _encodable(payload))
         payload, line_numbers = _parse_text(payload)
     items = payload if isinstance(payload, list) else [payload]
     parsed = ParsedEvents(verbatim=isinstance(payload, list) and line_numbers is None)
@@ -118,6 +127,13 @@ def parse_events(payload: Any) -> ParsedEvents:
             parsed.verbatim = False
         if isinstance(item, dict) and too_deep(item):
             item = InvalidEvent(f"{where} is nested more than {MAX_DEPTH} levels deep")
+        elif isinstance(item, dict) and check_unicode and holds_lone_surrogate(item):
+            item = InvalidEvent(
+                f"{where} holds a lone surrogate (an escape such as \\ud800 without its pair) in a key or string; "
+                "that is not Unicode text: send the character itself or both halves of its pair"
+            )
+        elif isinstance(item, dict) and check is not None and (refusal := check(item)) is not None:
+            item = InvalidEvent(f"{where} {refusal}")
         if isinstance(item, dict):
             parsed.events.append(item)
             continue
@@ -141,6 +157,34 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
         level = [v for c in level if isinstance(c, (dict, list)) for v in (c.values() if isinstance(c, dict) else c)]
         if not level:
             return False
+    return True
+
+
+def holds_lone_surrogate(value: Any) -> bool:
+    """Whether a JSON value holds a lone UTF-16 surrogate in a string or key, at any depth (no recursion).
+
+    Such a string cannot be encoded as UTF-8, so MongoDB, JSON readers and result backends
+    choke on it downstream."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _encodable(text: str) -> bool:
+    """Whether a str holds no surrogate code point itself (one decoded from UTF-8 never does)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     return True
 
 

@@ -35,12 +35,25 @@ PATHS = {"user": USER_PATHS, "resource": RESOURCE_PATHS}
 def shard_key(event: Mapping[str, Any], by: str) -> str:
     """The user or resource an event is about ("" when it names none: such events share shard 0)."""
     for path in PATHS[by]:
-        value: Any = event
-        for part in path:
-            value = value.get(part) if isinstance(value, Mapping) else None
+        value = _at(event, path)
         if value not in (None, ""):
             return str(value)
     return ""
+
+
+def named(event: Mapping[str, Any], by: str) -> list[str]:
+    """Every user (or resource) an event names, as text, in the order of the paths tried:
+    ``shard_key`` is the first. Modules read different fields (``user``, ``username``, ...),
+    so an event is about one user only if every one it names is that user."""
+    values = (_at(event, path) for path in PATHS[by])
+    return [str(value) for value in values if value not in (None, "")]
+
+
+def _at(event: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = event
+    for part in path:
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
 
 
 def shard_of(event: Mapping[str, Any], by: str, shards: int) -> int:

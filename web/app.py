@@ -29,5 +29,5 @@ def create_app(insights: Insights | None = None) -> Flask:
     register_error_handlers(app)
     init_security(app)
     init_auth(app)  # auth: tokens and policies (web/auth.py); warns loudly when off
-    init_limits(app)  # after auth: a request counts against its token
+    init_limits(app)  # after auth: a request counts against its token; no body is read for a refused one
     return app

@@ -7,7 +7,8 @@ A policy names the *resources* a token may use, by ``fnmatch`` patterns:
 =================  ==============================================================
 ``view:<name>``    ``GET|POST /view/<name>`` (any of a view's names)
 ``query:<name>``   ``GET|POST /query/<name>`` (any of a query's names)
-``event``          event intake: ``GET|POST /event``, ``GET /receipt/…``, ``GET /batch/…``
+``event``          event intake: ``GET|POST /event``, and ``GET /receipt/…`` of the token's own requests
+``batches``        ``GET /batch/…`` (for operators: a batch's errors quote event contents)
 ``schema``         ``GET /schema``, ``/event_properties``, ``/`` and other dashboard pages
 ``file:<module>``  ``GET /fs/<module>/…``
 =================  ==============================================================
@@ -15,6 +16,7 @@ A policy names the *resources* a token may use, by ``fnmatch`` patterns:
 Deny patterns win over allow patterns, and nothing is allowed unless a pattern allows it.
 A policy also *locks* parameters to values (a student's token locks ``user``; an
 instructor's locks ``course``): a request cannot supply another value through any channel.
+A token that locks ``user`` may post only events about that user (see :func:`event_check`).
 
 With ``INSIGHTS_AUTH=on`` every request but ``/static/…``, ``/login`` and ``/logout``
 needs a token: ``Authorization: Bearer <token>``, else the ``access_token`` query
@@ -46,6 +48,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from config.settings import Settings
 from tasks.errors import InsightsError, UnknownName
 from tasks.inject import INJECTED, caller_arguments, injected_names, signature
+from tasks.shards import named
 from web.api import insights, request_json
 from web.errors import ApiError
 
@@ -223,8 +226,30 @@ def lock_arguments(func: Callable[..., Any], arguments: Mapping[str, Any]) -> di
     return apply_locks(arguments, token.policy.locked, request_channels(), accepted_arguments(func))
 
 
+def event_check() -> Callable[[Mapping[str, Any]], str | None] | None:
+    """For intake with a token that locks ``user``: a check that refuses an event unless it is
+    about that user — every user field it has (``tasks.shards.named``: ``username``, ``user``,
+    ``user_id``, ``context.user_id``, xAPI ``actor``) holds the locked value, and it has one.
+    None when there is nothing to check."""
+    token = current_token()
+    user = token.policy.locked.get("user") if token is not None else None
+    if user is None:
+        return None
+    only = f"this token may only send events about user {user!r}"
+
+    def check(event: Mapping[str, Any]) -> str | None:
+        users = named(event, "user")
+        if not users:
+            return f"names no user; {only}"
+        other = next((name for name in users if name != user), None)
+        return None if other is None else f"is about user {other!r}; {only}"
+
+    return check
+
+
 # Flask integration -------------------------------------------------------------------
 auth = Blueprint("auth", __name__)
+RECEIPT_OWNER_PREFIX = "insights:auth:receipt:"  # Redis: receipt of an intake request -> name of the token that sent it
 PUBLIC_ENDPOINTS = frozenset({"static", "dashboard.module_static", "auth.login", "auth.logout"})
 
 
@@ -232,6 +257,25 @@ def current_token() -> Token | None:
     """The token this request was authenticated with (None when auth is off)."""
     token: Token | None = g.get("insights_token")
     return token
+
+
+def remember_receipt_owner(receipt: str) -> None:
+    """With auth on: record that this request's token sent the events of ``receipt`` (kept as
+    long as receipts are), so that only it may read the receipt."""
+    token = current_token()
+    if token is not None:
+        app = insights()
+        app.services.redis.set(RECEIPT_OWNER_PREFIX + receipt, token.name, ex=app.settings.batch_record_ttl)
+
+
+def owns_receipt(receipt: str) -> bool:
+    """Whether this request may read ``receipt``: always with auth off; else only with the token
+    that sent its events (receipts are stream ids, timestamps anyone can guess)."""
+    token = current_token()
+    if token is None:
+        return True
+    owner = insights().services.redis.get(RECEIPT_OWNER_PREFIX + receipt)
+    return owner is not None and owner in (token.name, token.name.encode())
 
 
 def token_store() -> TokenStore:
@@ -271,6 +315,8 @@ def resources_of(endpoint: str, view_args: Mapping[str, Any]) -> list[str] | Non
         return [f"file:{view_args['module']}"]
     if endpoint in ("api.schema", "api.event_properties") or endpoint.startswith("dashboard."):
         return ["schema"]
+    if endpoint == "intake.batch_record":
+        return ["batches"]
     if endpoint.startswith("intake."):
         return ["event"]
     return [f"endpoint:{endpoint}"]

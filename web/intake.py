@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from tasks.events import parse_events
 from tasks.serialization import dumps_plain
 from web.api import insights
+from web.auth import event_check, owns_receipt, remember_receipt_owner
 from web.errors import ApiError
 
 intake = Blueprint("intake", __name__)
@@ -22,10 +23,11 @@ def post_events() -> tuple[Response, int]:
     The body is JSON: one event, a list, a JSON string, a list of JSON strings, or JSON
     lines, optionally gzip-compressed (``Content-Encoding: gzip``). A form or query string
     with a ``msg`` field (what ``logging.handlers.HTTPHandler`` sends) carries them in
-    ``msg``. Items that are not events are refused by index; the rest are accepted.
+    ``msg``. Items that are not events are refused by index, and so are events about another
+    user than the one the token locks (``user``); the rest are accepted.
     """
     payload = _payload()
-    parsed = parse_events(payload)
+    parsed = parse_events(payload, event_check())
     app = insights()
     try:
         if parsed.verbatim:
@@ -35,26 +37,37 @@ def post_events() -> tuple[Response, int]:
     except RedisError as exc:
         reason = f"the events could not be stored ({type(exc).__name__}); nothing was kept, send again"
         raise ApiError(503, reason) from None
+    try:
+        remember_receipt_owner(receipt)
+    except RedisError as exc:  # the events are kept: sent again, they are dropped as duplicates
+        reason = f"the receipt could not be recorded ({type(exc).__name__}); send again (duplicates are dropped)"
+        raise ApiError(503, reason) from None
     body = {"receipt": receipt, "accepted": len(parsed.events), "rejected": parsed.rejected}
     return Response(dumps_plain(body), status=202, mimetype="application/json"), 202
 
 
 @intake.get("/receipt/<receipt>")
 def receipt_state(receipt: str) -> Response:
-    """Where a request's events are: queued, pending in batches, or done (with failed handlers)."""
+    """Where a request's events are: queued, pending in batches, or done (with failed handlers).
+
+    With auth on, only the token that sent the events may ask; to any other the receipt is unknown.
+    """
+    unknown = ApiError(404, f"no receipt {receipt!r} (unknown, or its record expired)")
+    if not owns_receipt(receipt):
+        raise unknown
     app = insights()
     state = app.store.receipt(receipt)
     if state["state"] == "queued" and not app.intake.holds(receipt):
         # The batcher links a receipt before deleting its entry: read the link again.
         state = app.store.receipt(receipt)
         if state["state"] == "queued":
-            raise ApiError(404, f"no receipt {receipt!r} (unknown, or its record expired)")
+            raise unknown
     return jsonify(state)
 
 
 @intake.get("/batch/<batch_id>")
 def batch_record(batch_id: str) -> Response:
-    """Which handler tasks of a batch have succeeded or failed."""
+    """Which handler tasks of a batch have succeeded or failed (with auth on: for ``batches`` tokens)."""
     record = insights().store.get(batch_id)
     if record is None:
         raise ApiError(404, f"no batch {batch_id!r} (unknown, or its record expired)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 import uuid
 from typing import Any
 
@@ -133,3 +134,27 @@ def test_an_unreadable_intake_entry_is_set_aside_and_does_not_stop_the_batcher(
     kept = [fields for _, fields in redis.xrange("insights:intake:unreadable") if fields[b"entry"] == bad]
     assert kept and kept[0][b"events"] == b"[{not json"
     assert not redis.xrange(insights.intake.stream, min=bad, max=bad)
+
+
+def test_a_small_request_sent_after_a_big_one_is_handled_long_before_the_big_one_completes(
+    client: FlaskClient, insights: Insights
+) -> None:
+    run, size = uuid.uuid4().hex, insights.settings.batch_size
+    big = [{"run": run, "n": n} for n in range(20 * size)]
+    started = time.monotonic()
+    big_receipt = client.post("/event", json=big).get_json()["receipt"]
+    sent = time.monotonic()
+    small_receipt = client.post("/event", json=[{"run": uuid.uuid4().hex, "n": "small"}]).get_json()["receipt"]
+
+    def done(receipt: str) -> bool:
+        return bool(client.get(f"/receipt/{receipt}").get_json()["state"] == "done")
+
+    wait_for(lambda: done(small_receipt), timeout=180, what="the small request to be handled")
+    small_latency = time.monotonic() - sent
+    handled_by_then = len(delivered(client, run))
+    wait_for(lambda: done(big_receipt), timeout=180, what="the big request to be handled")
+    big_latency = time.monotonic() - started
+    print(f"small request handled {small_latency:.2f} s after it was sent, {handled_by_then} of the big one's "
+          f"{len(big)} events by then; the big one after {big_latency:.2f} s")  # fmt: skip
+    assert handled_by_then <= len(big) // 2, (small_latency, big_latency)
+    assert sorted(delivered(client, run).values()) == [1] * len(big)

@@ -193,3 +193,36 @@ def test_line_numbers_count_leading_blank_lines() -> None:
 def test_a_single_line_that_is_not_json_is_refused() -> None:
     with pytest.raises(InvalidEvent, match="the request body is not JSON"):
         parse_events("{not json")
+
+
+LONE = "a lone surrogate"
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        pytest.param('[{"ok": 1}, {"name": "\\ud800"}]', "item 1", id="a high surrogate in a value"),
+        pytest.param('[{"ok": 1}, {"name": "x\\uDFFFy"}]', "item 1", id="a low surrogate, upper case"),
+        pytest.param('[{"ok": 1}, {"\\udc00": 1}]', "item 1", id="in a key"),
+        pytest.param('[{"ok": 1}, {"a": [{"b": ["\\ude00\\ud83d"]}]}]', "item 1", id="nested, pair reversed"),
+        pytest.param('[{"ok": 1}, "{\\"a\\": \\"\\\\ud800\\"}"]', "item 1", id="in an item given as JSON text"),
+        pytest.param('{"ok": 1}\n{"a": "\\ud800"}\n', "line 2", id="JSON lines"),
+    ],
+)
+def test_an_event_holding_a_lone_surrogate_is_rejected_by_index(body: str, where: str) -> None:
+    for payload in (body, body.encode()):
+        parsed = parse_events(payload)
+        assert parsed.events == [{"ok": 1}] and not parsed.verbatim
+        assert [r["index"] for r in parsed.rejected] == [1]
+        assert parsed.rejected[0]["error"].startswith(f"{where} holds {LONE}")
+
+
+def test_a_lone_surrogate_in_events_given_as_objects_is_rejected() -> None:
+    parsed = parse_events([{"ok": 1}, {"a": "\ud800"}])
+    assert parsed.events == [{"ok": 1}] and LONE in parsed.rejected[0]["error"]
+
+
+def test_a_properly_paired_surrogate_escape_is_an_astral_character_and_accepted() -> None:
+    parsed = parse_events('[{"emoji": "\\ud83d\\ude00", "\\uD83D\\uDE00": "key"}, {"text": "\\\\ud800 is not one"}]')
+    assert parsed.events == [{"emoji": "\U0001f600", "\U0001f600": "key"}, {"text": "\\ud800 is not one"}]
+    assert parsed.rejected == [] and parsed.verbatim

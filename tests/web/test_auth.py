@@ -43,7 +43,7 @@ ENDPOINTS = [
     ("POST", "/event", {"data": json.dumps({"auth_test": "post"})}, "event", 202),
     ("GET", "/event", {"query_string": {"msg": json.dumps({"auth_test": "get"})}}, "event", 202),
     ("GET", "/receipt/no-such-receipt", {}, "event", 404),
-    ("GET", "/batch/0123", {}, "event", 404),
+    ("GET", "/batch/0123", {}, "batches", 404),
     ("GET", "/schema", {}, "schema", 200),
     ("GET", "/schema?f=html", {}, "schema", 200),
     ("GET", "/event_properties", {}, "schema", 200),
@@ -199,6 +199,59 @@ def test_a_student_token_sees_only_its_own_count(web: FlaskClient, store: TokenS
         response = student.post("/query/djt_user_event_count", **attempt)
         assert response.status_code == 403 and "'user' is locked" in error_of(response)
     assert student.get("/query/djt_event_count").status_code == 403
+
+
+def test_a_token_locked_to_a_user_may_only_post_events_about_that_user(web: FlaskClient, store: TokenStore) -> None:
+    ada, bob = f"ada-{uuid.uuid4().hex}", f"bob-{uuid.uuid4().hex}"
+    student = as_token(web, new_token(store, "event", user=ada))
+    events: list[dict[str, Any]] = [
+        {"user": ada, "n": 0},
+        {"user": bob, "n": 1},
+        {"username": ada, "user": bob, "n": 2},  # one field names ada, another bob
+        {"context": {"user_id": bob}, "n": 3},
+        {"actor": {"account": {"name": bob}}, "n": 4},
+        {"event_type": "anonymous", "n": 5},
+        {"username": ada, "user": ada, "context": {"user_id": ada}, "n": 6},
+    ]
+    response = student.post("/event", data=json.dumps(events))
+    assert response.status_code == 202, response.get_json()
+    answer = response.get_json()
+    assert answer["accepted"] == 2
+    assert [r["index"] for r in answer["rejected"]] == [1, 2, 3, 4, 5]
+    reasons = [r["error"] for r in answer["rejected"]]
+    assert all(f"may only send events about user {ada!r}" in reason for reason in reasons)
+    assert reasons[0].startswith(f"item 1 is about user {bob!r}") and "names no user" in reasons[4]
+    wait_for(lambda: student.get(f"/receipt/{answer['receipt']}").get_json()["state"] == "done", what="events")
+
+    counts = as_token(web, new_token(store, "query:djt_user_event_count"))
+    assert counts.get("/query/djt_user_event_count", query_string={"user": ada}).get_json() == 2
+    assert counts.get("/query/djt_user_event_count", query_string={"user": bob}).get_json() == 0
+    refused = student.post("/event", data=f'{{"user": "{bob}"}}\n{{"username": "{bob}"}}\n')
+    assert refused.status_code == 400 and "no valid event" in error_of(refused) and "line 1" in error_of(refused)
+
+
+def test_a_receipt_is_readable_only_by_the_token_that_posted_it(web: FlaskClient, store: TokenStore) -> None:
+    lms, other = as_token(web, new_token(store, "event")), as_token(web, new_token(store, "event", "batches"))
+    receipt = lms.post("/event", data=json.dumps({"auth_test": "receipt"})).get_json()["receipt"]
+    assert lms.get(f"/receipt/{receipt}").status_code == 200
+    refused = other.get(f"/receipt/{receipt}")
+    assert refused.status_code == 404  # as for an unknown receipt: a guessed one tells nothing
+    assert error_of(refused) == error_of(lms.get("/receipt/1-1")).replace("'1-1'", repr(receipt))
+    wait_for(lambda: lms.get(f"/receipt/{receipt}").get_json()["state"] == "done", what="the events to be handled")
+    assert other.get(f"/receipt/{receipt}").status_code == 404
+
+
+def test_batch_records_need_the_batches_resource(web: FlaskClient, store: TokenStore) -> None:
+    lms = as_token(web, new_token(store, "event"))
+    receipt = lms.post("/event", data=json.dumps({"auth_test": "batch", "secret": "s3cret"})).get_json()["receipt"]
+    state = wait_for(lambda: (r := lms.get(f"/receipt/{receipt}").get_json())["state"] == "done" and r, what="events")
+    batch = state["batches"][0]
+    refused = lms.get(f"/batch/{batch}")
+    assert refused.status_code == 403 and "may not use batches" in error_of(refused)
+    operator = as_token(web, new_token(store, "batches"))
+    record = operator.get(f"/batch/{batch}")
+    assert record.status_code == 200 and record.get_json()["batch"] == batch
+    assert operator.get(f"/receipt/{receipt}").status_code == 403  # receipts are for event senders
 
 
 def test_event_tokens_and_query_tokens_are_separate_scopes(web: FlaskClient, store: TokenStore) -> None:
