@@ -10,6 +10,8 @@ A policy names the *resources* a token may use, by ``fnmatch`` patterns:
 ``event``          event intake: ``GET|POST /event``, ``GET /receipt/…``, ``GET /batch/…``
 ``schema``         ``GET /schema``, ``/event_properties``, ``/`` and other dashboard pages
 ``file:<module>``  ``GET /fs/<module>/…``
+``health``         ``GET /health``
+``batches``        ``GET /batch/<id>``: per-handler outcomes of a batch
 =================  ==============================================================
 
 Deny patterns win over allow patterns, and nothing is allowed unless a pattern allows it.
@@ -60,6 +62,8 @@ COOKIE = "insights_token"
 TOKENS_KEY = "insights:auth:tokens"  # Redis hash: sha256 hex digest of a token -> JSON record
 NAMES_KEY = "insights:auth:names"  # Redis hash: token name -> digest
 LOCKED_MESSAGE = "parameter {name!r} is locked to this token's value"
+RESOURCES = ("event", "schema", "health", "batches")  # resources without a name part (see the table above)
+RESOURCE_HELP = "view:NAME, query:NAME, file:MODULE, " + ", ".join(RESOURCES)
 
 
 # Policy and tokens ------------------------------------------------------------------
@@ -391,7 +395,7 @@ def tokens_main(argv: list[str], settings: Settings) -> int:
     for option, what in (("allow", "may use"), ("deny", "may never use")):
         create.add_argument(
             f"--{option}", action="extend", nargs="+", default=[], metavar="PATTERN",
-            help=f"resources the token {what}: view:NAME, query:NAME, file:MODULE, event, schema (fnmatch patterns)",
+            help=f"resources the token {what}: {RESOURCE_HELP} (fnmatch patterns)",
         )  # fmt: skip
     create.add_argument(
         "--lock", action="extend", nargs="+", default=[], metavar="PARAM=VALUE",
@@ -443,7 +447,5 @@ def _locks(items: Iterable[str]) -> dict[str, str]:
 
 def _check_pattern(pattern: str) -> None:
     """Refuse a pattern that can match no resource (e.g. a bare query name without ``query:``)."""
-    if ":" not in pattern and not any(fnmatchcase(r, pattern) for r in ("event", "schema")):
-        raise TokenError(
-            f"pattern {pattern!r} matches no resource; resources are view:NAME, query:NAME, file:MODULE, event, schema"
-        )
+    if ":" not in pattern and not any(fnmatchcase(r, pattern) for r in RESOURCES):
+        raise TokenError(f"pattern {pattern!r} matches no resource; resources are {RESOURCE_HELP}")

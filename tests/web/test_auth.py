@@ -317,3 +317,12 @@ def test_the_tokens_command_creates_lists_and_revokes(cli: CLI, web: FlaskClient
     assert client.get("/query/djt_event_count").status_code == 401
     assert "no token" in cli("tokens", "revoke", name, expect=1).stderr
     assert name not in cli("tokens", "list").stdout
+
+
+def test_the_tokens_command_accepts_every_resource_a_policy_can_name(cli: CLI) -> None:
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    cli("tokens", "create", name, "--allow", "event", "schema", "health", "batches", "--deny", "file:*")
+    assert "allow=event,schema,health,batches" in cli("tokens", "list").stdout
+    cli("tokens", "revoke", name)
+    usage = " ".join(cli("tokens", "create", "--help").stdout.split())  # unwrapped
+    assert "event, schema, health, batches" in usage
