@@ -364,13 +364,25 @@ def login() -> BaseResponse:
     secret = request.args.get(TOKEN_PARAM, "")
     if not secret or _lookup(secret) is None:
         raise ApiError(401, "unknown or revoked token")
-    target = request.args.get("next", "/")
-    parts = urlsplit(target)
-    if not target.startswith("/") or target.startswith("//") or "\\" in target or parts.scheme or parts.netloc:
-        raise ApiError(400, "next must be a path on this server, such as /view/name")
-    response = redirect(target)
+    response = redirect(local_path(request.args.get("next", "/")))
     _set_cookie(response, secret)
     return response
+
+
+def local_path(target: str) -> str:
+    """``target`` if it is a path on this server (``/view/name``); else 400. Control characters
+    (CR/LF would split the ``Location`` header) and anything a browser reads as another host are refused."""
+    parts = urlsplit(target)
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 32 or ord(c) == 127 for c in target)
+        or parts.scheme
+        or parts.netloc
+    ):
+        raise ApiError(400, "next must be a path on this server, such as /view/name")
+    return target
 
 
 @auth.route("/logout", methods=["GET", "POST"])

@@ -326,3 +326,10 @@ def test_the_tokens_command_accepts_every_resource_a_policy_can_name(cli: CLI) -
     cli("tokens", "revoke", name)
     usage = " ".join(cli("tokens", "create", "--help").stdout.split())  # unwrapped
     assert "event, schema, health, batches" in usage
+
+
+@pytest.mark.parametrize("control", ["\r\n", "\n", "\r", "\t", "\x00", "\x1b", "\x7f"])
+def test_a_control_character_in_the_login_target_is_400(web: FlaskClient, store: TokenStore, control: str) -> None:
+    token = new_token(store, "schema")
+    response = web.get("/login", query_string={"access_token": token, "next": f"/query/x{control}Set-Cookie: a=b"})
+    assert response.status_code == 400 and "next must be a path" in error_of(response)
