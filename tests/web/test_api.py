@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 
 import pytest
@@ -185,3 +186,13 @@ def test_mongodb_operators_in_arguments_are_refused(client: FlaskClient) -> None
     assert response.status_code == 400 and "'$gt'" in response.get_json()["error"]
     chain = client.post("/chain", json={"steps": [{"query": "total", "args": {"values": [{"$where": "1"}]}}]})
     assert chain.status_code == 400
+
+
+@pytest.mark.parametrize("path", ["//schema", "/static//dashboard.js", "/schema//", "/fs//grades//x.png", "/"])
+def test_no_redirect_names_the_host_header(live_server: str, path: str) -> None:
+    connection = http.client.HTTPConnection(live_server.removeprefix("http://"), timeout=10)
+    connection.request("GET", path, headers={"Host": "evil.example"})
+    response = connection.getresponse()
+    connection.close()
+    assert "evil.example" not in (response.getheader("Location") or "")
+    assert response.status in (200, 404), response.status
