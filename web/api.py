@@ -78,7 +78,7 @@ def module_file(module: str, filename: str) -> Response:
     if module not in app.registry.modules:
         raise ApiError(404, f"no module {module!r}")
     store = app.services.fs(module)
-    if not store.exists(filename):
+    if not store.exists(filename) or store.path(filename).is_dir():
         raise ApiError(404, f"no file {filename!r} in module {module!r} (never written, removed, or expired)")
     mimetype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     return send_file(store.path(filename), mimetype=mimetype, max_age=0)

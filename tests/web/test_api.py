@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
+import uuid
 
 import pytest
 from flask.testing import FlaskClient
 
 from config.settings import Queues, Settings
-from tasks.app import create_insights
+from tasks.app import Insights, create_insights
 from tests.conftest import send, wait_handled
 from web.app import create_app
 
@@ -196,3 +197,13 @@ def test_no_redirect_names_the_host_header(live_server: str, path: str) -> None:
     connection.close()
     assert "evil.example" not in (response.getheader("Location") or "")
     assert response.status in (200, 404), response.status
+
+
+def test_a_folder_of_a_module_store_is_404(client: FlaskClient, insights: Insights) -> None:
+    folder = f"folder-{uuid.uuid4().hex}"
+    with insights.services.fs("grades").open(f"{folder}/inner/plot.png", "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+    for path in (folder, f"{folder}/", f"{folder}/inner", f"{folder}/inner/"):
+        response = client.get(f"/fs/grades/{path}")
+        assert response.status_code == 404 and "no file" in error_of(response), path
+    assert client.get(f"/fs/grades/{folder}/inner/plot.png").status_code == 200
