@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
 
 from config.settings import ROOT
+from tasks.app import Insights
 
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)  # 1x1
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = ROOT / "var" / "screenshots" / "dashboard.png"
 # Flags for a headless Chromium on a machine without network beyond loopback.
@@ -52,3 +59,44 @@ def test_an_instructor_fills_a_form_and_sees_the_plot(live_server: str, tmp_path
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_a_stored_html_page_and_a_stored_script_cannot_run(live_server: str, insights: Insights) -> None:
+    """What any event sender may make a module store (an .html, .svg, .js) is a download, never a
+    document or a script of the dashboard's origin; stored PNGs still show."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    folder = f"stored-{uuid.uuid4().hex}"
+    store = insights.services.fs("grades")
+    files = {
+        "page.html": b"<html><script src='script.js'></script><script>window.pwned = 'inline'</script></html>",
+        "image.svg": b"<svg xmlns='http://www.w3.org/2000/svg'><script>window.pwned = 'svg'</script></svg>",
+        "script.js": b"window.pwned = 'stored script';",
+        "plot.png": PNG,
+    }
+    for name, data in files.items():
+        with store.open(f"{folder}/{name}", "wb") as f:
+            f.write(data)
+    base = f"{live_server}/fs/grades/{folder}"
+    probe = (  # a page of the dashboard's origin (without its CSP) that includes the stored files
+        f"<html><body><script>window.probe = 'ran'</script><script src='{base}/script.js'></script>"
+        f"<img id='plot' src='{base}/plot.png'></body></html>"
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.route(f"{live_server}/probe", lambda route: route.fulfill(body=probe, content_type="text/html"))
+            page.goto(f"{live_server}/probe", wait_until="load")
+            assert page.evaluate("window.probe") == "ran"  # scripts of the page itself run ...
+            assert page.evaluate("window.pwned") is None  # ... the stored one does not
+            assert page.evaluate("document.getElementById('plot').naturalWidth") == 1  # the PNG shows
+            for name in ("page.html", "image.svg"):
+                # the navigation turns into a download (goto then fails)
+                with page.expect_download(timeout=10_000) as download, contextlib.suppress(PlaywrightError):
+                    page.goto(f"{base}/{name}")
+                assert download.value.suggested_filename == name
+                assert page.evaluate("window.pwned") is None
+        finally:
+            browser.close()
