@@ -266,7 +266,7 @@ def test_the_sweeper_task_removes_expired_files_of_every_module(insights: Insigh
     assert send(insights, SWEEP_TASK) >= 1
     assert not fs.path("sweep/old.txt").exists()
     assert fs.path("sweep/live.txt").exists()
-    fs.remove("sweep")
+    fs.remove("sweep", recursive=True)
 
 
 # Real beat processes --------------------------------------------------------------------------
@@ -324,7 +324,7 @@ def test_beat_fires_a_job_every_second_its_report_is_served_and_the_sweeper_runs
         wait_for(lambda: not fs.path("sweep/expiring.txt").exists(), timeout=20, what="the sweeper to run")
         assert sent(log, SWEEP_TASK) >= 1
     assert beat.returncode is not None
-    fs.remove("sweep")
+    fs.remove("sweep", recursive=True)
 
 
 def test_two_beats_started_by_mistake_fire_each_run_once_and_the_second_takes_over(
