@@ -20,8 +20,14 @@ instructor's locks ``course``): a request cannot supply another value through an
 
 With ``INSIGHTS_AUTH=on`` every request but ``/static/…``, ``/login`` and ``/logout``
 needs a token: ``Authorization: Bearer <token>``, else the ``access_token`` query
-parameter (for iframes), else the ``insights_token`` cookie that ``/login`` sets. With
-auth off (the embedded default) everything is allowed, and the app says so loudly.
+parameter (for iframes), else the ``insights_token`` cookie that posting the ``/login``
+form sets. With auth off (the embedded default) everything is allowed, and the app says so loudly.
+
+No link sets the cookie (login CSRF: another site could log a victim into its own
+account). ``GET /login`` only shows the form; ``POST /login`` refuses cross-site posts. An
+embedded page (``/embed/…?access_token=T``, in an LMS iframe) sets no cookie either: it
+hands ``T`` to its own script in a ``<meta>`` tag, and the script sends it as a Bearer
+header (third-party iframes often get no cookies anyway).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from flask import Blueprint, Flask, Response, g, jsonify, redirect, request
+from flask import Blueprint, Flask, Response, g, jsonify, redirect, render_template, request
 from redis.exceptions import RedisError, WatchError
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -230,7 +236,7 @@ def lock_arguments(func: Callable[..., Any], arguments: Mapping[str, Any]) -> di
 # Flask integration -------------------------------------------------------------------
 auth = Blueprint("auth", __name__)
 RUN_OWNER_PREFIX = "insights:auth:run:"  # Redis: task id of a started run -> name of the token that started it
-PUBLIC_ENDPOINTS = frozenset({"static", "dashboard.module_static", "auth.login", "auth.logout"})
+PUBLIC_ENDPOINTS = frozenset({"static", "dashboard.module_static", "auth.login_form", "auth.login", "auth.logout"})
 
 
 def current_token() -> Token | None:
@@ -336,8 +342,7 @@ def _authenticate() -> None:
 
 
 def _after(response: Response) -> Response:
-    """With auth on: challenge on 401; remember which token started a run; an embedded page
-    opened with ``?access_token=`` keeps it in the cookie, so the page's own requests work."""
+    """With auth on: challenge on 401; remember which token started a run."""
     if response.status_code == 401:
         response.headers.setdefault("WWW-Authenticate", 'Bearer realm="insights"')
     token = current_token()
@@ -348,25 +353,49 @@ def _after(response: Response) -> Response:
         if task:
             expires = insights().settings.result_expires
             insights().services.redis.set(RUN_OWNER_PREFIX + task, token.name, ex=expires)
-    if request.endpoint == "dashboard.embed" and g.get("insights_token_source") == "query":
-        _set_cookie(response, request.args[TOKEN_PARAM])
     return response
 
 
-def _set_cookie(response: BaseResponse, secret: str) -> None:
-    response.set_cookie(COOKIE, secret, httponly=True, samesite="Lax", secure=request.is_secure)
+def query_token() -> str | None:
+    """The token this request was authenticated with if it came as ``?access_token=`` (an
+    embedded page hands it to its script: web/dashboard.py), else None."""
+    if current_token() is None or g.get("insights_token_source") != "query":
+        return None
+    return request.args[TOKEN_PARAM]
 
 
 @auth.get("/login")
+def login_form() -> str:
+    """The login page: a form that posts a token to ``/login``. A link never logs anyone in
+    (an ``access_token`` in it is ignored), so another site cannot log a victim into its account."""
+    return render_template("login.html", next=local_path(request.args.get("next", "/")))
+
+
+@auth.post("/login")
 def login() -> BaseResponse:
-    """Check ``?access_token=T`` and keep it in an HttpOnly cookie, then redirect to ``/``
-    (or to ``?next=/local/path``), so a browser can use the dashboard."""
-    secret = request.args.get(TOKEN_PARAM, "")
+    """Check the form's ``access_token`` and keep it in an HttpOnly cookie, then redirect to
+    ``/`` (or to the form's ``next=/local/path``); 403 for a post from another site's page."""
+    _refuse_cross_site()
+    secret = request.form.get(TOKEN_PARAM, "")
     if not secret or _lookup(secret) is None:
         raise ApiError(401, "unknown or revoked token")
-    response = redirect(local_path(request.args.get("next", "/")))
-    _set_cookie(response, secret)
+    response = redirect(local_path(request.form.get("next", "/")), 303)
+    response.set_cookie(COOKIE, secret, httponly=True, samesite="Lax", secure=request.is_secure)
     return response
+
+
+def _refuse_cross_site() -> None:
+    """403 unless the request comes from a page of this server: browsers say where a request
+    comes from in ``Sec-Fetch-Site`` (older ones only in ``Origin``, checked against ``Host``).
+    A client that sends neither is not a browser, and a login it posts forges nothing."""
+    site = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    if site is not None:
+        cross = site not in ("same-origin", "none")  # none: the user's own navigation
+    else:
+        cross = origin is not None and urlsplit(origin).netloc != request.host
+    if cross:
+        raise ApiError(403, "cross-site login refused: log in from this server's own /login page")
 
 
 def local_path(target: str) -> str:
