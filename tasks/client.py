@@ -5,7 +5,7 @@ signature and docstring (``help(client.query.get_grades)``, tab completion throu
 ``dir``)::
 
     client = Client.remote("http://insights:8000", token="...")
-    client.query.djt_user_event_count("alice")        # positional args map to parameters in order
+    client.query.student_activity("alice", "demo-101")  # positional args map to parameters in order
     client.query["edx.djt_three_name"]()              # names that are not identifiers
 
 Where a function runs is a :class:`Backend`'s business:

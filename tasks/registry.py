@@ -164,15 +164,21 @@ class Registry:
                     self.add_declared(module, value, declaration)
 
     def discover(self, packages: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
-        """Import analytics modules: each child of a package, or a named module itself; skip ``exclude``d names."""
+        """Import analytics modules: each child of a package, or a named module itself; skip ``exclude``d names.
+
+        A module that sets ``OPT_IN = True`` (the test module) is not loaded as a child of its
+        package, only when named itself (``modules.testmodule``).
+        """
         skip = set(exclude)
         loaded = []
         for package_name in packages:
             package = _import(package_name)
-            if hasattr(package, "__path__"):
+            if hasattr(package, "__path__") and not getattr(package, "OPT_IN", False):
                 children = [c.name for c in pkgutil.iter_modules(package.__path__) if not c.name.startswith("_")]
                 for child in sorted(set(children) - skip):
-                    loaded.append(self._load(child, _import(f"{package_name}.{child}")))
+                    module = _import(f"{package_name}.{child}")
+                    if not getattr(module, "OPT_IN", False):
+                        loaded.append(self._load(child, module))
             elif package_name.rsplit(".", 1)[-1] not in skip:
                 loaded.append(self._load(package_name.rsplit(".", 1)[-1], package))
         return loaded

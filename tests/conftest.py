@@ -91,7 +91,7 @@ def settings(
         mongo_url=mongo_server.url,
         data_dir=data_dir,
         fs_root=data_dir / "files",
-        module_packages=("modules", "tests.sample_modules"),
+        module_packages=("modules", "modules.testmodule", "tests.sample_modules"),  # the test module is opt-in
         result_timeout=20.0,
         handler_backoff=0.02,
         visibility_timeout=6,

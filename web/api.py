@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import mimetypes
+from pathlib import PurePosixPath
 from typing import Any
 
 from celery.exceptions import TimeoutError as ResultTimeout
@@ -25,6 +25,15 @@ from web.errors import ApiError
 from web.limits import client_name
 
 api = Blueprint("api", __name__)
+
+# The only files /fs serves inline, by extension: images that cannot carry scripts.
+INLINE_IMAGES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
 
 
 def insights() -> Insights:
@@ -71,15 +80,24 @@ def event_properties() -> Any:
 
 @api.get("/fs/<module>/<path:filename>")
 def module_file(module: str, filename: str) -> Response:
-    """A file from a module's file store (what ``fs.get_url`` links to)."""
+    """A file from a module's file store (what ``fs.get_url`` links to).
+
+    Event senders can make modules write files, so only raster images are served inline;
+    anything else (HTML, SVG, scripts) is a download that, with ``nosniff`` and the
+    ``sandbox`` policy (web/security.py), can neither render nor run on this origin."""
     app = insights()
     if module not in app.registry.modules:
         raise ApiError(404, f"no module {module!r}")
     store = app.services.fs(module)
-    if not store.exists(filename):
+    if not store.exists(filename) or store.path(filename).is_dir():
         raise ApiError(404, f"no file {filename!r} in module {module!r} (never written, removed, or expired)")
-    mimetype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-    return send_file(store.path(filename), mimetype=mimetype, max_age=0)
+    name = PurePosixPath(filename).name
+    image = INLINE_IMAGES.get(PurePosixPath(name).suffix.lower())
+    if image is not None:
+        return send_file(store.path(filename), mimetype=image, max_age=0)
+    return send_file(
+        store.path(filename), mimetype="application/octet-stream", as_attachment=True, download_name=name, max_age=0
+    )
 
 
 @api.post("/run/<kind>/<name>")

@@ -19,6 +19,10 @@ def create_app(insights: Insights | None = None) -> Flask:
     """The web app serving views, queries, schema and event intake for ``insights``."""
     insights = insights if insights is not None else create_insights()
     app = Flask(__name__)
+    # No routing redirects ('/a//b' -> '/a/b', '/x' -> '/x/'): werkzeug makes their Location
+    # absolute from the request's Host header. Such paths are 404 instead.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = insights.settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["insights"] = insights

@@ -11,6 +11,7 @@ A policy names the *resources* a token may use, by ``fnmatch`` patterns:
 ``batches``        ``GET /batch/…`` (for operators: a batch's errors quote event contents)
 ``schema``         ``GET /schema``, ``/event_properties``, ``/`` and other dashboard pages
 ``file:<module>``  ``GET /fs/<module>/…``
+``health``         ``GET /health``
 =================  ==============================================================
 
 Deny patterns win over allow patterns, and nothing is allowed unless a pattern allows it.
@@ -20,8 +21,14 @@ A token that locks ``user`` may post only events about that user (see :func:`eve
 
 With ``INSIGHTS_AUTH=on`` every request but ``/static/…``, ``/login`` and ``/logout``
 needs a token: ``Authorization: Bearer <token>``, else the ``access_token`` query
-parameter (for iframes), else the ``insights_token`` cookie that ``/login`` sets. With
-auth off (the embedded default) everything is allowed, and the app says so loudly.
+parameter (for iframes), else the ``insights_token`` cookie that posting the ``/login``
+form sets. With auth off (the embedded default) everything is allowed, and the app says so loudly.
+
+No link sets the cookie (login CSRF: another site could log a victim into its own
+account). ``GET /login`` only shows the form; ``POST /login`` refuses cross-site posts. An
+embedded page (``/embed/…?access_token=T``, in an LMS iframe) sets no cookie either: it
+hands ``T`` to its own script in a ``<meta>`` tag, and the script sends it as a Bearer
+header (third-party iframes often get no cookies anyway).
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from flask import Blueprint, Flask, Response, g, jsonify, redirect, request
+from flask import Blueprint, Flask, Response, g, jsonify, redirect, render_template, request
 from redis.exceptions import RedisError, WatchError
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -63,6 +70,8 @@ COOKIE = "insights_token"
 TOKENS_KEY = "insights:auth:tokens"  # Redis hash: sha256 hex digest of a token -> JSON record
 NAMES_KEY = "insights:auth:names"  # Redis hash: token name -> digest
 LOCKED_MESSAGE = "parameter {name!r} is locked to this token's value"
+RESOURCES = ("event", "schema", "health", "batches")  # resources without a name part (see the table above)
+RESOURCE_HELP = "view:NAME, query:NAME, file:MODULE, " + ", ".join(RESOURCES)
 
 
 # Policy and tokens ------------------------------------------------------------------
@@ -250,7 +259,7 @@ def event_check() -> Callable[[Mapping[str, Any]], str | None] | None:
 # Flask integration -------------------------------------------------------------------
 auth = Blueprint("auth", __name__)
 RECEIPT_OWNER_PREFIX = "insights:auth:receipt:"  # Redis: receipt of an intake request -> name of the token that sent it
-PUBLIC_ENDPOINTS = frozenset({"static", "dashboard.module_static", "auth.login", "auth.logout"})
+PUBLIC_ENDPOINTS = frozenset({"static", "dashboard.module_static", "auth.login_form", "auth.login", "auth.logout"})
 
 
 def current_token() -> Token | None:
@@ -374,36 +383,68 @@ def _authenticate() -> None:
 
 
 def _after(response: Response) -> Response:
-    """With auth on: challenge on 401; an embedded page opened with ``?access_token=`` keeps it
-    in the cookie, so the page's own requests work."""
+    """With auth on: challenge on 401."""
     if response.status_code == 401:
         response.headers.setdefault("WWW-Authenticate", 'Bearer realm="insights"')
-    token = current_token()
-    if token is None:
-        return response
-    if request.endpoint == "dashboard.embed" and g.get("insights_token_source") == "query":
-        _set_cookie(response, request.args[TOKEN_PARAM])
     return response
 
 
-def _set_cookie(response: BaseResponse, secret: str) -> None:
-    response.set_cookie(COOKIE, secret, httponly=True, samesite="Lax", secure=request.is_secure)
+def query_token() -> str | None:
+    """The token this request was authenticated with if it came as ``?access_token=`` (an
+    embedded page hands it to its script: web/dashboard.py), else None."""
+    if current_token() is None or g.get("insights_token_source") != "query":
+        return None
+    return request.args[TOKEN_PARAM]
 
 
 @auth.get("/login")
+def login_form() -> str:
+    """The login page: a form that posts a token to ``/login``. A link never logs anyone in
+    (an ``access_token`` in it is ignored), so another site cannot log a victim into its account."""
+    return render_template("login.html", next=local_path(request.args.get("next", "/")))
+
+
+@auth.post("/login")
 def login() -> BaseResponse:
-    """Check ``?access_token=T`` and keep it in an HttpOnly cookie, then redirect to ``/``
-    (or to ``?next=/local/path``), so a browser can use the dashboard."""
-    secret = request.args.get(TOKEN_PARAM, "")
+    """Check the form's ``access_token`` and keep it in an HttpOnly cookie, then redirect to
+    ``/`` (or to the form's ``next=/local/path``); 403 for a post from another site's page."""
+    _refuse_cross_site()
+    secret = request.form.get(TOKEN_PARAM, "")
     if not secret or _lookup(secret) is None:
         raise ApiError(401, "unknown or revoked token")
-    target = request.args.get("next", "/")
-    parts = urlsplit(target)
-    if not target.startswith("/") or target.startswith("//") or "\\" in target or parts.scheme or parts.netloc:
-        raise ApiError(400, "next must be a path on this server, such as /view/name")
-    response = redirect(target)
-    _set_cookie(response, secret)
+    response = redirect(local_path(request.form.get("next", "/")), 303)
+    response.set_cookie(COOKIE, secret, httponly=True, samesite="Lax", secure=request.is_secure)
     return response
+
+
+def _refuse_cross_site() -> None:
+    """403 unless the request comes from a page of this server: browsers say where a request
+    comes from in ``Sec-Fetch-Site`` (older ones only in ``Origin``, checked against ``Host``).
+    A client that sends neither is not a browser, and a login it posts forges nothing."""
+    site = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    if site is not None:
+        cross = site not in ("same-origin", "none")  # none: the user's own navigation
+    else:
+        cross = origin is not None and urlsplit(origin).netloc != request.host
+    if cross:
+        raise ApiError(403, "cross-site login refused: log in from this server's own /login page")
+
+
+def local_path(target: str) -> str:
+    """``target`` if it is a path on this server (``/view/name``); else 400. Control characters
+    (CR/LF would split the ``Location`` header) and anything a browser reads as another host are refused."""
+    parts = urlsplit(target)
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 32 or ord(c) == 127 for c in target)
+        or parts.scheme
+        or parts.netloc
+    ):
+        raise ApiError(400, "next must be a path on this server, such as /view/name")
+    return target
 
 
 @auth.route("/logout", methods=["GET", "POST"])
@@ -428,7 +469,7 @@ def tokens_main(argv: list[str], settings: Settings) -> int:
     for option, what in (("allow", "may use"), ("deny", "may never use")):
         create.add_argument(
             f"--{option}", action="extend", nargs="+", default=[], metavar="PATTERN",
-            help=f"resources the token {what}: view:NAME, query:NAME, file:MODULE, event, schema (fnmatch patterns)",
+            help=f"resources the token {what}: {RESOURCE_HELP} (fnmatch patterns)",
         )  # fmt: skip
     create.add_argument(
         "--lock", action="extend", nargs="+", default=[], metavar="PARAM=VALUE",
@@ -480,7 +521,5 @@ def _locks(items: Iterable[str]) -> dict[str, str]:
 
 def _check_pattern(pattern: str) -> None:
     """Refuse a pattern that can match no resource (e.g. a bare query name without ``query:``)."""
-    if ":" not in pattern and not any(fnmatchcase(r, pattern) for r in ("event", "schema")):
-        raise TokenError(
-            f"pattern {pattern!r} matches no resource; resources are view:NAME, query:NAME, file:MODULE, event, schema"
-        )
+    if ":" not in pattern and not any(fnmatchcase(r, pattern) for r in RESOURCES):
+        raise TokenError(f"pattern {pattern!r} matches no resource; resources are {RESOURCE_HELP}")

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, render_template, request, send_f
 from tasks.inject import required_arguments
 from tasks.registry import Spec
 from web.api import insights
+from web.auth import query_token
 from web.errors import ApiError
 
 dashboard = Blueprint("dashboard", __name__)
@@ -41,8 +42,15 @@ def embed(kind: str, name: str) -> str:
         raise ApiError(404, f"nothing to embed at {kind}/{name}")
     spec = insights().registry.get(kind, name)
     args = {k: v for k, v in request.args.items() if k != "access_token"}
+    # With ?access_token=, the page's script sends the token as a Bearer header (no cookie: web/auth.py).
     return render_template(
-        "embed.html", spec=spec, args=args, autorun=True, required=_required, args_for=lambda s: _args_for(s, args)
+        "embed.html",
+        spec=spec,
+        args=args,
+        autorun=True,
+        required=_required,
+        args_for=lambda s: _args_for(s, args),
+        token=query_token(),
     )
 
 

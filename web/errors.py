@@ -32,8 +32,10 @@ def error_response(status: int, message: str, **details: object) -> tuple[Respon
 
 def _is_page() -> bool:
     """Whether the request is for a dashboard page (errors then read as a page, not JSON)."""
-    return (request.blueprint == "dashboard" and request.endpoint != "dashboard.module_static") or (
-        request.endpoint == "api.schema" and request.args.get("f") == "html"
+    return (
+        (request.blueprint == "dashboard" and request.endpoint != "dashboard.module_static")
+        or (request.endpoint == "api.schema" and request.args.get("f") == "html")
+        or request.endpoint in ("auth.login_form", "auth.login")
     )
 
 

@@ -11,6 +11,8 @@ PAGE_POLICY = (
 )
 # Raw view HTML from /view/<name>: rendered as an inert document (no scripts, no forms).
 VIEW_POLICY = "sandbox; default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:"
+# Files modules wrote (/fs/...): never a document with scripts of this origin, whatever their type.
+FILE_POLICY = "sandbox"
 
 
 def init_security(app: Flask) -> None:
@@ -20,7 +22,9 @@ def init_security(app: Flask) -> None:
     def headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        if response.mimetype == "text/html":
+        if request.endpoint == "api.module_file":
+            response.headers["Content-Security-Policy"] = FILE_POLICY
+        elif response.mimetype == "text/html":
             if request.endpoint == "api.run_view":
                 response.headers["Content-Security-Policy"] = VIEW_POLICY
             else:

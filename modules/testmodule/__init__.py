@@ -2,6 +2,9 @@
 
 Ported from the original edX Insights test module (same names, same behaviour), written
 against the portable pymongo API. The test suite drives each of these end to end.
+
+Opt-in: its handlers let any event sender write files in its store, so it is loaded only
+when named, ``INSIGHTS_MODULES=modules.testmodule`` (as the test suite does), never by default.
 """
 
 import zlib
@@ -10,7 +13,8 @@ import numpy
 from matplotlib.figure import Figure
 
 from tasks import event_handler, event_property, query, render, view
-from tasks.errors import ArgumentError
+
+OPT_IN = True  # tasks/registry.py: not loaded with the other modules of modules/, only when named
 
 
 @query()
@@ -185,19 +189,4 @@ def plot_grades(query, course):
     axes.set_title(f"Histogram of grades in {course}")
     axes.set_xlabel("grade")
     axes.set_ylabel("students")
-    return figure
-
-
-@view()
-def histogram(values, title="Histogram"):
-    """A histogram of any numbers (e.g. fed by get_grades in a chain, or typed as "1, 2.5, 3"), as a plot."""
-    if isinstance(values, str):
-        try:
-            values = [float(v) for v in values.replace(";", ",").split(",") if v.strip()]
-        except ValueError:
-            raise ArgumentError(f"values must be numbers separated by commas, got {values!r}") from None
-    figure = Figure(figsize=(6, 3.5))
-    axes = figure.add_subplot()
-    axes.hist(numpy.asarray(values, dtype=float).ravel(), bins=40, color="#3b7dd8")
-    axes.set_title(title)
     return figure

@@ -51,10 +51,12 @@ class FileStore:
             return False
         return found and not self.expired(filename)
 
-    def remove(self, filename: str) -> None:
-        """Delete a file (or folder) and its expiry."""
+    def remove(self, filename: str, recursive: bool = False) -> None:
+        """Delete a file and its expiry; a folder, with everything in it, only if ``recursive``."""
         path = self.path(filename)
         if path.is_dir():
+            if not recursive:
+                raise ArgumentError(f"{filename!r} is a folder; remove(..., recursive=True) deletes it with its files")
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
@@ -89,7 +91,7 @@ class FileStore:
         due: list[bytes] = self._client.zrangebyscore(self._expiry_key, "-inf", now or time.time())  # type: ignore[assignment]
         names = [n.decode() for n in due]
         for name in names:
-            self.remove(name)
+            self.remove(name, recursive=True)  # an expiry set on a folder covers what it holds
         return names
 
     def _key(self, filename: str) -> str:

@@ -51,5 +51,5 @@ def test_grades_feed_the_histogram_view_in_a_chain(client: FlaskClient, insights
     steps = [{"query": "get_grades", "args": {"course": data.course}}, {"view": "histogram", "into": "values"}]
     response = client.post("/chain", json={"steps": steps})
     assert response.status_code == 200, response.get_json()
-    match = re.fullmatch(r'<img src="(/fs/testmodule/views/histogram-[0-9a-f]+\.png)" alt="histogram">', response.text)
+    match = re.fullmatch(r'<img src="(/fs/grades/views/histogram-[0-9a-f]+\.png)" alt="histogram">', response.text)
     assert match and client.get(match.group(1)).mimetype == "image/png"

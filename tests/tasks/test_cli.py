@@ -41,14 +41,16 @@ def test_run_starts_everything_with_embedded_servers_and_stops_cleanly(tmp_path:
     base = f"http://127.0.0.1:{port}"
     try:
         schema = wait_for(lambda: http("GET", f"{base}/schema")[1], timeout=60, what="the web app to serve /schema")
-        assert {"djt_event_count", "djt_fake_user_count"} <= {entry["name"] for entry in schema}
+        names = {entry["name"] for entry in schema}
+        assert {"recent_events", "activity_plot"} <= names and "djt_event_count" not in names  # testmodule is opt-in
         status, accepted = http("POST", f"{base}/event", json.dumps({"user": "someone"}).encode())
         assert status == 202 and accepted["accepted"] == 1
-        wait_for(lambda: http("GET", f"{base}/query/djt_event_count")[1] == 1, timeout=60, what="the event count")
+        recent = f"{base}/query/recent_events?limit=5"
+        wait_for(lambda: http("GET", recent)[1] == [{"user": "someone"}], timeout=60, what="the event in the event log")
         children = psutil.Process(process.pid).children(recursive=True)
-        names = " ".join(" ".join(child.cmdline()) for child in children)
+        commands = " ".join(" ".join(child.cmdline()) for child in children)
         for expected in ("redis-server", "nx_27017", "gunicorn", "batcher", "main@", "shards@", "beat"):
-            assert expected in names
+            assert expected in commands
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0, (tmp_path / "run.log").read_text()[-3000:]

@@ -179,7 +179,7 @@ def test_merged_servers_first_wins_and_union(
 ) -> None:
     with (
         deployment(settings, module_packages=("tests.sample_modules",), exclude_modules=("pipeline",)) as data,
-        deployment(settings, module_packages=("modules",), exclude_modules=()) as testmodule,
+        deployment(settings, module_packages=("modules", "modules.testmodule"), exclude_modules=()) as testmodule,
         serving(data) as data_url,
     ):
         remote_data = RemoteBackend(data_url)

@@ -22,7 +22,7 @@ def test_a_query_feeds_a_view_over_http(client: FlaskClient) -> None:
     response = client.post("/chain", json={"steps": [GRADES, {"view": "histogram", "args": {"title": "Grades"}}]})
     assert response.status_code == 200, response.get_json()
     assert response.mimetype == "text/html"
-    match = re.fullmatch(r'<img src="(/fs/testmodule/views/histogram-[0-9a-f]+\.png)" alt="histogram">', response.text)
+    match = re.fullmatch(r'<img src="(/fs/grades/views/histogram-[0-9a-f]+\.png)" alt="histogram">', response.text)
     assert match and client.get(match.group(1)).mimetype == "image/png"
 
 

@@ -273,3 +273,25 @@ def test_discover_skips_excluded_module_names() -> None:
     loaded = registry.discover(["modules", "tests.sample_modules"], exclude=["testmodule", "pipeline"])
     assert "testmodule" not in loaded and "pipeline" not in loaded and "datatypes" in loaded
     assert not [s for s in registry if s.module in ("testmodule", "pipeline")]
+
+
+def test_an_opt_in_module_is_loaded_only_when_named_itself(make_package: Callable[[dict[str, str]], str]) -> None:
+    package = make_package(
+        {"grading.py": QUERY.format(name="grades"), "probe/__init__.py": "OPT_IN = True\n" + QUERY.format(name="probe")}
+    )
+    assert Registry().discover([package]) == ["grading"]
+    named = Registry()
+    assert named.discover([package, f"{package}.probe"]) == ["grading", "probe"]
+    assert named.get("query", "probe").module == "probe"
+    assert Registry().discover([package, f"{package}.probe"], exclude=["probe"]) == ["grading"]
+
+
+def test_the_test_module_is_loaded_only_when_named_in_the_module_list() -> None:
+    default = Registry()
+    loaded = default.discover(["modules"])
+    assert "testmodule" not in loaded and {"eventlog", "activity", "grades"} <= set(loaded)
+    assert not [s for s in default if s.module == "testmodule"]
+    named = Registry()
+    assert "testmodule" in named.discover(["modules", "modules.testmodule"])
+    assert named.get("query", "djt_event_count").module == "testmodule"
+    assert named.get("handler", "handler.testmodule.djt_python_fs_event").module == "testmodule"

@@ -228,7 +228,9 @@ def test_jobs_run_on_the_worker_and_their_reports_are_listed_and_served(
     assert entry["size"] == len(b"user,events\nalice,3\nbob,5\n") and entry["created"].endswith("+00:00")
     assert insights.reports() and all(r["module"] in insights.registry.modules for r in insights.reports())
 
-    assert http_get(live_server + entry["url"]) == ("text/csv", b"user,events\nalice,3\nbob,5\n")
+    assert http_get(live_server + entry["url"]) == ("application/octet-stream", b"user,events\nalice,3\nbob,5\n")
+    download = client.get(entry["url"]).headers["Content-Disposition"]
+    assert download == f"attachment; filename={entry['name']}"  # a report is downloaded, a PNG shown
     kind, body = http_get(live_server + listed[png_file]["url"])
     assert kind == "image/png" and body.startswith(PNG)
 
@@ -264,7 +266,7 @@ def test_the_sweeper_task_removes_expired_files_of_every_module(insights: Insigh
     assert send(insights, SWEEP_TASK) >= 1
     assert not fs.path("sweep/old.txt").exists()
     assert fs.path("sweep/live.txt").exists()
-    fs.remove("sweep")
+    fs.remove("sweep", recursive=True)
 
 
 # Real beat processes --------------------------------------------------------------------------
@@ -317,12 +319,12 @@ def test_beat_fires_a_job_every_second_its_report_is_served_and_the_sweeper_runs
 
         report = wait_for(tick_report, what="a tick report")
         kind, body = http_get(live_server + report["url"])
-        assert kind == "text/html" and body.startswith(b"<html><body><p>tick at ")
+        assert kind == "application/octet-stream" and body.startswith(b"<html><body><p>tick at ")  # a download
         # The sweeper runs on beat too (every second here): the expired file goes without anyone asking.
         wait_for(lambda: not fs.path("sweep/expiring.txt").exists(), timeout=20, what="the sweeper to run")
         assert sent(log, SWEEP_TASK) >= 1
     assert beat.returncode is not None
-    fs.remove("sweep")
+    fs.remove("sweep", recursive=True)
 
 
 def test_two_beats_started_by_mistake_fire_each_run_once_and_the_second_takes_over(

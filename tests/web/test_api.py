@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
+import uuid
 
 import pytest
 from flask.testing import FlaskClient
 
 from config.settings import Queues, Settings
-from tasks.app import create_insights
+from tasks.app import Insights, create_insights
 from tests.conftest import send, wait_handled
 from web.app import create_app
 
@@ -215,3 +217,72 @@ def test_a_database_error_is_not_shown_to_the_client(client: FlaskClient) -> Non
     assert error_of(response) == (
         "query 'djt_user_event_count' failed: a database error (OperationFailure); the worker log has the details"
     )
+
+
+@pytest.mark.parametrize("path", ["//schema", "/static//dashboard.js", "/schema//", "/fs//grades//x.png", "/"])
+def test_no_redirect_names_the_host_header(live_server: str, path: str) -> None:
+    connection = http.client.HTTPConnection(live_server.removeprefix("http://"), timeout=10)
+    connection.request("GET", path, headers={"Host": "evil.example"})
+    response = connection.getresponse()
+    connection.close()
+    assert "evil.example" not in (response.getheader("Location") or "")
+    assert response.status in (200, 404), response.status
+
+
+def test_a_folder_of_a_module_store_is_404(client: FlaskClient, insights: Insights) -> None:
+    folder = f"folder-{uuid.uuid4().hex}"
+    with insights.services.fs("grades").open(f"{folder}/inner/plot.png", "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+    for path in (folder, f"{folder}/", f"{folder}/inner", f"{folder}/inner/"):
+        response = client.get(f"/fs/grades/{path}")
+        assert response.status_code == 404 and "no file" in error_of(response), path
+    assert client.get(f"/fs/grades/{folder}/inner/plot.png").status_code == 200
+
+
+def store_files(insights: Insights, files: dict[str, bytes]) -> str:
+    """Write ``files`` into a fresh folder of the grades module's store; returns the folder's URL."""
+    folder = f"stored-{uuid.uuid4().hex}"
+    store = insights.services.fs("grades")
+    for name, data in files.items():
+        with store.open(f"{folder}/{name}", "wb") as f:
+            f.write(data)
+    return f"/fs/grades/{folder}"
+
+
+def test_stored_html_is_served_as_an_attachment_with_csp_sandbox(client: FlaskClient, insights: Insights) -> None:
+    files = {
+        "page.html": b"<script src='script.js'></script>",
+        "page.HTM": b"<script>alert(1)</script>",
+        "page.xhtml": b"<html xmlns='http://www.w3.org/1999/xhtml'><script>alert(1)</script></html>",
+        "image.svg": b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>",
+        "script.js": b"alert(1)",
+        "style.css": b"body { background: url(//evil.example) }",
+        "notes.txt": b"plain text",
+        "grades.csv": b"a,b\n1,2\n",
+        "no-extension": b"<script>alert(1)</script>",
+        "plot.png.html": b"<script>alert(1)</script>",
+    }
+    base = store_files(insights, files)
+    for name, data in files.items():
+        response = client.get(f"{base}/{name}")
+        assert response.status_code == 200 and response.data == data, name
+        assert response.mimetype == "application/octet-stream", name
+        assert response.headers["Content-Disposition"] == f"attachment; filename={name}"
+        assert response.headers["Content-Security-Policy"] == "sandbox", name
+        assert response.headers["X-Content-Type-Options"] == "nosniff", name
+
+
+def test_stored_raster_images_are_served_inline_with_their_image_type_and_csp_sandbox(
+    client: FlaskClient, insights: Insights
+) -> None:
+    types = {"a.png": "image/png", "b.jpg": "image/jpeg", "c.JPEG": "image/jpeg", "d.gif": "image/gif"}
+    types["e.webp"] = "image/webp"
+    base = store_files(insights, dict.fromkeys(types, b"image bytes"))
+    for name, mimetype in types.items():
+        response = client.get(f"{base}/{name}")
+        assert response.status_code == 200 and response.mimetype == mimetype, name
+        assert "attachment" not in response.headers.get("Content-Disposition", ""), name
+        assert response.headers["Content-Security-Policy"] == "sandbox", name
+        assert response.headers["X-Content-Type-Options"] == "nosniff", name
+    missing = client.get(f"{base}/missing.html")
+    assert missing.status_code == 404 and missing.headers["Content-Security-Policy"] == "sandbox"

@@ -91,6 +91,14 @@ def test_static_files_are_public_and_unknown_paths_need_a_token(web: FlaskClient
     assert as_token(web, new_token(store, "schema")).get("/no/such/path").status_code == 404
 
 
+SAME_ORIGIN = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}  # what a browser sends from /login
+
+
+def login(browser: FlaskClient, token: str, headers: dict[str, str] = SAME_ORIGIN, **form: str) -> Any:
+    """Submit the login form as a browser does (the test client's host is localhost)."""
+    return browser.post("/login", data={"access_token": token, **form}, headers=headers)
+
+
 def test_the_token_may_come_from_the_query_string_or_a_cookie_set_by_login(web: FlaskClient, store: TokenStore) -> None:
     token = new_token(store, "query:djt_event_count", "query:echo", "schema")
     response = web.get("/query/echo", query_string={"access_token": token})
@@ -98,9 +106,9 @@ def test_the_token_may_come_from_the_query_string_or_a_cookie_set_by_login(web: 
     assert response.get_json() == {"greeting": "hello", "params": {}}  # the token is not an argument
 
     browser = web.application.test_client()
-    login = browser.get("/login", query_string={"access_token": token})
-    assert login.status_code == 302 and login.headers["Location"] == "/"
-    cookie = login.headers["Set-Cookie"]
+    answer = login(browser, token)
+    assert answer.status_code == 303 and answer.headers["Location"] == "/"
+    cookie = answer.headers["Set-Cookie"]
     assert cookie.startswith(f"{COOKIE}={token}") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert browser.get("/query/djt_event_count").status_code == 200
     assert browser.get("/").status_code == 200
@@ -108,31 +116,67 @@ def test_the_token_may_come_from_the_query_string_or_a_cookie_set_by_login(web: 
     assert browser.get("/logout").status_code == 200
     assert browser.get("/query/djt_event_count").status_code == 401
 
-    assert browser.get("/login", query_string={"access_token": "nope"}).status_code == 401
-    assert browser.get("/login").status_code == 401
-    assert browser.get("/login", query_string={"access_token": token, "next": "//evil.example"}).status_code == 400
-    onward = browser.get("/login", query_string={"access_token": token, "next": "/query/djt_event_count"})
-    assert onward.headers["Location"] == "/query/djt_event_count"
+    assert login(browser, "nope").status_code == 401
+    assert browser.post("/login", headers=SAME_ORIGIN).status_code == 401
+    assert login(browser, token, next="//evil.example").status_code == 400
+    assert "Set-Cookie" not in login(browser, token, next="//evil.example").headers
+    assert login(browser, token, next="/query/djt_event_count").headers["Location"] == "/query/djt_event_count"
+    assert login(browser, token, headers={}).status_code == 303  # not a browser (no Origin): no CSRF to refuse
+
+
+def test_a_login_link_shows_the_form_and_sets_no_cookie(web: FlaskClient, store: TokenStore) -> None:
+    token = new_token(store, "schema")
+    browser = web.application.test_client()
+    page = browser.get("/login", query_string={"access_token": token, "next": "/reports"})
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert "Set-Cookie" not in page.headers
+    html = page.get_data(as_text=True)
+    assert '<form method="post" action="/login"' in html and 'name="access_token"' in html
+    assert 'name="next" value="/reports"' in html and token not in html
+    assert browser.get("/").status_code == 401  # the link logged no one in
+    assert browser.get("/login", query_string={"next": "https://evil.example"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://localhost.evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://other.localhost"},
+    ],
+)
+def test_a_cross_site_login_post_is_403_and_sets_no_cookie(
+    web: FlaskClient, store: TokenStore, headers: dict[str, str]
+) -> None:
+    browser = web.application.test_client()
+    refused = login(browser, new_token(store, "schema"), headers=headers)
+    assert refused.status_code == 403 and "cross-site" in error_of(refused)
+    assert "Set-Cookie" not in refused.headers
+    assert browser.get("/").status_code == 401
 
 
 def test_the_header_wins_and_a_bad_header_does_not_fall_back_to_the_cookie(web: FlaskClient, store: TokenStore) -> None:
     good = new_token(store, "query:djt_event_count")
     browser = web.application.test_client()
-    browser.get("/login", query_string={"access_token": good})
+    login(browser, good)
     assert browser.get("/query/djt_event_count").status_code == 200
     assert browser.get("/query/djt_event_count", headers={"Authorization": "Bearer wrong"}).status_code == 401
     schema_only = new_token(store, "schema")
     assert browser.get("/query/djt_event_count", headers={"Authorization": f"Bearer {schema_only}"}).status_code == 403
 
 
-def test_an_embedded_page_opened_with_a_token_keeps_it_for_its_own_requests(
-    web: FlaskClient, store: TokenStore
-) -> None:
+def test_an_embedded_page_hands_its_token_to_its_script_and_sets_no_cookie(web: FlaskClient, store: TokenStore) -> None:
     token = new_token(store, "query:djt_fake_user_count")
     frame = web.application.test_client()
     page = frame.get("/embed/query/djt_fake_user_count", query_string={"access_token": token})
-    assert page.status_code == 200 and "HttpOnly" in page.headers["Set-Cookie"]
-    started = frame.post("/run/query/djt_fake_user_count", json={"access_token": token})  # as the page's script does
+    assert page.status_code == 200 and "Set-Cookie" not in page.headers
+    assert f'<meta name="insights-token" content="{token}">' in page.get_data(as_text=True)
+    assert frame.get("/").status_code == 401  # a link to an embedded page logs no one in
+    frame.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"  # as the page's script sends it
+    started = frame.post("/run/query/djt_fake_user_count", json={})
     assert started.status_code == 202
     url = started.get_json()["result"]
     other = as_token(web, new_token(store, "query:djt_fake_user_count"))
@@ -350,3 +394,19 @@ def test_the_readmes_student_token_cannot_read_other_learners_raw_events(cli: CL
     student = as_token(web, secret)
     assert student.get("/query/recent_events").status_code == 403
     assert student.get("/view/student_view?course=c1").status_code == 200
+
+
+def test_the_tokens_command_accepts_every_resource_a_policy_can_name(cli: CLI) -> None:
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    cli("tokens", "create", name, "--allow", "event", "schema", "health", "batches", "--deny", "file:*")
+    assert "allow=event,schema,health,batches" in cli("tokens", "list").stdout
+    cli("tokens", "revoke", name)
+    usage = " ".join(cli("tokens", "create", "--help").stdout.split())  # unwrapped
+    assert "event, schema, health, batches" in usage
+
+
+@pytest.mark.parametrize("control", ["\r\n", "\n", "\r", "\t", "\x00", "\x1b", "\x7f"])
+def test_a_control_character_in_the_login_target_is_400(web: FlaskClient, store: TokenStore, control: str) -> None:
+    token = new_token(store, "schema")
+    response = login(web, token, next=f"/query/x{control}Set-Cookie: a=b")
+    assert response.status_code == 400 and "next must be a path" in error_of(response)

@@ -55,7 +55,8 @@ def test_files_are_created_served_and_deleted_by_events(client: FlaskClient) -> 
     served = client.get(url)
     assert served.status_code == 200
     assert served.get_data(as_text=True) == "hello from a handler"
-    assert served.mimetype == "text/plain"
+    assert served.mimetype == "application/octet-stream"  # a download: only raster images are shown inline
+    assert served.headers["Content-Disposition"] == f"attachment; filename={name}"
     send(client, {"event": "pyfstest", "delete": name})
     assert query(client, "djt_readfile", filename=name) == "File not found"
     assert client.get(url).status_code == 404

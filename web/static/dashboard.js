@@ -4,6 +4,31 @@
 "use strict";
 
 const POLL_MS = 250;
+// An embedded page opened with ?access_token= hands the token to this script (a <meta> tag):
+// requests send it as a Bearer header. No cookie is set, so a link logs no one in.
+const TOKEN = document.querySelector('meta[name="insights-token"]')?.content;
+
+function authorized(headers = {}) {
+  return TOKEN ? { ...headers, Authorization: `Bearer ${TOKEN}` } : headers;
+}
+
+// Images of this server in a view's HTML (its plots) carry the token too: they load without a cookie.
+function withToken(html) {
+  if (!TOKEN) return html;
+  const doc = new DOMParser().parseFromString(html, "text/html");  // parsing runs no script
+  for (const img of doc.querySelectorAll("img[src]")) {
+    let url;
+    try {
+      url = new URL(img.getAttribute("src"), location.href);
+    } catch {
+      continue;  // not a URL: left as it is
+    }
+    if (url.origin !== location.origin) continue;  // never hand the token to another site
+    url.searchParams.set("access_token", TOKEN);
+    img.setAttribute("src", url.pathname + url.search);
+  }
+  return doc.documentElement.outerHTML;
+}
 
 function formArguments(form) {
   const args = {};
@@ -17,7 +42,7 @@ async function startRun(kind, name, args) {
   for (;;) {
     const response = await fetch(`/run/${kind}/${encodeURIComponent(name)}`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      headers: authorized({ "Content-Type": "application/json", "Accept": "application/json" }),
       body: JSON.stringify(args),
       credentials: "same-origin",
     });
@@ -35,7 +60,7 @@ async function startRun(kind, name, args) {
 async function awaitResult(task, onTick) {
   const started = performance.now();
   for (;;) {
-    const response = await fetch(`/result/${task}`, { credentials: "same-origin" });
+    const response = await fetch(`/result/${task}`, { headers: authorized(), credentials: "same-origin" });
     const body = await response.json();
     if (response.status >= 400) throw new Error(body.error || `HTTP ${response.status}`);
     if (body.state === "done") return body;
@@ -58,7 +83,7 @@ function show(card, kind, body) {
     frame.setAttribute("sandbox", "allow-same-origin");  // no scripts in view output
     frame.title = `${card.dataset.name} output`;
     frame.addEventListener("load", () => fitFrame(frame));
-    frame.srcdoc = body.result;
+    frame.srcdoc = withToken(body.result);
     output.append(frame);
   } else {
     const pre = document.createElement("pre");

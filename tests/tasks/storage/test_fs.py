@@ -77,15 +77,6 @@ def test_removing_a_file_deletes_it(fs: FileStore) -> None:
     assert not (fs.root / "a.txt").exists()
 
 
-def test_removing_a_folder_deletes_it_and_its_contents(fs: FileStore) -> None:
-    write(fs, "reports/a.csv")
-    write(fs, "reports/deep/b.csv")
-    fs.remove("reports")
-
-    assert not fs.exists("reports/a.csv")
-    assert not (fs.root / "reports").exists()
-
-
 def test_removing_a_missing_file_is_harmless(fs: FileStore) -> None:
     fs.remove("never-written.txt")
 
@@ -229,3 +220,16 @@ def test_a_path_outside_the_store_is_refused(fs: FileStore, filename: str) -> No
         fs.remove(filename)
     with pytest.raises(ArgumentError):
         fs.get_url(filename)
+
+
+def test_removing_a_folder_is_refused_unless_asked_for(fs: FileStore) -> None:
+    write(fs, "reports/a.csv")
+    write(fs, "reports/deep/b.csv")
+    with pytest.raises(ArgumentError, match="'reports' is a folder"):
+        fs.remove("reports")
+    with pytest.raises(ArgumentError, match="is a folder"):
+        fs.remove("reports/deep/")
+
+    assert read(fs, "reports/a.csv") == read(fs, "reports/deep/b.csv") == "data"
+    fs.remove("reports", recursive=True)
+    assert not (fs.root / "reports").exists()
