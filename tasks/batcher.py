@@ -202,7 +202,7 @@ class Batcher:
         for entry in entries:
             for raw in entry.events:
                 encoded = canonical_json(raw)  # encoded once: for the id, the stored batch and the log
-                eid = event_id(raw, encoded)
+                eid = event_id(raw, canonical=encoded)
                 if eid in seen:
                     entry.duplicates += 1
                     continue
