@@ -48,6 +48,8 @@ class Entry:
     events: list[dict[str, Any]]
     targets: tuple[str, ...]
     recovered: bool
+    sender: str | None = None  # the API token that posted the events; None: the anonymous scope
+    ids: list[str] | None = None  # the events' ids when the entry gives them (a replay of the event log)
     batches: list[str] = field(default_factory=list)
     duplicates: int = 0
 
@@ -153,12 +155,16 @@ class Batcher:
 
     def _add(self, entry_id: bytes | str, fields: dict[bytes, bytes], recovered: bool) -> None:
         targets = _text(fields.get(b"targets", b""))
+        sender = _text(fields.get(b"sender", b"")) or None
         try:
             events = json.loads(fields[b"events"])
-        except (KeyError, ValueError, RecursionError) as exc:
+            ids = json.loads(fields[b"ids"]) if b"ids" in fields else None
+            if ids is not None and (len(ids) != len(events) or not all(isinstance(i, str) for i in ids)):
+                raise ValueError(f"{len(ids)} ids for {len(events)} events, or an id that is not a string")
+        except (KeyError, ValueError, TypeError, RecursionError) as exc:
             self._set_aside(_text(entry_id), fields, exc)
             return
-        entry = Entry(_text(entry_id), events, tuple(t for t in targets.split(",") if t), recovered)
+        entry = Entry(_text(entry_id), events, tuple(t for t in targets.split(",") if t), recovered, sender, ids)
         if not self.pending:
             self.oldest = time.monotonic()
         self.pending.append(entry)
@@ -200,9 +206,11 @@ class Batcher:
         owners: list[Entry] = []
         seen: set[str] = set()
         for entry in entries:
-            for raw in entry.events:
+            for index, raw in enumerate(entry.events):
                 encoded = canonical_json(raw)  # encoded once: for the id, the stored batch and the log
-                eid = event_id(raw, canonical=encoded)
+                eid = (
+                    entry.ids[index] if entry.ids is not None else event_id(raw, sender=entry.sender, canonical=encoded)
+                )
                 if eid in seen:
                     entry.duplicates += 1
                     continue
@@ -230,7 +238,7 @@ class Batcher:
                 selections[handler] = None if len(indices) == len(kept) else indices
         batch_records = [r for r, _, _ in kept]
         if live:  # replays to selected handlers are not logged again
-            self.event_log.append_encoded([(r[0], r[1], r[3]) for r in batch_records])
+            self.event_log.append_encoded([(r[0], r[1], r[3], o.sender) for r, _, o in kept])
         batch_id = dispatch(self.app, batch_records, selections, sorted({o.id for _, _, o in kept}))
         for owner in {id(o): o for _, _, o in kept}.values():
             owner.batches.append(batch_id)
