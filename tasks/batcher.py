@@ -208,9 +208,10 @@ class Batcher:
         for entry in entries:
             for index, raw in enumerate(entry.events):
                 encoded = canonical_json(raw)  # encoded once: for the id, the stored batch and the log
-                eid = (
-                    entry.ids[index] if entry.ids is not None else event_id(raw, sender=entry.sender, canonical=encoded)
-                )
+                if entry.ids is None:
+                    eid = event_id(raw, sender=entry.sender, canonical=encoded, occurrence=f"{entry.id}/{index}")
+                else:
+                    eid = entry.ids[index]
                 if eid in seen:
                     entry.duplicates += 1
                     continue

@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from tasks.events import parse_events
 from tasks.serialization import dumps_plain
 from web.api import insights
+from web.auth import current_token
 from web.errors import ApiError
 
 intake = Blueprint("intake", __name__)
@@ -22,16 +23,19 @@ def post_events() -> tuple[Response, int]:
     The body is JSON: one event, a list, a JSON string, a list of JSON strings, or JSON
     lines, optionally gzip-compressed (``Content-Encoding: gzip``). A form or query string
     with a ``msg`` field (what ``logging.handlers.HTTPHandler`` sends) carries them in
-    ``msg``. Items that are not events are refused by index; the rest are accepted.
+    ``msg``. Items that are not events are refused by index; the rest are accepted. With
+    auth on, the events belong to the token's name: their ids are scoped by it.
     """
     payload = _payload()
     parsed = parse_events(payload)
     app = insights()
+    token = current_token()
+    sender = token.name if token is not None else None  # events are deduplicated per sender
     try:
         if parsed.verbatim:
-            receipt = app.intake.submit_json(payload, len(parsed.events))
+            receipt = app.intake.submit_json(payload, len(parsed.events), sender=sender)
         else:
-            receipt = app.intake.submit(parsed.events)
+            receipt = app.intake.submit(parsed.events, sender=sender)
     except RedisError as exc:
         reason = f"the events could not be stored ({type(exc).__name__}); nothing was kept, send again"
         raise ApiError(503, reason) from None

@@ -42,9 +42,14 @@ def test_a_full_batch_is_dispatched_without_waiting_and_split_at_the_batch_size(
     assert len(delivered(client, run)) == size + 10
 
 
+def timed(run: str, count: int) -> list[dict[str, Any]]:
+    """Events with a time (as tracking-log lines have): without an id, their content identifies them."""
+    return [{"run": run, "n": n, "time": f"2026-11-01T00:00:{n % 60:02d}+00:00"} for n in range(count)]
+
+
 def test_duplicates_within_and_across_requests_are_handled_once_and_count_as_success(client: FlaskClient) -> None:
     run = uuid.uuid4().hex
-    events = [{"run": run, "n": n} for n in range(5)]
+    events = timed(run, 5)
     first = send(client, [*events, events[0], events[1]])
     assert first["duplicates"] == 2
     again = client.post("/event", json=events)
@@ -82,7 +87,7 @@ def test_an_unknown_receipt_is_404(client: FlaskClient) -> None:
 
 def test_replaying_the_same_events_twice_changes_nothing(client: FlaskClient, insights: Insights) -> None:
     run = uuid.uuid4().hex
-    events = [{"run": run, "n": n} for n in range(30)]
+    events = timed(run, 30)
     send(client, events)
 
     def source(start: Any) -> Any:
@@ -99,7 +104,7 @@ def test_replaying_the_same_events_twice_changes_nothing(client: FlaskClient, in
 def test_a_replay_to_one_handler_backfills_only_that_handler(client: FlaskClient, insights: Insights) -> None:
     run = uuid.uuid4().hex
     user = f"backfill-{run}"
-    events = [{"run": run, "user": user, "n": n} for n in range(12)]
+    events = [{**event, "user": user} for event in timed(run, 12)]
     receipt = insights.intake.submit(events, targets=["handler.pipeline.count_deliveries"])
     wait_handled(client, receipt)
     assert len(delivered(client, run)) == 12
@@ -113,7 +118,7 @@ def test_a_replay_to_one_handler_backfills_only_that_handler(client: FlaskClient
 
 def test_the_event_log_keeps_every_accepted_event_once(client: FlaskClient, worker: Pipeline) -> None:
     run = uuid.uuid4().hex
-    events = [{"run": run, "n": n} for n in range(15)]
+    events = timed(run, 15)
     send(client, events)
     send(client, events[:5])  # duplicates are not logged again
     logged = [line for path in worker.settings.event_log_dir.glob("*.jsonl") for line in path.read_text().splitlines()]
