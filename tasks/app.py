@@ -15,6 +15,7 @@ from config.settings import Settings
 from tasks.batches import BatchStore
 from tasks.callers import Caller
 from tasks.compose import INTO_ARGUMENT
+from tasks.conflicts import Conflicts
 from tasks.deadletter import DeadLetters
 from tasks.dispatch import RECORD_BATCH_TASK, dispatch, select_all
 from tasks.errors import ArgumentError, CacheMiss
@@ -77,6 +78,11 @@ class Insights:
     def dead_letters(self) -> DeadLetters:
         """Events handlers failed on after every retry."""
         return DeadLetters(self.services.redis, self.settings.deadletter_max)
+
+    @property
+    def conflicts(self) -> Conflicts:
+        """Events that arrived under a known id but differ from the event on record."""
+        return Conflicts(self.services.redis, self.settings.conflicts_max)
 
     # Set-up -------------------------------------------------------------------------
     def load_modules(self) -> list[str]:
@@ -217,7 +223,10 @@ class Insights:
 
     # Dispatch -----------------------------------------------------------------------
     def dispatch_events(self, raw_events: Sequence[dict[str, Any]], handlers: Sequence[str] | None = None) -> str:
-        """Send events straight to handlers (all by default) as one chord, without dedupe; returns the batch id."""
+        """Send events straight to handlers (all by default) as one chord, without dedupe; returns the batch id.
+
+        The events' ids are derived in the anonymous scope, from their content when they carry no id.
+        """
         now = time.time()
         records = [[event_id(raw), now, raw] for raw in raw_events]
         names = handlers if handlers is not None else self.handler_names()

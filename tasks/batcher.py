@@ -1,12 +1,14 @@
 """The batcher: intake stream → batches of events → one chord each.
 
 It reads the intake stream through a consumer group, gathers events until a batch is full
-(``batch_size``) or the oldest has waited ``batch_interval``, drops what every target
-handler already had (dedupe by event id), appends live events to the event log,
-dispatches, and only then acknowledges and deletes the stream entries. Entries of a
-batcher that died before acknowledging are taken over by a live one after
-``claim_idle`` seconds and dispatched again without dedupe (at least once: handlers
-are idempotent by ``evt.id``), so a crash never loses an accepted event.
+(``batch_size``) or the oldest has waited ``batch_interval``, gives each event its id
+(``tasks.event_ids``: in its sender's scope), drops what every target handler already had
+(dedupe by event id), sets aside an event that differs from the one on record under its id
+(a conflict, ``tasks.conflicts``), appends live events to the event log, dispatches, and
+only then acknowledges and deletes the stream entries. Entries of a batcher that died
+before acknowledging are taken over by a live one after ``claim_idle`` seconds and
+dispatched again without dedupe (at least once: handlers are idempotent by ``evt.id``),
+so a crash never loses an accepted event.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import redis
 from kombu.exceptions import KombuError
 
 from tasks.batches import Record
+from tasks.conflicts import Conflict, Conflicts
 from tasks.dedupe import Deduper
 from tasks.dispatch import Selection, dispatch
-from tasks.event_ids import canonical_json, event_id
+from tasks.event_ids import canonical_json, fingerprint, identify
 from tasks.eventlog import EventLog
 from tasks.intake import GROUP
 
@@ -52,6 +55,16 @@ class Entry:
     ids: list[str] | None = None  # the events' ids when the entry gives them (a replay of the event log)
     batches: list[str] = field(default_factory=list)
     duplicates: int = 0
+    conflicts: int = 0
+
+    def link(self) -> dict[str, Any]:
+        """What the receipt records: the batches the events went into, duplicates and conflicts."""
+        return {
+            "events": len(self.events),
+            "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
+            "batches": self.batches,
+        }
 
     @property
     def received(self) -> float:
@@ -70,6 +83,8 @@ class Batcher:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_idle = claim_idle
         self.deduper = Deduper(self.client, self.settings.dedupe_window)
+        self.conflict_store = Conflicts(self.client, self.settings.conflicts_max)
+        self.conflicts: list[Conflict] = []  # found while dispatching, kept before the entries are acknowledged
         self.event_log = EventLog(self.settings.event_log_dir)
         self.pending: list[Entry] = []
         self.pending_events = 0
@@ -89,7 +104,7 @@ class Batcher:
             except (redis.RedisError, OSError, KombuError) as exc:
                 # Unacknowledged entries stay in the stream and are recovered: wait and go on.
                 failures += 1
-                self.pending, self.pending_events = [], 0
+                self.pending, self.pending_events, self.conflicts = [], 0, []
                 self.reread_own = True  # what this batcher had read is still in its pending list
                 log.error("batcher %s: %s; retrying (%d)", self.consumer, exc, failures)
                 stop.wait(min(30.0, 0.5 * 2**failures))
@@ -183,7 +198,7 @@ class Batcher:
         pipe.execute()
 
     def flush(self) -> None:
-        """Dispatch every pending event, then acknowledge and delete the entries."""
+        """Dispatch every pending event and keep the conflicts, then acknowledge and delete the entries."""
         if not self.pending:
             return
         entries, self.pending, self.pending_events = self.pending, [], 0
@@ -192,9 +207,8 @@ class Batcher:
             by_targets.setdefault(entry.targets, []).append(entry)
         for targets, group in by_targets.items():
             self._dispatch(group, list(targets) or self.app.handler_names(), live=not targets)
-        self.app.store.link_receipts(
-            {e.id: {"events": len(e.events), "duplicates": e.duplicates, "batches": e.batches} for e in entries}
-        )
+        self._keep_conflicts()
+        self.app.store.link_receipts({e.id: e.link() for e in entries})
         ids = [e.id for e in entries]
         pipe = self.client.pipeline()
         pipe.xack(self.stream, GROUP, *ids)
@@ -203,32 +217,45 @@ class Batcher:
 
     def _dispatch(self, entries: Sequence[Entry], handlers: list[str], live: bool) -> None:
         records: list[Record] = []
+        prints: list[str] = []
         owners: list[Entry] = []
-        seen: set[str] = set()
+        seen: dict[str, str] = {}  # event id -> fingerprint, within these entries
         for entry in entries:
             for index, raw in enumerate(entry.events):
-                encoded = canonical_json(raw)  # encoded once: for the id, the stored batch and the log
+                encoded = canonical_json(raw)  # encoded once: for the id, the fingerprint, the stored batch and the log
                 if entry.ids is None:
-                    eid = event_id(raw, sender=entry.sender, canonical=encoded, occurrence=f"{entry.id}/{index}")
+                    eid, mark = identify(raw, encoded, sender=entry.sender, occurrence=f"{entry.id}/{index}")
                 else:
-                    eid = entry.ids[index]
-                if eid in seen:
+                    eid, mark = entry.ids[index], fingerprint(encoded)
+                known = seen.get(eid)
+                if known is None:
+                    seen[eid] = mark
+                    records.append([eid, entry.received, raw, encoded])
+                    prints.append(mark)
+                    owners.append(entry)
+                elif known == mark:
                     entry.duplicates += 1
-                    continue
-                seen.add(eid)
-                records.append([eid, entry.received, raw, encoded])
-                owners.append(entry)
+                else:
+                    self._conflict(entry, eid, known, mark, encoded)
         size = self.settings.batch_size
         for start in range(0, len(records), size):
-            self._dispatch_chunk(records[start : start + size], owners[start : start + size], handlers, live)
+            end = start + size
+            self._dispatch_chunk(records[start:end], prints[start:end], owners[start:end], handlers, live)
 
-    def _dispatch_chunk(self, records: list[Record], owners: list[Entry], handlers: list[str], live: bool) -> None:
-        claims = self.deduper.claim([r[0] for r in records], handlers)
-        if any(owner.recovered for owner in owners):
-            claims = [list(handlers) for _ in records]  # after a crash: deliver again rather than risk a loss
-        kept = [(r, c, o) for r, c, o in zip(records, claims, owners, strict=True) if c]
-        for claim, owner in zip(claims, owners, strict=True):
-            if not claim:
+    def _dispatch_chunk(
+        self, records: list[Record], prints: list[str], owners: list[Entry], handlers: list[str], live: bool
+    ) -> None:
+        claims = self.deduper.claim([r[0] for r in records], prints, handlers)
+        recovered = any(owner.recovered for owner in owners)
+        kept: list[tuple[Record, list[str], Entry]] = []
+        for record, mark, claim, owner in zip(records, prints, claims, owners, strict=True):
+            if claim.known is not None:
+                self._conflict(owner, record[0], claim.known, mark, record[3])
+            elif recovered:  # after a crash: deliver again rather than risk a loss
+                kept.append((record, list(handlers), owner))
+            elif claim.handlers:
+                kept.append((record, claim.handlers, owner))
+            else:
                 owner.duplicates += 1
         if not kept:
             return
@@ -243,6 +270,24 @@ class Batcher:
         batch_id = dispatch(self.app, batch_records, selections, sorted({o.id for _, _, o in kept}))
         for owner in {id(o): o for _, _, o in kept}.values():
             owner.batches.append(batch_id)
+
+    def _conflict(self, owner: Entry, eid: str, known: str, mark: str, encoded: str) -> None:
+        """Count and remember an event that differs from the one on record under its id."""
+        owner.conflicts += 1
+        self.conflicts.append(Conflict(owner.sender, eid, known, mark, encoded, owner.id))
+
+    def _keep_conflicts(self) -> None:
+        """Store the conflicts found (before their entries are acknowledged) and warn about them."""
+        if not self.conflicts:
+            return
+        found, self.conflicts = self.conflicts, []
+        self.conflict_store.add(found)
+        shown = ", ".join(sorted({c.id for c in found})[:5])
+        log.warning(
+            "batcher %s: %d event(s) differ from the event on record under their id (%s%s); not dispatched, "
+            "kept as conflicts (python -m tasks.cli conflicts list)",
+            self.consumer, len(found), shown, ", ..." if len(found) > 5 else "",
+        )  # fmt: skip
 
 
 def _text(value: bytes | str) -> str:

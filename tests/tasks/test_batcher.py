@@ -61,7 +61,8 @@ def test_duplicates_within_and_across_requests_are_handled_once_and_count_as_suc
 def test_events_carrying_an_id_are_deduplicated_by_it(client: FlaskClient) -> None:
     run = uuid.uuid4().hex
     send(client, [{"id": f"{run}-a", "run": run, "v": 1}, {"event_id": f"{run}-b", "run": run}])
-    send(client, [{"id": f"{run}-a", "run": run, "v": 2}])  # same id, other content: a duplicate
+    again = send(client, [{"event_id": f"{run}-b", "run": run}, {"id": f"{run}-a", "run": run, "v": 1}])
+    assert again["duplicates"] == 2
     assert delivered(client, run) == {f"{run}-a": 1, f"~event_id:{run}-b": 1}
 
 

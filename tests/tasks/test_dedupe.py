@@ -1,4 +1,4 @@
-"""Dedupe end to end: per-sender scopes, typed ids, occurrences, replays (real pipeline).
+"""Dedupe end to end: per-sender scopes, typed ids, conflicts, occurrences, replays (real pipeline).
 
 The handlers are the real ones of ``modules/testmodule`` (``djt_user_event_count``) and the
 idempotent ``count_deliveries`` of ``tests/sample_modules/pipeline`` (one document per
@@ -18,10 +18,13 @@ from flask.testing import FlaskClient
 
 from config.settings import Settings
 from tasks.app import Insights, create_insights
+from tasks.dedupe import KEY_PREFIX, Claim, Deduper
+from tasks.dedupe import fingerprint as handler_token
+from tasks.event_ids import canonical_json, fingerprint
 from tasks.eventlog import EventLog, Position
 from tasks.intake import Intake
 from tasks.replay import Item, read_event_log, replay
-from tests.conftest import Pipeline, send, wait_handled
+from tests.conftest import CLI, Pipeline, send, wait_handled
 from web.app import create_app
 from web.auth import Policy, TokenStore
 
@@ -62,7 +65,7 @@ def test_another_senders_earlier_event_with_the_same_id_does_not_suppress_mine(
     shared = f"{run}-777001"
     send(their_client, {"id": shared, "run": run, "user": user, "posted_by": "someone else, first"})
     state = send(my_client, {"id": shared, "run": run, "user": user, "posted_by": "me"})
-    assert state["duplicates"] == 0
+    assert state["duplicates"] == 0 and state["conflicts"] == 0
     assert delivered(client, run) == {f"{theirs}:{shared}": 1, f"{mine}:{shared}": 1}
     assert counted(client, user) == 2
 
@@ -77,13 +80,49 @@ def test_a_numeric_id_and_a_string_id_and_an_id_and_an_event_id_do_not_collide(c
     ]
     for event in events:  # one request each: the later ones find the earlier ones on record
         state = send(client, event)
-        assert state["duplicates"] == 0
+        assert state["duplicates"] == 0 and state["conflicts"] == 0
     assert delivered(client, run) == {
         f"~id.int:{number}": 1,
         str(number): 1,
         f"~event_id.int:{number}": 1,
         f"~event_id:{number}": 1,
     }
+
+
+def test_a_differing_event_under_a_known_id_is_a_conflict_that_is_counted_kept_and_listed(
+    client: FlaskClient, insights: Insights, cli: CLI
+) -> None:
+    run, user = uuid.uuid4().hex, f"conflicted-{uuid.uuid4().hex}"
+    known = f"{run}-known"
+    first = {"id": known, "run": run, "user": user, "grade": 0.5}
+    changed = {**first, "grade": 1.0}
+    send(client, first)
+    state = send(client, changed)
+    assert state["duplicates"] == 0 and state["conflicts"] == 1
+    within = f"{run}-within"  # the same within one request
+    state_within = send(client, [{"id": within, "run": run, "n": 1}, {"id": within, "run": run, "n": 2}])
+    assert (state_within["duplicates"], state_within["conflicts"]) == (0, 1)
+
+    assert delivered(client, run) == {known: 1, within: 1}  # the handlers were not given them twice
+    assert counted(client, user) == 1
+    kept = {c["id"]: c for c in insights.conflicts.list() if c["id"] in (known, within)}
+    assert kept[known]["event"] == changed and kept[known]["sender"] is None
+    assert kept[known]["known"] == fingerprint(canonical_json(first))
+    assert kept[known]["fingerprint"] == fingerprint(canonical_json(changed))
+    assert kept[known]["receipt"] == state["receipt"] and kept[known]["time"] > 0
+    assert kept[within]["event"] == {"id": within, "run": run, "n": 2}
+    listed = cli("conflicts", "list").stdout
+    assert known in listed and kept[known]["known"] in listed and '"grade": 1.0' in listed
+
+
+def test_a_dedupe_key_from_before_fingerprints_takes_the_first_one_it_meets(insights: Insights) -> None:
+    redis = insights.services.redis
+    deduper = Deduper(redis, 60)
+    old = f"legacy-{uuid.uuid4().hex}"
+    redis.set(KEY_PREFIX + old, handler_token("handler.a"), ex=60)  # as written before fingerprints were kept
+    assert deduper.claim([old], ["f1"], ["handler.a", "handler.b"]) == [Claim(["handler.b"])]
+    assert deduper.claim([old], ["f2"], ["handler.a", "handler.b"]) == [Claim([], known="f1")]
+    assert deduper.claim([old], ["f1"], ["handler.a", "handler.b"]) == [Claim([])]
 
 
 def test_an_identical_re_send_with_an_id_is_still_deduplicated(client: FlaskClient, secured: Insights) -> None:
@@ -93,7 +132,7 @@ def test_an_identical_re_send_with_an_id_is_still_deduplicated(client: FlaskClie
     for poster in (client, token_client):
         send(poster, event)
         again = send(poster, event)
-        assert again["duplicates"] == 1  # a success to the sender
+        assert (again["duplicates"], again["conflicts"]) == (1, 0)  # a success to the sender
     assert delivered(client, run) == {event["id"]: 1, f"{name}:{event['id']}": 1}
     assert counted(client, user) == 2
 
@@ -146,6 +185,6 @@ def test_replaying_the_event_log_twice_changes_nothing(
         stats = replay(intake, this_run, chunk_size=2, progress=False)
         assert stats.events == 5
         states = [wait_handled(client, receipt) for receipt in intake.receipts]
-        assert sum(s["duplicates"] for s in states) == 5
+        assert sum(s["duplicates"] for s in states) == 5 and sum(s["conflicts"] for s in states) == 0
     assert delivered(client, run) == before
     assert counted(client, user) == 5
