@@ -247,12 +247,12 @@ class Batcher:
     ) -> None:
         claims = self.deduper.claim([r[0] for r in records], prints, handlers)
         recovered = any(owner.recovered for owner in owners)
-        kept: list[tuple[Record, list[str], Entry]] = []
+        kept: list[tuple[Record, Sequence[str], Entry]] = []
         for record, mark, claim, owner in zip(records, prints, claims, owners, strict=True):
             if claim.known is not None:
                 self._conflict(owner, record[0], claim.known, mark, record[3])
             elif recovered:  # after a crash: deliver again rather than risk a loss
-                kept.append((record, list(handlers), owner))
+                kept.append((record, handlers, owner))
             elif claim.handlers:
                 kept.append((record, claim.handlers, owner))
             else:

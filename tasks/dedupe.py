@@ -19,7 +19,8 @@ import redis
 KEY_PREFIX = "insights:seen:"
 
 # KEYS: one per event; ARGV[1]: ttl seconds; ARGV[2]: h, the number of handlers;
-# ARGV[3 .. 2+h]: ",<fingerprint>," per handler; ARGV[3+h ..]: the events' fingerprints.
+# ARGV[3 .. 2+h]: ",<fingerprint>," per handler; ARGV[3+h]: the events' fingerprints, all of
+# ARGV[4+h] characters, concatenated (one argument rather than one per event: faster).
 # A key holds "<event fingerprint>,<handler>,,<handler>,..." (keys written before
 # fingerprints were kept start with "," and take the first fingerprint they meet).
 # Returns, per event, the concatenated handler fingerprints it is new for (empty: a
@@ -28,23 +29,30 @@ _CLAIM = """
 local ttl = tonumber(ARGV[1])
 local h = tonumber(ARGV[2])
 local all = table.concat(ARGV, '', 3, 2 + h)
+local prints = ARGV[3 + h]
+local n = tonumber(ARGV[4 + h])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local fp = ARGV[2 + h + i]
+  local fp = string.sub(prints, (i - 1) * n + 1, i * n)
   local seen = redis.call('GET', key)
   if not seen then
     redis.call('SET', key, fp .. all, 'EX', ttl)
     out[i] = all
+  elseif seen == fp .. all then
+    out[i] = ''
   else
-    local known = string.match(seen, '^[^,]*')
-    if known ~= '' and known ~= fp then
-      out[i] = '!' .. known
+    local legacy = string.byte(seen) == 44
+    if not legacy and string.sub(seen, 1, #fp) ~= fp then
+      out[i] = '!' .. string.sub(seen, 1, (string.find(seen, ',', 1, true) or #seen + 1) - 1)
     else
       local new = ''
       for j = 3, 2 + h do
         if not string.find(seen, ARGV[j], 1, true) then new = new .. ARGV[j] end
       end
-      if new ~= '' then redis.call('SET', key, fp .. string.sub(seen, #known + 1) .. new, 'EX', ttl) end
+      if new ~= '' then
+        if not legacy then seen = string.sub(seen, #fp + 1) end
+        redis.call('SET', key, fp .. seen .. new, 'EX', ttl)
+      end
       out[i] = new
     end
   end
@@ -56,9 +64,12 @@ return out
 class Claim(NamedTuple):
     """What claiming one event gave: the handlers it is new for, or the conflict."""
 
-    handlers: list[str]
+    handlers: tuple[str, ...]
     #: The fingerprint on record when this event differs from it (a conflict; nothing claimed), else None.
     known: str | None = None
+
+
+NOTHING = Claim(())  # a duplicate: new for no handler
 
 
 def fingerprint(handler: str) -> str:
@@ -80,19 +91,21 @@ class Deduper:
         One Redis call for the whole sequence.
         """
         if not event_ids or not handlers:
-            return [Claim([]) for _ in event_ids]
+            return [NOTHING] * len(event_ids)
         tokens = {fingerprint(h): h for h in handlers}
         keys = [KEY_PREFIX + event_id for event_id in event_ids]
-        answers = self._claim(keys=keys, args=[self._window, len(tokens), *tokens, *prints])
-        return [_claim_of(answer, tokens) for answer in answers]
+        width = len(prints[0])
+        if any(len(p) != width for p in prints):
+            raise ValueError("event fingerprints must all have the same length")
+        answers = self._claim(keys=keys, args=[self._window, len(tokens), *tokens, "".join(prints), width])
+        every = "".join(tokens).encode()
+        everything = Claim(tuple(tokens.values()))
+        return [everything if a == every else _claim_of(a, tokens) if a else NOTHING for a in answers]
 
 
 def _claim_of(answer: bytes | str, tokens: dict[str, str]) -> Claim:
+    """A conflict, or the claim for some of the handlers (the common cases are handled by ``claim``)."""
     text = answer.decode() if isinstance(answer, bytes) else answer
-    if not text:
-        return Claim([])
     if text.startswith("!"):
-        return Claim([], text[1:])
-    if len(text) == sum(len(t) for t in tokens):
-        return Claim(list(tokens.values()))
-    return Claim([handler for token, handler in tokens.items() if token in text])
+        return Claim((), text[1:])
+    return Claim(tuple(handler for token, handler in tokens.items() if token in text))

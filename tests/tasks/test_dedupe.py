@@ -115,14 +115,24 @@ def test_a_differing_event_under_a_known_id_is_a_conflict_that_is_counted_kept_a
     assert known in listed and kept[known]["known"] in listed and '"grade": 1.0' in listed
 
 
+def test_one_claim_call_tells_new_events_duplicates_new_handlers_and_conflicts_apart(insights: Insights) -> None:
+    deduper = Deduper(insights.services.redis, 60)
+    ids = [f"claim-{uuid.uuid4().hex}-{n}" for n in range(3)]
+    prints = [fingerprint(canonical_json({"n": n})) for n in range(3)]
+    assert deduper.claim(ids, prints, ["h.a"]) == [Claim(("h.a",))] * 3
+    changed = [prints[0], fingerprint(canonical_json({"n": "changed"})), prints[2]]
+    assert deduper.claim(ids, changed, ["h.a", "h.b"]) == [Claim(("h.b",)), Claim((), known=prints[1]), Claim(("h.b",))]
+    assert deduper.claim(ids, prints, ["h.a", "h.b"]) == [Claim(()), Claim(("h.b",)), Claim(())]
+
+
 def test_a_dedupe_key_from_before_fingerprints_takes_the_first_one_it_meets(insights: Insights) -> None:
     redis = insights.services.redis
     deduper = Deduper(redis, 60)
     old = f"legacy-{uuid.uuid4().hex}"
     redis.set(KEY_PREFIX + old, handler_token("handler.a"), ex=60)  # as written before fingerprints were kept
-    assert deduper.claim([old], ["f1"], ["handler.a", "handler.b"]) == [Claim(["handler.b"])]
-    assert deduper.claim([old], ["f2"], ["handler.a", "handler.b"]) == [Claim([], known="f1")]
-    assert deduper.claim([old], ["f1"], ["handler.a", "handler.b"]) == [Claim([])]
+    assert deduper.claim([old], ["f1"], ["handler.a", "handler.b"]) == [Claim(("handler.b",))]
+    assert deduper.claim([old], ["f2"], ["handler.a", "handler.b"]) == [Claim((), known="f1")]
+    assert deduper.claim([old], ["f1"], ["handler.a", "handler.b"]) == [Claim(())]
 
 
 def test_an_identical_re_send_with_an_id_is_still_deduplicated(client: FlaskClient, secured: Insights) -> None:
