@@ -54,6 +54,7 @@ class Settings:
     handler_attempts: int = 3
     handler_backoff: float = 0.5
     deadletter_max: int = 100_000
+    conflicts_max: int = 100_000
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     auth: bool = False
@@ -129,6 +130,7 @@ class Settings:
             "INSIGHTS_HANDLER_ATTEMPTS": str(self.handler_attempts),
             "INSIGHTS_HANDLER_BACKOFF": str(self.handler_backoff),
             "INSIGHTS_DEADLETTER_MAX": str(self.deadletter_max),
+            "INSIGHTS_CONFLICTS_MAX": str(self.conflicts_max),
             "INSIGHTS_HOST": self.web_host,
             "INSIGHTS_PORT": str(self.web_port),
             "INSIGHTS_AUTH": "on" if self.auth else "off",
@@ -189,6 +191,7 @@ class Settings:
             handler_attempts=int(_number(env, "INSIGHTS_HANDLER_ATTEMPTS", 3)),
             handler_backoff=_number(env, "INSIGHTS_HANDLER_BACKOFF", 0.5),
             deadletter_max=int(_number(env, "INSIGHTS_DEADLETTER_MAX", 100_000)),
+            conflicts_max=int(_number(env, "INSIGHTS_CONFLICTS_MAX", 100_000)),
             web_host=env.get("INSIGHTS_HOST", "127.0.0.1"),
             web_port=int(_number(env, "INSIGHTS_PORT", 8000)),
             auth=_flag(env, "INSIGHTS_AUTH"),

@@ -16,6 +16,7 @@ from tasks.batches import BatchStore
 from tasks.callers import Caller
 from tasks.checks import check_arguments
 from tasks.compose import INTO_ARGUMENT
+from tasks.conflicts import Conflicts
 from tasks.deadletter import DeadLetters
 from tasks.dispatch import RECORD_BATCH_TASK, dispatch, select_all
 from tasks.errors import ArgumentError, CacheMiss
@@ -84,6 +85,11 @@ class Insights:
     def dead_letters(self) -> DeadLetters:
         """Events handlers failed on after every retry."""
         return DeadLetters(self.services.redis, self.settings.deadletter_max)
+
+    @property
+    def conflicts(self) -> Conflicts:
+        """Events that arrived under a known id but differ from the event on record."""
+        return Conflicts(self.services.redis, self.settings.conflicts_max)
 
     # Set-up -------------------------------------------------------------------------
     def load_modules(self) -> list[str]:
@@ -234,7 +240,10 @@ class Insights:
 
     # Dispatch -----------------------------------------------------------------------
     def dispatch_events(self, raw_events: Sequence[dict[str, Any]], handlers: Sequence[str] | None = None) -> str:
-        """Send events straight to handlers (all by default) as one chord, without dedupe; returns the batch id."""
+        """Send events straight to handlers (all by default) as one chord, without dedupe; returns the batch id.
+
+        The events' ids are derived in the anonymous scope, from their content when they carry no id.
+        """
         now = time.time()
         records = [[event_id(raw), now, raw] for raw in raw_events]
         names = handlers if handlers is not None else self.handler_names()

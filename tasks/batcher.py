@@ -1,18 +1,21 @@
 """The batcher: intake stream → batches of events → one chord each.
 
 It reads the intake stream through a consumer group, gathers events until a batch is full
-(``batch_size``) or the oldest has waited ``batch_interval``, drops what every target
-handler already had (dedupe by event id), appends live events to the event log,
-dispatches, and only then acknowledges and deletes the stream entries. Entries of a
-batcher that died before acknowledging are taken over by a live one after
-``claim_idle`` seconds and dispatched again without dedupe (at least once: handlers
-are idempotent by ``evt.id``), so a crash never loses an accepted event.
+(``batch_size``) or the oldest has waited ``batch_interval``, gives each event its id
+(``tasks.event_ids``: in its sender's scope), drops what every target handler already had
+(dedupe by event id), sets aside an event that differs from the one on record under its id
+(a conflict, ``tasks.conflicts``), appends live events to the event log, dispatches, and
+only then acknowledges and deletes the stream entries. Entries of a batcher that died
+before acknowledging are taken over by a live one after ``claim_idle`` seconds and
+dispatched again without dedupe (at least once: handlers are idempotent by ``evt.id``),
+so a crash never loses an accepted event.
 
-Requests share the pipeline fairly: each dispatch *round* takes at most ``batch_size``
-events of each pending entry, and an entry spread over rounds (a request larger than a
-batch) takes part only while fewer than ``IN_FLIGHT`` of its batches are being handled.
-So a small request sent after a huge one waits behind a batch or two of it, not behind
-all of it. An entry is acknowledged once all its events are dispatched; until then this
+Senders share the pipeline fairly: each dispatch *round* takes at most ``batch_size`` events
+of each sender (the token that posted them), in the order the sender sent them, and a
+request spread over rounds (one larger than a batch) goes on only while fewer than
+``IN_FLIGHT`` of its batches are being handled. So another sender's small request waits
+behind a batch or two of a huge one, not behind all of it, and one sender's events keep
+their order. An entry is acknowledged once all its events are dispatched; until then this
 batcher keeps it from looking abandoned (``recover``).
 """
 
@@ -32,9 +35,10 @@ import redis
 from kombu.exceptions import KombuError
 
 from tasks.batches import DONE, Record
+from tasks.conflicts import Conflict, Conflicts
 from tasks.dedupe import Deduper
 from tasks.dispatch import Selection, dispatch
-from tasks.event_ids import canonical_json, event_id
+from tasks.event_ids import canonical_json, fingerprint, identify
 from tasks.eventlog import EventLog
 from tasks.intake import GROUP
 
@@ -57,15 +61,31 @@ class Entry:
     events: list[dict[str, Any]]
     targets: tuple[str, ...]
     recovered: bool
+    sender: str | None = None  # the API token that posted the events; None: the anonymous scope
+    ids: list[str] | None = None  # the events' ids when the entry gives them (a replay of the event log)
     batches: list[str] = field(default_factory=list)
     duplicates: int = 0
+    conflicts: int = 0
     offset: int = 0  # events dispatched in earlier rounds
     last_round: float = 0.0  # when events of it were last dispatched (time.monotonic)
+
+    def link(self) -> dict[str, Any]:
+        """What the receipt records: who sent the events, the batches they went into, duplicates and conflicts."""
+        return {
+            "sender": self.sender,
+            "events": len(self.events),
+            "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
+            "batches": self.batches,
+        }
 
     @property
     def received(self) -> float:
         """When the web app accepted the events (the stream entry's timestamp)."""
         return int(self.id.split("-")[0]) / 1000
+
+
+Part = tuple[Entry, int, list[dict[str, Any]]]  # an entry, the index of its first event dispatched now, those events
 
 
 class Batcher:
@@ -79,6 +99,8 @@ class Batcher:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_idle = claim_idle
         self.deduper = Deduper(self.client, self.settings.dedupe_window)
+        self.conflict_store = Conflicts(self.client, self.settings.conflicts_max)
+        self.conflicts: list[Conflict] = []  # found while dispatching, kept before the entries are acknowledged
         self.event_log = EventLog(self.settings.event_log_dir)
         self.pending: list[Entry] = []  # read, not yet all dispatched
         self.pending_events = 0  # events read since the last round: a full batch of them starts one at once
@@ -98,7 +120,7 @@ class Batcher:
             except (redis.RedisError, OSError, KombuError) as exc:
                 # Unacknowledged entries stay in the stream and are recovered: wait and go on.
                 failures += 1
-                self.pending, self.pending_events = [], 0
+                self.pending, self.pending_events, self.conflicts = [], 0, []
                 self.reread_own = True  # what this batcher had read is still in its pending list
                 log.error("batcher %s: %s; retrying (%d)", self.consumer, exc, failures)
                 stop.wait(min(30.0, 0.5 * 2**failures))
@@ -167,12 +189,16 @@ class Batcher:
 
     def _add(self, entry_id: bytes | str, fields: dict[bytes, bytes], recovered: bool) -> None:
         targets = _text(fields.get(b"targets", b""))
+        sender = _text(fields.get(b"sender", b"")) or None
         try:
             events = json.loads(fields[b"events"])
-        except (KeyError, ValueError, RecursionError) as exc:
+            ids = json.loads(fields[b"ids"]) if b"ids" in fields else None
+            if ids is not None and (len(ids) != len(events) or not all(isinstance(i, str) for i in ids)):
+                raise ValueError(f"{len(ids)} ids for {len(events)} events, or an id that is not a string")
+        except (KeyError, ValueError, TypeError, RecursionError) as exc:
             self._set_aside(_text(entry_id), fields, exc)
             return
-        entry = Entry(_text(entry_id), events, tuple(t for t in targets.split(",") if t), recovered)
+        entry = Entry(_text(entry_id), events, tuple(t for t in targets.split(",") if t), recovered, sender, ids)
         if not self.pending:
             self.oldest = time.monotonic()
         self.pending.append(entry)
@@ -191,38 +217,52 @@ class Batcher:
         pipe.execute()
 
     def flush(self, whole: bool = False) -> None:
-        """Dispatch a round: at most ``batch_size`` events of each pending entry that may take
-        part (``_ready``); then acknowledge and delete the entries all of whose events are
-        dispatched. ``whole``: every pending event at once (when stopping)."""
+        """Dispatch a round (``_round``) and keep the conflicts; then acknowledge and delete the
+        entries all of whose events are dispatched. ``whole``: every pending event at once (when stopping)."""
         if not self.pending:
             return
-        size = self.settings.batch_size
-        parts = [
-            (e, e.events[e.offset : None if whole else e.offset + size])
-            for e in self.pending
-            if whole or self._ready(e)
-        ]
-        by_targets: dict[tuple[str, ...], list[tuple[Entry, list[dict[str, Any]]]]] = {}
-        for entry, events in parts:
-            by_targets.setdefault(entry.targets, []).append((entry, events))
+        parts = self._round(whole)
+        by_targets: dict[tuple[str, ...], list[Part]] = {}
+        for part in parts:
+            by_targets.setdefault(part[0].targets, []).append(part)
         for targets, group in by_targets.items():
             self._dispatch(group, list(targets) or self.app.handler_names(), live=not targets)
+        self._keep_conflicts()
         now = time.monotonic()
-        for entry, events in parts:
+        for entry, _, events in parts:
             entry.offset, entry.last_round = entry.offset + len(events), now
-        entries = [e for e in self.pending if e.offset >= len(e.events)]
+        done = [e for e in self.pending if e.offset >= len(e.events)]
         self.pending = [e for e in self.pending if e.offset < len(e.events)]
         self.pending_events, self.oldest = 0, now
-        if not entries:
+        if not done:
             return
-        self.app.store.link_receipts(
-            {e.id: {"events": len(e.events), "duplicates": e.duplicates, "batches": e.batches} for e in entries}
-        )
-        ids = [e.id for e in entries]
+        self.app.store.link_receipts({e.id: e.link() for e in done})
+        ids = [e.id for e in done]
         pipe = self.client.pipeline()
         pipe.xack(self.stream, GROUP, *ids)
         pipe.xdel(self.stream, *ids)
         pipe.execute()
+
+    def _round(self, whole: bool) -> list[Part]:
+        """What this round dispatches: per sender, in its order, up to ``batch_size`` events of its
+        pending entries; a sender's later entries wait while an earlier one is not finished."""
+        if whole:
+            return [(e, e.offset, e.events[e.offset :]) for e in self.pending]
+        size = self.settings.batch_size
+        taken: dict[str | None, int] = {}  # events this round takes per sender
+        waiting: set[str | None] = set()  # senders whose next events wait for a later round
+        parts = []
+        for entry in self.pending:
+            room = size - taken.get(entry.sender, 0)
+            if entry.sender in waiting or room <= 0 or not self._ready(entry):
+                waiting.add(entry.sender)
+                continue
+            events = entry.events[entry.offset : entry.offset + room]
+            parts.append((entry, entry.offset, events))
+            taken[entry.sender] = taken.get(entry.sender, 0) + len(events)
+            if entry.offset + len(events) < len(entry.events):
+                waiting.add(entry.sender)  # its rest goes first in a later round
+        return parts
 
     def _ready(self, entry: Entry) -> bool:
         """Whether an entry takes part in this round: a new one always; one spread over rounds
@@ -232,31 +272,47 @@ class Batcher:
         records = [self.app.store.get(batch) for batch in entry.batches[-IN_FLIGHT:]]
         return sum(record is not None and record["state"] != DONE for record in records) < IN_FLIGHT
 
-    def _dispatch(self, parts: Sequence[tuple[Entry, list[dict[str, Any]]]], handlers: list[str], live: bool) -> None:
+    def _dispatch(self, parts: Sequence[Part], handlers: list[str], live: bool) -> None:
         records: list[Record] = []
+        prints: list[str] = []
         owners: list[Entry] = []
-        seen: set[str] = set()
-        for entry, events in parts:
-            for raw in events:
-                encoded = canonical_json(raw)  # encoded once: for the id, the stored batch and the log
-                eid = event_id(raw, encoded)
-                if eid in seen:
+        seen: dict[str, str] = {}  # event id -> fingerprint, within these entries
+        for entry, start, events in parts:
+            for index, raw in enumerate(events, start):
+                encoded = canonical_json(raw)  # encoded once: for the id, the fingerprint, the stored batch and the log
+                if entry.ids is None:
+                    eid, mark = identify(raw, encoded, sender=entry.sender, occurrence=f"{entry.id}/{index}")
+                else:
+                    eid, mark = entry.ids[index], fingerprint(encoded)
+                known = seen.get(eid)
+                if known is None:
+                    seen[eid] = mark
+                    records.append([eid, entry.received, raw, encoded])
+                    prints.append(mark)
+                    owners.append(entry)
+                elif known == mark:
                     entry.duplicates += 1
-                    continue
-                seen.add(eid)
-                records.append([eid, entry.received, raw, encoded])
-                owners.append(entry)
+                else:
+                    self._conflict(entry, eid, known, mark, encoded)
         size = self.settings.batch_size
         for start in range(0, len(records), size):
-            self._dispatch_chunk(records[start : start + size], owners[start : start + size], handlers, live)
+            end = start + size
+            self._dispatch_chunk(records[start:end], prints[start:end], owners[start:end], handlers, live)
 
-    def _dispatch_chunk(self, records: list[Record], owners: list[Entry], handlers: list[str], live: bool) -> None:
-        claims = self.deduper.claim([r[0] for r in records], handlers)
-        if any(owner.recovered for owner in owners):
-            claims = [list(handlers) for _ in records]  # after a crash: deliver again rather than risk a loss
-        kept = [(r, c, o) for r, c, o in zip(records, claims, owners, strict=True) if c]
-        for claim, owner in zip(claims, owners, strict=True):
-            if not claim:
+    def _dispatch_chunk(
+        self, records: list[Record], prints: list[str], owners: list[Entry], handlers: list[str], live: bool
+    ) -> None:
+        claims = self.deduper.claim([r[0] for r in records], prints, handlers)
+        recovered = any(owner.recovered for owner in owners)
+        kept: list[tuple[Record, Sequence[str], Entry]] = []
+        for record, mark, claim, owner in zip(records, prints, claims, owners, strict=True):
+            if claim.known is not None:
+                self._conflict(owner, record[0], claim.known, mark, record[3])
+            elif recovered:  # after a crash: deliver again rather than risk a loss
+                kept.append((record, handlers, owner))
+            elif claim.handlers:
+                kept.append((record, claim.handlers, owner))
+            else:
                 owner.duplicates += 1
         if not kept:
             return
@@ -267,10 +323,28 @@ class Batcher:
                 selections[handler] = None if len(indices) == len(kept) else indices
         batch_records = [r for r, _, _ in kept]
         if live:  # replays to selected handlers are not logged again
-            self.event_log.append_encoded([(r[0], r[1], r[3]) for r in batch_records])
+            self.event_log.append_encoded([(r[0], r[1], r[3], o.sender) for r, _, o in kept])
         batch_id = dispatch(self.app, batch_records, selections, sorted({o.id for _, _, o in kept}))
         for owner in {id(o): o for _, _, o in kept}.values():
             owner.batches.append(batch_id)
+
+    def _conflict(self, owner: Entry, eid: str, known: str, mark: str, encoded: str) -> None:
+        """Count and remember an event that differs from the one on record under its id."""
+        owner.conflicts += 1
+        self.conflicts.append(Conflict(owner.sender, eid, known, mark, encoded, owner.id))
+
+    def _keep_conflicts(self) -> None:
+        """Store the conflicts found (before their entries are acknowledged) and warn about them."""
+        if not self.conflicts:
+            return
+        found, self.conflicts = self.conflicts, []
+        self.conflict_store.add(found)
+        shown = ", ".join(sorted({c.id for c in found})[:5])
+        log.warning(
+            "batcher %s: %d event(s) differ from the event on record under their id (%s%s); not dispatched, "
+            "kept as conflicts (python -m tasks.cli conflicts list)",
+            self.consumer, len(found), shown, ", ..." if len(found) > 5 else "",
+        )  # fmt: skip
 
 
 def _text(value: bytes | str) -> str:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tasks.cli run|batcher|deadletters|replay|tokens|generate``.
+"""Command line: ``python -m tasks.cli run|batcher|deadletters|conflicts|replay|tokens|generate``.
 
 ``run`` starts an embedded Redis and/or nx-27017 when ``REDIS_URL`` / ``MONGO_URL`` are
 not configured, then the web app (gunicorn), the batcher, one worker consuming every
@@ -9,6 +9,7 @@ stops them all, servers last.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -20,10 +21,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
+import redis
+
 from config.queues import shard_queues
 from config.settings import Settings
 from tasks.app import create_insights
 from tasks.batcher import Batcher
+from tasks.conflicts import Conflicts
 from tasks.deadletter import retry_dead_letters
 from tasks.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
 from tasks.errors import ArgumentError, InsightsError
@@ -142,6 +146,19 @@ def dead_letters(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def conflicts_command(settings: Settings, args: argparse.Namespace) -> int:
+    """List events refused as conflicts: a different event under an id already on record."""
+    with redis.Redis.from_url(settings.redis) as client:
+        for c in Conflicts(client, settings.conflicts_max).list(args.sender):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(c["time"]))
+            event = json.dumps(c["event"], sort_keys=True)
+            print(
+                f"{c['entry']}  {when}  sender {c['sender'] or '-'}  id {c['id']}  "
+                f"on record {c['known']}, this {c['fingerprint']}  receipt {c['receipt']}  {event}"
+            )
+    return 0
+
+
 def recompute_command(settings: Settings, args: argparse.Namespace) -> int:
     """Refresh a memoized query over the Cartesian product of the ``--set`` values; 1 if any failed."""
     from tasks.recompute import parameter_space, recompute  # only this command needs tqdm
@@ -177,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     letters.add_argument("action", choices=["list", "retry"])
     letters.add_argument("--handler", help="only this handler (task name, module.function or function)")
     letters.add_argument("ids", nargs="*", help="only these dead letters (retry)")
+    conflicting = commands.add_parser(
+        "conflicts", help="list events that differ from the event on record under their id"
+    )
+    conflicting.add_argument("action", choices=["list"])
+    conflicting.add_argument("--sender", help="only events posted with this API token (its name)")
     again = commands.add_parser("recompute", help="refresh a memoized query over a parameter space")
     again.add_argument("query", help="name of a memoized query")
     again.add_argument(
@@ -214,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             return batcher(settings)
         if args.command == "recompute":
             return recompute_command(settings, args)
+        if args.command == "conflicts":
+            return conflicts_command(settings, args)
         return dead_letters(settings, args)
     except InsightsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,35 +1,75 @@
 """Idempotency: which handlers have not yet been given an event, by event id.
 
-One Redis key per event id holds the fingerprints of the handlers it was dispatched to;
-claiming is one atomic script per batch, so two batchers never dispatch the same event to
-the same handler. Keys expire after the dedupe window.
+One Redis key per event id (``tasks.event_ids``: scoped by sender) holds the event's
+fingerprint followed by the fingerprints of the handlers it was dispatched to. Claiming is
+one atomic script per batch chunk, so two batchers never dispatch the same event to the
+same handler. An event whose fingerprint differs from the one on record is a conflict:
+nothing is claimed for it and the recorded fingerprint is returned. Keys expire after the
+dedupe window.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import redis
 
 KEY_PREFIX = "insights:seen:"
 
-# KEYS: one per event; ARGV[1]: ttl seconds; ARGV[2..]: ",<fingerprint>," per handler.
-# Returns, per event, the concatenated fingerprints it is new for (empty: duplicate).
+# KEYS: one per event; ARGV[1]: ttl seconds; ARGV[2]: h, the number of handlers;
+# ARGV[3 .. 2+h]: ",<fingerprint>," per handler; ARGV[3+h]: the events' fingerprints, all of
+# ARGV[4+h] characters, concatenated (one argument rather than one per event: faster).
+# A key holds "<event fingerprint>,<handler>,,<handler>,..." (keys written before
+# fingerprints were kept start with "," and take the first fingerprint they meet).
+# Returns, per event, the concatenated handler fingerprints it is new for (empty: a
+# duplicate), or "!" and the recorded event fingerprint when the event differs (a conflict).
 _CLAIM = """
 local ttl = tonumber(ARGV[1])
+local h = tonumber(ARGV[2])
+local all = table.concat(ARGV, '', 3, 2 + h)
+local prints = ARGV[3 + h]
+local n = tonumber(ARGV[4 + h])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local seen = redis.call('GET', key) or ''
-  local new = ''
-  for j = 2, #ARGV do
-    if not string.find(seen, ARGV[j], 1, true) then new = new .. ARGV[j] end
+  local fp = string.sub(prints, (i - 1) * n + 1, i * n)
+  local seen = redis.call('GET', key)
+  if not seen then
+    redis.call('SET', key, fp .. all, 'EX', ttl)
+    out[i] = all
+  elseif seen == fp .. all then
+    out[i] = ''
+  else
+    local legacy = string.byte(seen) == 44
+    if not legacy and string.sub(seen, 1, #fp) ~= fp then
+      out[i] = '!' .. string.sub(seen, 1, (string.find(seen, ',', 1, true) or #seen + 1) - 1)
+    else
+      local new = ''
+      for j = 3, 2 + h do
+        if not string.find(seen, ARGV[j], 1, true) then new = new .. ARGV[j] end
+      end
+      if new ~= '' then
+        if not legacy then seen = string.sub(seen, #fp + 1) end
+        redis.call('SET', key, fp .. seen .. new, 'EX', ttl)
+      end
+      out[i] = new
+    end
   end
-  if new ~= '' then redis.call('SET', key, seen .. new, 'EX', ttl) end
-  out[i] = new
 end
 return out
 """
+
+
+class Claim(NamedTuple):
+    """What claiming one event gave: the handlers it is new for, or the conflict."""
+
+    handlers: tuple[str, ...]
+    #: The fingerprint on record when this event differs from it (a conflict; nothing claimed), else None.
+    known: str | None = None
+
+
+NOTHING = Claim(())  # a duplicate: new for no handler
 
 
 def fingerprint(handler: str) -> str:
@@ -45,20 +85,27 @@ class Deduper:
         self._window = window
         self._claim = client.register_script(_CLAIM)
 
-    def claim(self, event_ids: Sequence[str], handlers: Sequence[str]) -> list[list[str]]:
-        """For each event id, the handlers it had not been claimed for (now claimed)."""
+    def claim(self, event_ids: Sequence[str], prints: Sequence[str], handlers: Sequence[str]) -> list[Claim]:
+        """For each event id (with its event's fingerprint), the handlers it had not been claimed for (now claimed).
+
+        One Redis call for the whole sequence.
+        """
         if not event_ids or not handlers:
-            return [[] for _ in event_ids]
-        prints = {fingerprint(h): h for h in handlers}
+            return [NOTHING] * len(event_ids)
+        tokens = {fingerprint(h): h for h in handlers}
         keys = [KEY_PREFIX + event_id for event_id in event_ids]
-        answers = self._claim(keys=keys, args=[self._window, *prints])
-        return [_handlers_in(answer, prints) for answer in answers]
+        width = len(prints[0])
+        if any(len(p) != width for p in prints):
+            raise ValueError("event fingerprints must all have the same length")
+        answers = self._claim(keys=keys, args=[self._window, len(tokens), *tokens, "".join(prints), width])
+        every = "".join(tokens).encode()
+        everything = Claim(tuple(tokens.values()))
+        return [everything if a == every else _claim_of(a, tokens) if a else NOTHING for a in answers]
 
 
-def _handlers_in(answer: bytes | str, prints: dict[str, str]) -> list[str]:
+def _claim_of(answer: bytes | str, tokens: dict[str, str]) -> Claim:
+    """A conflict, or the claim for some of the handlers (the common cases are handled by ``claim``)."""
     text = answer.decode() if isinstance(answer, bytes) else answer
-    if not text:
-        return []
-    if len(text) == sum(len(p) for p in prints):
-        return list(prints.values())
-    return [handler for token, handler in prints.items() if token in text]
+    if text.startswith("!"):
+        return Claim((), text[1:])
+    return Claim(tuple(handler for token, handler in tokens.items() if token in text))

@@ -1,7 +1,30 @@
-"""Event identity: the id an event carries, or a deterministic UUID5 of its canonical JSON."""
+"""Event identity: the id a handler sees as ``evt.id``, its dedupe key, and the event's fingerprint.
+
+An id has two parts, the sender's scope and a base id (see README, "Idempotency"):
+
+- **Scope.** Events posted with an API token belong to that token's name (the sender); with
+  auth off, and for replays without a sender, they belong to one anonymous scope. A named
+  sender's ids read ``<sender>:<base>`` (``%`` and ``:`` in the name written ``%25`` and
+  ``%3A``); anonymous ids are the base as is. One sender's ids never equal another's.
+- **Base.** The id the event carries, typed and qualified by its field: a string ``id``
+  as is (``"5f0c…"``), a number ``id`` as ``~id.int:777001``, a string ``event_id`` as
+  ``~event_id:abc``, a number one as ``~event_id.int:5``; a string ``id`` that itself starts
+  with ``~`` is written ``~id:~…``. So the number 777001 and the string "777001" differ, and
+  an ``event_id`` never equals another event's ``id``. Without a usable id (a non-empty
+  string or an integer of at most ``MAX_ID_LENGTH`` characters): an event with a time field
+  (``TIME_FIELDS``) is identified by its content, a UUID5 of its canonical JSON (a re-sent
+  tracking-log line is the same event); one without a time is one occurrence, identified
+  by where it was accepted, ``~intake:<intake stream entry id>/<index in the entry>`` (two
+  identical such events are two events, and a batcher that takes over an entry after a
+  crash derives the same ids).
+
+The fingerprint of an event is a short hash of its canonical JSON: dedupe keeps it per id,
+so a different event under a known id is told apart from a re-send (a conflict).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -9,7 +32,10 @@ from typing import Any
 
 NAMESPACE = uuid.UUID("6f1c3a52-1d0e-4c55-9a43-2b7c7a0b9e11")
 ID_FIELDS = ("id", "event_id")  # xAPI statements carry their UUID in "id"
+TIME_FIELDS = ("time", "timestamp", "stored")  # Open edX tracking logs; xAPI statements (stored: by the LRS)
 MAX_ID_LENGTH = 200
+TAG = "~"  # starts every base id that is not a string ``id`` taken as is
+_NAMESPACE_BYTES = NAMESPACE.bytes
 
 
 def canonical_json(event: Mapping[str, Any]) -> str:
@@ -17,15 +43,80 @@ def canonical_json(event: Mapping[str, Any]) -> str:
     return json.dumps(event, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def event_id(event: Mapping[str, Any], canonical: str | None = None) -> str:
-    """The event's own id (``id``, ``event_id``) if it has a usable one, else UUID5 of its canonical JSON.
-
-    Pass ``canonical`` when the caller already has ``canonical_json(event)``.
-    """
+def carried_id(event: Mapping[str, Any]) -> str | None:
+    """The base id of the ``id`` or ``event_id`` the event carries (typed, field-qualified), else None."""
     for field in ID_FIELDS:
         value = event.get(field)
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
+        if isinstance(value, str):
+            if not 0 < len(value) <= MAX_ID_LENGTH:
+                continue
+            if field == "id":
+                return value if not value.startswith(TAG) else f"{TAG}id:{value}"
+            return f"{TAG}{field}:{value}"
+        if isinstance(value, int) and not isinstance(value, bool):
             text = str(value)
-            if 0 < len(text) <= MAX_ID_LENGTH:
-                return text
-    return str(uuid.uuid5(NAMESPACE, canonical if canonical is not None else canonical_json(event)))
+            if len(text) <= MAX_ID_LENGTH:
+                return f"{TAG}{field}.int:{text}"
+    return None
+
+
+def has_time(event: Mapping[str, Any]) -> bool:
+    """Whether the event says when it happened (a non-empty ``time``, ``timestamp`` or ``stored``)."""
+    return any(event.get(field) not in (None, "") for field in TIME_FIELDS)
+
+
+def occurrence_id(event: Mapping[str, Any], occurrence: str | None) -> str | None:
+    """``~intake:<occurrence>`` for an event without a time when its occurrence is known, else None."""
+    if occurrence is None or has_time(event):
+        return None
+    return f"{TAG}intake:{occurrence}"
+
+
+def scoped(base: str, sender: str | None) -> str:
+    """``base`` in the sender's scope: ``<sender>:<base>``, or ``base`` for the anonymous scope (None)."""
+    if sender is None:
+        return base
+    return f"{sender.replace('%', '%25').replace(':', '%3A')}:{base}"
+
+
+def _digest(canonical: str) -> bytes:
+    """SHA-1 of the namespace and the canonical JSON: what UUID5 hashes, and the fingerprint's source."""
+    return hashlib.sha1(_NAMESPACE_BYTES + canonical.encode()).digest()
+
+
+def _content_id(digest: bytes) -> str:
+    """The UUID5 of the event whose ``_digest`` this is (``uuid.uuid5(NAMESPACE, canonical)``)."""
+    return str(uuid.UUID(bytes=digest[:16], version=5))
+
+
+def fingerprint(canonical: str) -> str:
+    """A short hash (16 hex digits) of an event's canonical JSON: equal for equal events."""
+    return _digest(canonical)[:8].hex()
+
+
+def event_id(
+    event: Mapping[str, Any],
+    *,
+    sender: str | None = None,
+    canonical: str | None = None,
+    occurrence: str | None = None,
+) -> str:
+    """The event's id in ``sender``'s scope (None: anonymous); see the module docstring.
+
+    ``occurrence`` (``<intake entry id>/<index>``) identifies an event that has neither an
+    id nor a time; without it such an event falls back to its content, like one with a
+    time. Pass ``canonical`` when the caller already has ``canonical_json(event)``.
+    """
+    base = carried_id(event) or occurrence_id(event, occurrence)
+    if base is None:
+        base = _content_id(_digest(canonical if canonical is not None else canonical_json(event)))
+    return scoped(base, sender)
+
+
+def identify(
+    event: Mapping[str, Any], canonical: str, *, sender: str | None = None, occurrence: str | None = None
+) -> tuple[str, str]:
+    """The event's ``event_id`` and its ``fingerprint``, hashing its canonical JSON once (the batcher's hot path)."""
+    digest = _digest(canonical)
+    base = carried_id(event) or occurrence_id(event, occurrence) or _content_id(digest)
+    return scoped(base, sender), digest[:8].hex()

@@ -3,7 +3,11 @@
 The batcher appends each batch it accepts (``append``); ``read`` walks the log back in order
 (for replays and audits); ``prune`` applies retention. One line per event::
 
-    {"id":"<event id>","received":1764081912.5,"event":{...the raw event...}}
+    {"id":"<event id>","received":1764081912.5,"sender":"<token name>","event":{...the raw event...}}
+
+``id`` is the event's id as handlers saw it (``tasks.event_ids``), ``sender`` the API token
+that posted it (absent for the anonymous scope): a replay of the log passes both on, so
+replayed events get the same ids.
 
 Segments are named ``events-<UTC yyyymmddTHHMMSS.ffffff>Z-p<pid>-<seq>.jsonl`` so that names
 sort chronologically. A writer only ever appends to a segment it created itself (exclusive
@@ -113,26 +117,27 @@ class EventLog:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def append(self, records: Sequence[tuple[str, float, dict[str, Any]]]) -> None:
-        """Append ``(event id, received unix time, raw event)`` records: one line each, one write.
+    def append(self, records: Sequence[tuple[str, float, dict[str, Any]]], sender: str | None = None) -> None:
+        """Append ``(event id, received unix time, raw event)`` records of one sender: one line each, one write.
 
         Rotates to a new segment first when the current one holds data and this batch would take
         it past ``segment_bytes`` (a single larger batch still goes whole into one segment).
         """
-        self.append_encoded([(event_id, received, _encode(event)) for event_id, received, event in records])
+        self.append_encoded([(event_id, received, _encode(event), sender) for event_id, received, event in records])
 
-    def append_encoded(self, records: Sequence[tuple[str, float, str]]) -> None:
-        """Like ``append``, for events already encoded as (ASCII) JSON text."""
+    def append_encoded(self, records: Sequence[tuple[str, float, str, str | None]]) -> None:
+        """Like ``append``, for ``(id, received, event as (ASCII) JSON text, sender or None)`` records."""
         if not records:
             return
         encode_string = _encode_string
         stamps: dict[float, str] = {}  # a batch's events mostly share one receipt time; float repr is slow
         lines = []
-        for event_id, received, event_json in records:
+        for event_id, received, event_json, sender in records:
             stamp = stamps.get(received)
             if stamp is None:
                 stamp = stamps[received] = repr(float(received))
-            lines.append(f'{{"id":{encode_string(str(event_id))},"received":{stamp},"event":{event_json}}}\n')
+            scope = "" if sender is None else f',"sender":{encode_string(sender)}'
+            lines.append(f'{{"id":{encode_string(str(event_id))},"received":{stamp}{scope},"event":{event_json}}}\n')
         data = "".join(lines).encode("ascii")
         with self._lock:
             fd = self._writable(len(data))

@@ -43,7 +43,11 @@ class Event(Mapping[str, Any]):
 
     @property
     def id(self) -> str:
-        """The event's id: the one it carries, or a UUID5 of its canonical JSON."""
+        """The event's id (``tasks.event_ids``): given by the batcher, in its sender's scope.
+
+        An event made without one (e.g. in a module's own test) derives it in the anonymous
+        scope: the id it carries (typed, field-qualified), else a UUID5 of its canonical JSON.
+        """
         if self._id is None:
             object.__setattr__(self, "_id", event_id(self._raw))
         return self._id

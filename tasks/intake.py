@@ -1,8 +1,10 @@
 """Durable intake: accepted events are appended to a Redis stream before the sender hears 202.
 
-Each request (or replay chunk) becomes one stream entry holding its events as a JSON array.
-The batcher reads entries through a consumer group and acknowledges them only after their
-events have been dispatched, so a crash anywhere after 202 loses nothing.
+Each request (or replay chunk) becomes one stream entry holding its events as a JSON array,
+the sender they came from (the API token's name; none for the anonymous scope) and, for
+replays, their ids. The batcher reads entries through a consumer group and acknowledges
+them only after their events have been dispatched, so a crash anywhere after 202 loses
+nothing.
 """
 
 from __future__ import annotations
@@ -24,26 +26,52 @@ class Intake:
         self._client = client
         self.stream = stream
 
-    def submit(self, events: Sequence[dict[str, Any]], targets: Iterable[str] = ()) -> str:
+    def submit(
+        self,
+        events: Sequence[dict[str, Any]],
+        targets: Iterable[str] = (),
+        sender: str | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> str:
         """Hold ``events`` durably for the batcher; returns the receipt (stream entry id).
 
         ``targets`` names handler tasks to deliver to (a replay to selected handlers);
-        empty means every handler.
+        empty means every handler. ``sender`` is the scope the events are deduplicated in
+        (the name of the API token that posted them; None: the anonymous scope). ``ids``
+        gives the events' ids (``tasks.event_ids``) instead of deriving them (a replay
+        passes what the event log recorded).
         """
-        return self.submit_json(json.dumps(events, separators=(",", ":")), len(events), targets)
+        return self.submit_json(json.dumps(events, separators=(",", ":")), len(events), targets, sender, ids)
 
-    def submit_json(self, events_json: str | bytes, count: int, targets: Iterable[str] = ()) -> str:
+    def submit_json(
+        self,
+        events_json: str | bytes,
+        count: int,
+        targets: Iterable[str] = (),
+        sender: str | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> str:
         """Like ``submit`` for events already serialized as one JSON array of objects."""
-        fields = {"events": events_json, "n": count, "targets": ",".join(sorted(targets))}
+        fields: dict[str, Any] = {"events": events_json, "n": count, "targets": ",".join(sorted(targets))}
+        if sender is not None:
+            fields["sender"] = sender
+        if ids is not None:
+            if len(ids) != count:
+                raise ValueError(f"{len(ids)} ids for {count} events")
+            fields["ids"] = json.dumps(list(ids), separators=(",", ":"))
         entry = self._client.xadd(self.stream, fields)  # type: ignore[arg-type]
         return entry.decode() if isinstance(entry, bytes) else str(entry)
 
-    def holds(self, entry_id: str) -> bool:
-        """Whether an entry is still in the stream (accepted, not yet batched)."""
+    def queued(self, entry_id: str) -> tuple[bool, str | None]:
+        """Whether an entry is still in the stream (accepted, not yet batched), and its sender."""
         try:
-            return bool(self._client.xrange(self.stream, min=entry_id, max=entry_id, count=1))
+            found: Any = self._client.xrange(self.stream, min=entry_id, max=entry_id, count=1)
         except redis.ResponseError:  # not a stream id at all
-            return False
+            return False, None
+        if not found:
+            return False, None
+        sender = found[0][1].get(b"sender")
+        return True, sender.decode() if sender is not None else None
 
     def backlog(self) -> int:
         """Entries waiting in the stream (not yet acknowledged or deleted by the batcher)."""

@@ -1,13 +1,17 @@
 """Replay: feed stored events back through the pipeline, resumably.
 
-Sources are callables ``source(start) -> iterator of (position after the event, event)``:
+Sources are callables ``source(start) -> iterator of (position after the event, event)``, or
+of ``(position, event, Recorded(id, sender))`` when the source knows the event's id and sender:
 ``TrackingLogs`` reads the Open edX LMS's tracking-log files, ``EventLogSource`` the stored
-event log. ``replay`` submits their events in chunks to the intake stream (to every handler,
-or only to ``targets``), optionally rate-limited, with a progress bar and a checkpoint file
-that lets an interrupted replay continue where it stopped.
+event log (which records both). ``replay`` submits their events in chunks to the intake
+stream (to every handler, or only to ``targets``), optionally rate-limited, with a progress
+bar and a checkpoint file that lets an interrupted replay continue where it stopped.
 
 Replays are safe to repeat: the batcher skips an event that a target handler has already
-handled (same ``tasks.event_ids.event_id``), so sending an event twice changes nothing.
+handled (same ``tasks.event_ids.event_id``), so sending an event twice changes nothing. A
+replay therefore gives every event its id itself: the one the event log recorded, else the
+id ``event_id`` derives in the replay's sender scope (an event without an id or a time is
+identified by its content here, as a replay is a re-send).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import redis
 from tqdm import tqdm
@@ -34,12 +38,22 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from config.settings import Settings
 from tasks.errors import InsightsError
+from tasks.event_ids import event_id
 from tasks.eventlog import EventLog, Position, json_object
 from tasks.intake import STREAM, Intake
 
 log = logging.getLogger(__name__)
 
-Source = Callable[[Position | None], Iterator[tuple[Position, dict[str, Any]]]]
+
+class Recorded(NamedTuple):
+    """What the event log recorded with an event: its id and its sender (None: the anonymous scope)."""
+
+    id: str
+    sender: str | None
+
+
+Item = tuple[Position, dict[str, Any]] | tuple[Position, dict[str, Any], Recorded]
+Source = Callable[[Position | None], Iterator[Item]]
 OnMalformed = Callable[[str, int], None]
 
 CHECKPOINT_VERSION = 1
@@ -109,18 +123,22 @@ def _read_tracking_log(
 
 def read_event_log(
     log: EventLog, start: Position | None = None, *, on_malformed: OnMalformed | None = None
-) -> Iterator[tuple[Position, dict[str, Any]]]:
-    """Yield ``(position, raw event)`` of the stored event log (the ``"event"`` of each record).
+) -> Iterator[Item]:
+    """Yield ``(position, raw event, Recorded(id, sender))`` of the stored event log.
 
     A snapshot: events appended while this runs (e.g. the ones the replay itself feeds back)
-    are not read. Records without an event object are reported like malformed lines.
+    are not read. Records without an event object are reported like malformed lines; a
+    record without a usable id yields ``(position, raw event)`` (its id is derived again).
     """
     for position, record in log.read(start, on_malformed=on_malformed):
-        event = record.get("event")
-        if isinstance(event, dict):
+        event, recorded_id, sender = record.get("event"), record.get("id"), record.get("sender")
+        if not isinstance(event, dict):
+            if on_malformed is not None:
+                on_malformed(position.segment, position.offset)
+        elif isinstance(recorded_id, str) and recorded_id and (sender is None or isinstance(sender, str)):
+            yield position, event, Recorded(recorded_id, sender)
+        else:
             yield position, event
-        elif on_malformed is not None:
-            on_malformed(position.segment, position.offset)
 
 
 class TrackingLogs:
@@ -154,7 +172,7 @@ class EventLogSource:
         """What a checkpoint records to make sure it resumes the same log."""
         return f"eventlog:{self.log.directory.absolute()}"
 
-    def __call__(self, start: Position | None = None) -> Iterator[tuple[Position, dict[str, Any]]]:
+    def __call__(self, start: Position | None = None) -> Iterator[Item]:
         return read_event_log(self.log, start, on_malformed=self._malformed)
 
     def _malformed(self, segment: str, offset: int) -> None:
@@ -209,6 +227,7 @@ def replay(
     progress: bool = True,
     total: int | None = None,
     description: str | None = None,
+    sender: str | None = None,
 ) -> ReplayStats:
     """Submit every event of ``source`` to ``intake`` in chunks; returns what was done.
 
@@ -216,18 +235,21 @@ def replay(
     that many events per second, paced on the monotonic clock (a token bucket; the process
     sleeps, it does not spin); with a rate a chunk holds at most one second's worth of events,
     so the flow stays smooth. ``progress``: a tqdm bar on stderr (events, events/s, of
-    ``total`` when known).
+    ``total`` when known). ``sender``: the API token name whose scope events are replayed in
+    when the source does not record one (tracking-log files; None: the anonymous scope); a
+    chunk holds events of one sender only.
 
     ``checkpoint``: after each chunk is submitted, the position of its last event is written
     to this file (JSON, replaced atomically), along with the source ``description`` (default:
-    ``source_description(source)``) and the targets. If the file exists when the replay starts,
-    the replay continues from its position, or raises ``CheckpointError`` (a ``ValueError``) if
-    it describes another source or other targets. The file is deleted once the source is
-    exhausted. An interruption at any point leaves the last checkpoint valid: Ctrl-C raises
-    ``ReplayInterrupted`` (a ``KeyboardInterrupt`` carrying the stats), other errors propagate
-    as they are. Because a chunk is submitted before its checkpoint is written, a crash between
-    the two makes the resumed replay send that one chunk again; the batcher drops events a
-    handler has already handled, so that repeat is harmless.
+    ``source_description(source)``), the targets and the sender. If the file exists when the
+    replay starts, the replay continues from its position, or raises ``CheckpointError`` (a
+    ``ValueError``) if it describes another source, other targets or another sender. The file
+    is deleted once the source is exhausted. An interruption at any point leaves the last
+    checkpoint valid: Ctrl-C raises ``ReplayInterrupted`` (a ``KeyboardInterrupt`` carrying
+    the stats), other errors propagate as they are. Because a chunk is submitted before its
+    checkpoint is written, a crash between the two makes the resumed replay send that one
+    chunk again; the batcher drops events a handler has already handled, so that repeat is
+    harmless.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -237,7 +259,7 @@ def replay(
     description = description or source_description(source)
     start, done_before = None, 0
     if checkpoint is not None and checkpoint.exists():
-        start, done_before = _resume_point(checkpoint, description, wanted)
+        start, done_before = _resume_point(checkpoint, description, wanted, sender)
         log.info("resuming %s after %s (%d events sent before)", description, start, done_before)
     size = chunk_size if rate is None else max(1, min(chunk_size, int(rate)))
     pacer = None if rate is None else _Pacer(rate, burst=size)
@@ -250,14 +272,14 @@ def replay(
         stats.skipped_malformed = getattr(source, "skipped_malformed", 0) - malformed_before
         return stats
 
-    def send(chunk: list[dict[str, Any]], position: Position) -> None:
+    def send(chunk: list[dict[str, Any]], ids: list[str], scope: str | None, position: Position) -> None:
         if pacer is not None:
             pacer.wait(len(chunk))
-        intake.submit(chunk, wanted)
+        intake.submit(chunk, wanted, sender=scope, ids=ids)
         stats.events += len(chunk)
         stats.chunks += 1
         if checkpoint is not None:
-            _write_checkpoint(checkpoint, description, wanted, position, done_before + stats.events)
+            _write_checkpoint(checkpoint, description, wanted, sender, position, done_before + stats.events)
         bar.update(len(chunk))
 
     bar = tqdm(
@@ -268,13 +290,23 @@ def replay(
     try:
         with bar, redirect:
             chunk: list[dict[str, Any]] = []
-            for position, event in source(start):
+            ids: list[str] = []
+            scope, last = sender, start
+            for item in source(start):
+                event = item[1]
+                recorded = item[2] if len(item) == 3 else None
+                owner = recorded.sender if recorded is not None else sender
+                if chunk and owner != scope and last is not None:
+                    send(chunk, ids, scope, last)
+                    chunk, ids = [], []
+                scope, last = owner, item[0]
                 chunk.append(event)
+                ids.append(recorded.id if recorded is not None else event_id(event, sender=owner))
                 if len(chunk) >= size:
-                    send(chunk, position)
-                    chunk = []
-            if chunk:
-                send(chunk, position)
+                    send(chunk, ids, scope, last)
+                    chunk, ids = [], []
+            if chunk and last is not None:
+                send(chunk, ids, scope, last)
     except KeyboardInterrupt:
         raise ReplayInterrupted(finish(), checkpoint) from None
     if checkpoint is not None:
@@ -303,37 +335,40 @@ class _Pacer:
             time.sleep((n - self.tokens) / self.rate)
 
 
-def _resume_point(checkpoint: Path, description: str, targets: list[str]) -> tuple[Position, int]:
+def _resume_point(checkpoint: Path, description: str, targets: list[str], sender: str | None) -> tuple[Position, int]:
     try:
         state = json.loads(checkpoint.read_text())
         if state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"unknown version {state.get('version')!r}")
         position = Position.from_json(state["position"])
         done = int(state.get("events", 0))
-        theirs = (state["source"], sorted(state["targets"]))
+        theirs = (state["source"], sorted(state["targets"]), state.get("sender"))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise CheckpointError(
             f"cannot read the replay checkpoint {checkpoint} ({error}); delete it to start the replay over"
         ) from None
-    if theirs != (description, targets):
+    if theirs != (description, targets, sender):
 
-        def show(source: str, names: list[str]) -> str:
-            return f"{source} to {', '.join(names) or 'every handler'}"
+        def show(source: str, names: list[str], scope: str | None) -> str:
+            return f"{source} to {', '.join(names) or 'every handler'}" + (f" as {scope}" if scope else "")
 
         raise CheckpointError(
             f"the checkpoint {checkpoint} belongs to another replay: {show(*theirs)}, "
-            f"not {show(description, targets)}. Finish that replay by running it again, "
+            f"not {show(description, targets, sender)}. Finish that replay by running it again, "
             "or delete the checkpoint (or use another) to start this one"
         )
     return position, done
 
 
-def _write_checkpoint(path: Path, description: str, targets: list[str], position: Position, events: int) -> None:
+def _write_checkpoint(
+    path: Path, description: str, targets: list[str], sender: str | None, position: Position, events: int
+) -> None:
     """Replace ``path`` atomically (write a temporary file, then rename; no fsync)."""
     state = {
         "version": CHECKPOINT_VERSION,
         "source": description,
         "targets": targets,
+        "sender": sender,
         "position": position.to_json(),
         "events": events,
         "updated": time.time(),
@@ -370,6 +405,9 @@ def replay_main(
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="tracking-log files (.gz too), in order")
     parser.add_argument("--log", action="store_true", help="replay the stored event log instead of files")
     parser.add_argument("--handlers", default="", metavar="NAME,NAME", help="deliver only to these handlers")
+    parser.add_argument(
+        "--sender", metavar="TOKEN", help="dedupe tracking-log events in this API token's scope (default: anonymous)"
+    )
     parser.add_argument("--rate", type=float, metavar="N", help="at most N events per second")
     parser.add_argument("--chunk", type=int, default=500, metavar="N", help="events per submitted chunk (500)")
     parser.add_argument(
@@ -407,7 +445,7 @@ def replay_main(
     try:
         stats = replay(
             Intake(client, stream), source, targets=targets, rate=args.rate, chunk_size=args.chunk,
-            checkpoint=checkpoint, progress=not args.no_progress,
+            checkpoint=checkpoint, progress=not args.no_progress, sender=args.sender,
         )  # fmt: skip
     except CheckpointError as error:
         print(f"insights replay: error: {error}", file=sys.stderr)

@@ -258,7 +258,6 @@ def event_check() -> Callable[[Mapping[str, Any]], str | None] | None:
 
 # Flask integration -------------------------------------------------------------------
 auth = Blueprint("auth", __name__)
-RECEIPT_OWNER_PREFIX = "insights:auth:receipt:"  # Redis: receipt of an intake request -> name of the token that sent it
 PUBLIC_ENDPOINTS = frozenset({"static", "dashboard.module_static", "auth.login_form", "auth.login", "auth.logout"})
 
 
@@ -268,23 +267,11 @@ def current_token() -> Token | None:
     return token
 
 
-def remember_receipt_owner(receipt: str) -> None:
-    """With auth on: record that this request's token sent the events of ``receipt`` (kept as
-    long as receipts are), so that only it may read the receipt."""
+def may_read_receipt(sender: str | None) -> bool:
+    """Whether this request may read a receipt of events ``sender`` sent: always with auth off;
+    else only with that very token (receipts are stream ids, timestamps anyone can guess)."""
     token = current_token()
-    if token is not None:
-        app = insights()
-        app.services.redis.set(RECEIPT_OWNER_PREFIX + receipt, token.name, ex=app.settings.batch_record_ttl)
-
-
-def owns_receipt(receipt: str) -> bool:
-    """Whether this request may read ``receipt``: always with auth off; else only with the token
-    that sent its events (receipts are stream ids, timestamps anyone can guess)."""
-    token = current_token()
-    if token is None:
-        return True
-    owner = insights().services.redis.get(RECEIPT_OWNER_PREFIX + receipt)
-    return owner is not None and owner in (token.name, token.name.encode())
+    return token is None or token.name == sender
 
 
 def token_store() -> TokenStore:

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from tasks.events import parse_events
 from tasks.serialization import dumps_plain
 from web.api import insights
-from web.auth import event_check, owns_receipt, remember_receipt_owner
+from web.auth import current_token, event_check, may_read_receipt
 from web.errors import ApiError
 
 intake = Blueprint("intake", __name__)
@@ -24,23 +24,21 @@ def post_events() -> tuple[Response, int]:
     lines, optionally gzip-compressed (``Content-Encoding: gzip``). A form or query string
     with a ``msg`` field (what ``logging.handlers.HTTPHandler`` sends) carries them in
     ``msg``. Items that are not events are refused by index, and so are events about another
-    user than the one the token locks (``user``); the rest are accepted.
+    user than the one the token locks (``user``); the rest are accepted. With auth on, the
+    events belong to the token's name: their ids are scoped by it.
     """
     payload = _payload()
     parsed = parse_events(payload, event_check())
     app = insights()
+    token = current_token()
+    sender = token.name if token is not None else None  # events are deduplicated per sender
     try:
         if parsed.verbatim:
-            receipt = app.intake.submit_json(payload, len(parsed.events))
+            receipt = app.intake.submit_json(payload, len(parsed.events), sender=sender)
         else:
-            receipt = app.intake.submit(parsed.events)
+            receipt = app.intake.submit(parsed.events, sender=sender)
     except RedisError as exc:
         reason = f"the events could not be stored ({type(exc).__name__}); nothing was kept, send again"
-        raise ApiError(503, reason) from None
-    try:
-        remember_receipt_owner(receipt)
-    except RedisError as exc:  # the events are kept: sent again, they are dropped as duplicates
-        reason = f"the receipt could not be recorded ({type(exc).__name__}); send again (duplicates are dropped)"
         raise ApiError(503, reason) from None
     body = {"receipt": receipt, "accepted": len(parsed.events), "rejected": parsed.rejected}
     return Response(dumps_plain(body), status=202, mimetype="application/json"), 202
@@ -53,15 +51,18 @@ def receipt_state(receipt: str) -> Response:
     With auth on, only the token that sent the events may ask; to any other the receipt is unknown.
     """
     unknown = ApiError(404, f"no receipt {receipt!r} (unknown, or its record expired)")
-    if not owns_receipt(receipt):
-        raise unknown
     app = insights()
     state = app.store.receipt(receipt)
-    if state["state"] == "queued" and not app.intake.holds(receipt):
-        # The batcher links a receipt before deleting its entry: read the link again.
-        state = app.store.receipt(receipt)
-        if state["state"] == "queued":
-            raise unknown
+    sender = state.get("sender")
+    if state["state"] == "queued":
+        held, sender = app.intake.queued(receipt)
+        if not held:  # the batcher links a receipt before deleting its entry: read the link again
+            state = app.store.receipt(receipt)
+            if state["state"] == "queued":
+                raise unknown
+            sender = state.get("sender")
+    if not may_read_receipt(sender):
+        raise unknown
     return jsonify(state)
 
 

@@ -207,7 +207,11 @@ class Load:
                 self._stop.wait(due - now)
                 continue
             due = max(due + interval, now - 1.0)  # steady: no burst beyond a second of backlog
-            events = [{"run": self.run, "n": f"{k}-{serial + i}", "sender": k} for i in range(self.batch)]
+            # An id each: a request resent after a timeout must not count its events twice.
+            events = [
+                {"id": f"{self.run}-{k}-{serial + i}", "run": self.run, "n": f"{k}-{serial + i}", "sender": k}
+                for i in range(self.batch)
+            ]
             serial += self.batch
             sent = Sent([event_id(e) for e in events])
             with self._lock:

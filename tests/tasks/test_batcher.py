@@ -12,7 +12,8 @@ from flask.testing import FlaskClient
 
 from tasks.app import Insights
 from tasks.replay import replay
-from tests.conftest import Pipeline, send, wait_for, wait_handled
+from tests.conftest import Pipeline, as_token, new_token, send, wait_for, wait_handled
+from web.auth import TokenStore
 
 
 def delivered(client: FlaskClient, run: str) -> dict[str, int]:
@@ -43,9 +44,14 @@ def test_a_full_batch_is_dispatched_without_waiting_and_split_at_the_batch_size(
     assert len(delivered(client, run)) == size + 10
 
 
+def timed(run: str, count: int) -> list[dict[str, Any]]:
+    """Events with a time (as tracking-log lines have): without an id, their content identifies them."""
+    return [{"run": run, "n": n, "time": f"2026-11-01T00:00:{n % 60:02d}+00:00"} for n in range(count)]
+
+
 def test_duplicates_within_and_across_requests_are_handled_once_and_count_as_success(client: FlaskClient) -> None:
     run = uuid.uuid4().hex
-    events = [{"run": run, "n": n} for n in range(5)]
+    events = timed(run, 5)
     first = send(client, [*events, events[0], events[1]])
     assert first["duplicates"] == 2
     again = client.post("/event", json=events)
@@ -57,8 +63,9 @@ def test_duplicates_within_and_across_requests_are_handled_once_and_count_as_suc
 def test_events_carrying_an_id_are_deduplicated_by_it(client: FlaskClient) -> None:
     run = uuid.uuid4().hex
     send(client, [{"id": f"{run}-a", "run": run, "v": 1}, {"event_id": f"{run}-b", "run": run}])
-    send(client, [{"id": f"{run}-a", "run": run, "v": 2}])  # same id, other content: a duplicate
-    assert delivered(client, run) == {f"{run}-a": 1, f"{run}-b": 1}
+    again = send(client, [{"event_id": f"{run}-b", "run": run}, {"id": f"{run}-a", "run": run, "v": 1}])
+    assert again["duplicates"] == 2
+    assert delivered(client, run) == {f"{run}-a": 1, f"~event_id:{run}-b": 1}
 
 
 def test_gzip_bodies_are_accepted_and_corrupt_or_oversized_ones_refused(client: FlaskClient) -> None:
@@ -83,7 +90,7 @@ def test_an_unknown_receipt_is_404(client: FlaskClient) -> None:
 
 def test_replaying_the_same_events_twice_changes_nothing(client: FlaskClient, insights: Insights) -> None:
     run = uuid.uuid4().hex
-    events = [{"run": run, "n": n} for n in range(30)]
+    events = timed(run, 30)
     send(client, events)
 
     def source(start: Any) -> Any:
@@ -100,7 +107,7 @@ def test_replaying_the_same_events_twice_changes_nothing(client: FlaskClient, in
 def test_a_replay_to_one_handler_backfills_only_that_handler(client: FlaskClient, insights: Insights) -> None:
     run = uuid.uuid4().hex
     user = f"backfill-{run}"
-    events = [{"run": run, "user": user, "n": n} for n in range(12)]
+    events = [{**event, "user": user} for event in timed(run, 12)]
     receipt = insights.intake.submit(events, targets=["handler.pipeline.count_deliveries"])
     wait_handled(client, receipt)
     assert len(delivered(client, run)) == 12
@@ -114,7 +121,7 @@ def test_a_replay_to_one_handler_backfills_only_that_handler(client: FlaskClient
 
 def test_the_event_log_keeps_every_accepted_event_once(client: FlaskClient, worker: Pipeline) -> None:
     run = uuid.uuid4().hex
-    events = [{"run": run, "n": n} for n in range(15)]
+    events = timed(run, 15)
     send(client, events)
     send(client, events[:5])  # duplicates are not logged again
     logged = [line for path in worker.settings.event_log_dir.glob("*.jsonl") for line in path.read_text().splitlines()]
@@ -136,25 +143,36 @@ def test_an_unreadable_intake_entry_is_set_aside_and_does_not_stop_the_batcher(
     assert not redis.xrange(insights.intake.stream, min=bad, max=bad)
 
 
-def test_a_small_request_sent_after_a_big_one_is_handled_long_before_the_big_one_completes(
-    client: FlaskClient, insights: Insights
+def test_another_senders_small_request_is_handled_long_before_a_big_one_completes(
+    web: FlaskClient, store: TokenStore, insights: Insights
 ) -> None:
+    big_sender, small_sender = (as_token(web, new_token(store, "event", "query:*")) for _ in range(2))
     run, size = uuid.uuid4().hex, insights.settings.batch_size
     big = [{"run": run, "n": n} for n in range(20 * size)]
     started = time.monotonic()
-    big_receipt = client.post("/event", json=big).get_json()["receipt"]
+    big_receipt = big_sender.post("/event", json=big).get_json()["receipt"]
     sent = time.monotonic()
-    small_receipt = client.post("/event", json=[{"run": uuid.uuid4().hex, "n": "small"}]).get_json()["receipt"]
+    small = small_sender.post("/event", json=[{"run": uuid.uuid4().hex, "n": "small"}]).get_json()["receipt"]
 
-    def done(receipt: str) -> bool:
+    def done(client: FlaskClient, receipt: str) -> bool:
         return bool(client.get(f"/receipt/{receipt}").get_json()["state"] == "done")
 
-    wait_for(lambda: done(small_receipt), timeout=180, what="the small request to be handled")
+    wait_for(lambda: done(small_sender, small), timeout=180, what="the small request to be handled")
     small_latency = time.monotonic() - sent
-    handled_by_then = len(delivered(client, run))
-    wait_for(lambda: done(big_receipt), timeout=180, what="the big request to be handled")
+    handled_by_then = len(delivered(big_sender, run))
+    wait_for(lambda: done(big_sender, big_receipt), timeout=180, what="the big request to be handled")
     big_latency = time.monotonic() - started
     print(f"small request handled {small_latency:.2f} s after it was sent, {handled_by_then} of the big one's "
           f"{len(big)} events by then; the big one after {big_latency:.2f} s")  # fmt: skip
     assert handled_by_then <= len(big) // 2, (small_latency, big_latency)
-    assert sorted(delivered(client, run).values()) == [1] * len(big)
+    assert sorted(delivered(big_sender, run).values()) == [1] * len(big)
+
+
+def test_one_senders_requests_keep_their_order_across_rounds(client: FlaskClient, insights: Insights) -> None:
+    run, size = uuid.uuid4().hex, insights.settings.batch_size
+    big = [{"order_run": run, "username": "ada", "seq": n, "time": n} for n in range(3 * size)]
+    first = client.post("/event", json=big).get_json()["receipt"]
+    last = client.post("/event", json=[{"order_run": run, "username": "ada", "seq": 3 * size, "time": -1}])
+    wait_handled(client, first)
+    wait_handled(client, last.get_json()["receipt"])
+    assert client.get("/query/sequences", query_string={"run": run}).get_json() == {"ada": list(range(3 * size + 1))}

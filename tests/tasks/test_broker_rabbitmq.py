@@ -67,7 +67,10 @@ def test_events_queries_and_ordered_shards_work_on_rabbitmq(on_rabbitmq: tuple[I
     app, _ = on_rabbitmq
     client = create_app(app).test_client()
     run = uuid.uuid4().hex
-    events = [{"run": run, "n": n, "order_run": run, "username": f"u{n % 3}", "seq": n} for n in range(60)]
+    events = [
+        {"run": run, "n": n, "order_run": run, "username": f"u{n % 3}", "seq": n, "time": f"2026-11-01T00:{n:02d}"}
+        for n in range(60)
+    ]  # with a time: a re-sent event is the same event
     state = send(client, events)
     assert state["failed"] == [] and state["duplicates"] == 0
     assert send(client, events[:10])["duplicates"] == 10

@@ -70,7 +70,7 @@ def deployment(settings: Settings, **changes: Any) -> Iterator[Insights]:
 def alice_events(client: FlaskClient) -> dict[str, int]:
     """Fresh event counts: alice has 3 events, bob 1."""
     client.post("/query/djt_clear_database")
-    users = ["alice", "alice", "alice", "bob"]  # unique ids: identical events would be deduplicated
+    users = ["alice", "alice", "alice", "bob"]  # one id each: counted once even if re-sent
     send(client, [{"user": user, "event_type": "client-test", "id": str(uuid.uuid4())} for user in users])
     return {"alice": 3, "bob": 1}
 

@@ -20,11 +20,14 @@ import redis
 
 from config.settings import ROOT, Settings
 from tasks.embedded import EmbeddedRedis
+from tasks.event_ids import event_id
 from tasks.eventlog import EventLog, Position
 from tasks.intake import Intake
 from tasks.replay import (
     CheckpointError,
     EventLogSource,
+    Item,
+    Recorded,
     ReplayInterrupted,
     TrackingLogs,
     read_event_log,
@@ -118,14 +121,58 @@ def test_tracking_logs_resume_after_a_line_and_survive_a_truncated_gzip(tmp_path
         next(read_tracking_logs([first], Position(str(last), 1)))
 
 
-def test_event_log_source_yields_the_raw_events(tmp_path: Path) -> None:
+def test_event_log_source_yields_the_raw_events_with_their_recorded_id_and_sender(tmp_path: Path) -> None:
     log = EventLog(tmp_path, segment_bytes=400)
     events = tracking_events(9)
     for n in range(0, 9, 3):
-        log.append([(f"id-{i}", 1.0, events[i]) for i in range(n, n + 3)])
+        log.append([(f"id-{i}", 1.0, events[i]) for i in range(n, n + 3)], sender="lms" if n == 3 else None)
     read = list(read_event_log(log))
-    assert [event for _, event in read] == events
-    assert [event for _, event in EventLogSource(log)(read[4][0])] == events[5:]
+    assert [item[1] for item in read] == events
+    assert [item[2] for item in read] == [Recorded(f"id-{i}", "lms" if 3 <= i < 6 else None) for i in range(9)]
+    assert [item[1] for item in EventLogSource(log)(read[4][0])] == events[5:]
+
+
+def stream_entries(intake: Intake) -> list[tuple[str | None, list[str] | None, int]]:
+    """The stream's entries as (sender, ids, number of events)."""
+    rows = intake._client.xrange(intake.stream)
+    return [
+        (
+            f[b"sender"].decode() if b"sender" in f else None,
+            json.loads(f[b"ids"]) if b"ids" in f else None,
+            int(f[b"n"]),
+        )
+        for _, f in rows
+    ]
+
+
+def test_replaying_the_event_log_passes_each_events_recorded_id_and_sender(intake: Intake, tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "eventlog")
+    events = tracking_events(7)
+    log.append([("a:0", 1.0, events[0]), ("a:1", 1.0, events[1])], sender="a")
+    log.append([("2", 1.0, events[2]), ("3", 1.0, events[3]), ("4", 1.0, events[4])])
+    log.append([("b:5", 1.0, events[5]), ("b:6", 1.0, events[6])], sender="b")
+    replay(intake, EventLogSource(log), chunk_size=2, progress=False)
+    assert submitted(intake) == events
+    assert stream_entries(intake) == [  # a chunk holds one sender's events
+        ("a", ["a:0", "a:1"], 2), (None, ["2", "3"], 2), (None, ["4"], 1), ("b", ["b:5", "b:6"], 2),
+    ]  # fmt: skip
+
+
+def test_a_tracking_log_replay_gives_content_ids_in_the_senders_scope(intake: Intake, tmp_path: Path) -> None:
+    events = [*tracking_events(2), {"id": 5, "user": "x"}, {"user": "no id, no time"}]
+    source = TrackingLogs([write_log(tmp_path / "tracking.log", events)])
+    checkpoint = tmp_path / "replay.checkpoint"
+    with pytest.raises(KeyboardInterrupt):
+        replay(
+            intake, Interrupting(source, 3, KeyboardInterrupt), chunk_size=2, checkpoint=checkpoint,
+            progress=False, sender="lms",
+        )  # fmt: skip
+    with pytest.raises(CheckpointError, match="as lms"):  # resuming in another scope is refused
+        replay(intake, source, chunk_size=2, checkpoint=checkpoint, progress=False)
+    replay(intake, source, chunk_size=2, checkpoint=checkpoint, progress=False, sender="lms")
+    expected = [event_id(event, sender="lms") for event in events]
+    assert stream_entries(intake) == [("lms", expected[:2], 2), ("lms", expected[2:], 2)]
+    assert expected[2] == "lms:~id.int:5" and expected[3].startswith("lms:") and "~intake" not in expected[3]
 
 
 # -- replay ------------------------------------------------------------------------------------
@@ -178,7 +225,7 @@ class Interrupting:
         self.inner, self.after, self.error = inner, after, error
         self.description = inner.description
 
-    def __call__(self, start: Position | None) -> Iterator[tuple[Position, dict[str, Any]]]:
+    def __call__(self, start: Position | None) -> Iterator[Item]:
         for count, item in enumerate(self.inner(start)):
             if count == self.after:
                 raise self.error("stopped")
@@ -216,8 +263,8 @@ class CrashingAfterSubmit(Intake):
         super().__init__(intake._client, intake.stream)
         self.calls, self.crash_on = 0, crash_on
 
-    def submit(self, events: Sequence[dict[str, Any]], targets: Any = ()) -> str:
-        receipt = super().submit(events, targets)
+    def submit(self, events: Sequence[dict[str, Any]], *args: Any, **kwargs: Any) -> str:
+        receipt = super().submit(events, *args, **kwargs)
         self.calls += 1
         if self.calls == self.crash_on:
             raise KeyboardInterrupt
@@ -301,10 +348,11 @@ def test_replay_command(
         seen.append(names)
         return [f"handler.testmodule.{name}" for name in names]
 
-    argv = [*map(str, files), "--handlers", "a_event, b_event", "--chunk", "3", "--no-progress"]
+    argv = [*map(str, files), "--handlers", "a_event, b_event", "--chunk", "3", "--no-progress", "--sender", "lms"]
     assert replay_main(argv, settings, resolve, stream=intake.stream) == 0
     assert seen == [["a_event", "b_event"]]
     assert submitted(intake) == tracking_events(7)
+    assert {sender for sender, _, _ in stream_entries(intake)} == {"lms"}
     assert {target for _, _, target in entries(intake)} == {"handler.testmodule.a_event,handler.testmodule.b_event"}
     out = capsys.readouterr().out
     assert "replayed 7 events in 3 chunks" in out and "1 malformed" in out

@@ -212,6 +212,7 @@ def test_a_huge_argument_name_is_refused_without_being_echoed(client: FlaskClien
 
 
 def test_a_database_error_is_not_shown_to_the_client(client: FlaskClient) -> None:
+    send(client, {"user": "db-error"})  # the collection exists: nx-27017 then fails to bind a list
     response = client.post("/query/djt_user_event_count", json={"user": ["a", "list"]})  # nx-27017 cannot bind a list
     assert response.status_code == 500
     assert error_of(response) == (

@@ -34,7 +34,7 @@ def test_event_count_counts_every_event_globally_and_per_user(client: FlaskClien
 
 def test_every_intake_form_is_accepted(client: FlaskClient) -> None:
     user = f"forms-{uuid.uuid4().hex}"
-    e = [{"user": user, "n": n} for n in range(8)]  # distinct events: identical ones count once
+    e = [{"user": user, "n": n} for n in range(8)]  # one distinct event per item
     forms = [
         json.dumps(e[0]),  # one event
         json.dumps([e[1], e[2]]),  # a list
