@@ -37,6 +37,7 @@ from tasks.events import MAX_DEPTH
 from tasks.inject import INJECTED, caller_arguments, injected_names
 from tasks.memo import MODE_ARGUMENT
 from tests.conftest import Pipeline, wait_for, wait_handled
+from tests.web.test_intake import SMALL_LIMIT, json_lines, post_chunked, small_limit  # noqa: F401 (fixture)
 from web.auth import TOKEN_PARAM
 
 
@@ -740,6 +741,29 @@ def test_every_endpoint_with_any_query_string(
     if response.status_code in (301, 302, 303, 307, 308):
         location = response.headers["Location"]
         assert location.startswith("/") and not location.startswith("//"), location
+
+
+@fuzz(60)
+@given(
+    body=st.one_of(bodies, st.integers(min_value=1, max_value=3 * SMALL_LIMIT).map(lambda n: json_lines("fuzz", n))),
+    chunk=st.integers(min_value=1, max_value=100_000),
+    compress=st.booleans(),
+)
+def test_chunked_bodies_are_held_to_the_limit(
+    request: pytest.FixtureRequest, body: bytes, chunk: int, compress: bool
+) -> None:
+    """Any body sent chunked (no Content-Length), in chunks of any size, plain or gzip: 202 only
+    when the (decoded) body is within the limit, else 413 — never a silent cut."""
+    tried("chunked bodies")
+    url = request.getfixturevalue("small_limit")  # a web app with a 64 KiB limit, over real HTTP
+    sent, headers = (gzipped(body), {"Content-Encoding": "gzip"}) if compress else (body, {})
+    status, answer = post_chunked(f"{url}/event", sent, headers, chunk=min(chunk, max(1, len(sent))))
+    assert status in (202, 400, 413), answer
+    assert isinstance(answer, dict)
+    if len(body) > SMALL_LIMIT or len(sent) > SMALL_LIMIT:
+        assert status == 413, (len(body), len(sent), answer)
+    elif status == 202:
+        assert answer["accepted"] >= 1
 
 
 def test_oversized_and_bomb_bodies_are_413(client: FlaskClient, insights: Insights) -> None:

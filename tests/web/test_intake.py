@@ -27,7 +27,9 @@ from web.app import create_app
 SMALL_LIMIT = 64 * 1024  # request-size limit of the small-limit servers below
 
 
-def post_chunked(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+def post_chunked(
+    url: str, body: bytes, headers: dict[str, str] | None = None, chunk: int = 64 * 1024
+) -> tuple[int, dict[str, Any]]:
     """POST ``body`` to ``url`` with ``Transfer-Encoding: chunked`` (no Content-Length) over a
     raw socket; returns the status and the JSON answer.
 
@@ -41,9 +43,9 @@ def post_chunked(url: str, body: bytes, headers: dict[str, str] | None = None) -
     def send() -> None:
         try:
             connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-            for start in range(0, len(body), 64 * 1024):
-                chunk = body[start : start + 64 * 1024]
-                connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            for start in range(0, len(body), chunk):
+                part = body[start : start + chunk]
+                connection.sendall(b"%x\r\n%s\r\n" % (len(part), part))
             connection.sendall(b"0\r\n\r\n")
         except OSError:  # the server answered early and closed
             pass
