@@ -51,6 +51,7 @@ class Settings:
     dedupe_window: int = 7 * 24 * 3600
     shards: int = 4
     visibility_timeout: int = 3600
+    redrive_after: float = 60.0
     handler_attempts: int = 3
     handler_backoff: float = 0.5
     deadletter_max: int = 100_000
@@ -127,6 +128,7 @@ class Settings:
             "INSIGHTS_DEDUPE_WINDOW": str(self.dedupe_window),
             "INSIGHTS_SHARDS": str(self.shards),
             "INSIGHTS_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
+            "INSIGHTS_REDRIVE_AFTER": str(self.redrive_after),
             "INSIGHTS_HANDLER_ATTEMPTS": str(self.handler_attempts),
             "INSIGHTS_HANDLER_BACKOFF": str(self.handler_backoff),
             "INSIGHTS_DEADLETTER_MAX": str(self.deadletter_max),
@@ -188,6 +190,7 @@ class Settings:
             dedupe_window=int(_number(env, "INSIGHTS_DEDUPE_WINDOW", 7 * 24 * 3600)),
             shards=int(_number(env, "INSIGHTS_SHARDS", 4)),
             visibility_timeout=int(_number(env, "INSIGHTS_VISIBILITY_TIMEOUT", 3600)),
+            redrive_after=_number(env, "INSIGHTS_REDRIVE_AFTER", 60.0),
             handler_attempts=int(_number(env, "INSIGHTS_HANDLER_ATTEMPTS", 3)),
             handler_backoff=_number(env, "INSIGHTS_HANDLER_BACKOFF", 0.5),
             deadletter_max=int(_number(env, "INSIGHTS_DEADLETTER_MAX", 100_000)),

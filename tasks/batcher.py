@@ -8,7 +8,9 @@ It reads the intake stream through a consumer group, gathers events until a batc
 only then acknowledges and deletes the stream entries. Entries of a batcher that died
 before acknowledging are taken over by a live one after ``claim_idle`` seconds and
 dispatched again without dedupe (at least once: handlers are idempotent by ``evt.id``),
-so a crash never loses an accepted event.
+so a crash never loses an accepted event. Once dispatched, a batch is finished by its
+chord; a batcher also sends again the tasks of batches whose messages the broker lost
+(tasks/redrive.py), which acknowledgement and requeueing alone cannot bring back.
 
 Senders share the pipeline fairly: each dispatch *round* takes at most ``batch_size`` events
 of each sender (the token that posted them), in the order the sender sent them, and a
@@ -41,6 +43,7 @@ from tasks.dispatch import Selection, dispatch
 from tasks.event_ids import canonical_json, fingerprint, identify
 from tasks.eventlog import EventLog
 from tasks.intake import GROUP
+from tasks.redrive import Redriver
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -107,6 +110,7 @@ class Batcher:
         self.oldest = 0.0
         self.last_recovery = 0.0
         self.reread_own = False
+        self.redriver = Redriver(app)
 
     def run(self, stop: threading.Event) -> None:
         """Batch until ``stop`` is set, then flush what is pending."""
@@ -144,6 +148,7 @@ class Batcher:
         if now - self.last_recovery > RECOVER_EVERY:
             self.last_recovery = now
             self.recover()
+            self.redrive()
         wait = max_block if not self.pending else max(0.0, self.oldest + self.settings.batch_interval - now)
         if wait > 0:
             answer: Any = self.client.xreadgroup(
@@ -186,6 +191,13 @@ class Batcher:
             log.warning("batcher %s took over %d unacknowledged intake entries", self.consumer, taken)
             self.flush()
         return taken
+
+    def redrive(self) -> None:
+        """Send again the tasks of batches the broker lost (tasks/redrive.py); never stops the batcher."""
+        try:
+            self.redriver.run()
+        except Exception:  # a safety net must not take the batcher down: look again next time
+            log.exception("batcher %s: looking for lost batch tasks failed", self.consumer)
 
     def _add(self, entry_id: bytes | str, fields: dict[bytes, bytes], recovered: bool) -> None:
         targets = _text(fields.get(b"targets", b""))

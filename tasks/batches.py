@@ -1,15 +1,17 @@
 """Batches in Redis: their events (until handled), their records, and the receipts of requests.
 
 A batch's events are stored once and read by each handler task; its record says, per
-handler task, whether it succeeded; a receipt (the intake stream entry id the sender got
-with its 202) lists the batches its events went into.
+handler task, whether it succeeded, and which task messages were sent for it; a receipt
+(the intake stream entry id the sender got with its 202) lists the batches its events went
+into. Unfinished batches are indexed by dispatch time, so the batcher can find those whose
+task messages the broker lost and send them again (tasks/redrive.py).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -21,6 +23,17 @@ QUEUED = "queued"
 # One stored event: [event id, received (unix time), raw event], optionally followed by the
 # raw event's JSON text (from the batcher, which encoded it once already).
 Record = list[Any]
+
+# One task message sent for a batch: {"id": task id, "task": task name, "indices": indices
+# into the batch or None for all, "queue": the queue it was sent to}; keyed by label.
+TaskRef = dict[str, Any]
+
+PENDING_INDEX = "insights:batches:pending"  # sorted set: unfinished batch id -> when last sent
+
+
+def done_key(batch_id: str, label: str) -> str:
+    """Where a handler task keeps its outcome once it has handled its events of a batch."""
+    return f"insights:done:{batch_id}:{label}"
 
 
 def _encode_record(record: Record) -> str:
@@ -51,29 +64,56 @@ class BatchStore:
         return records
 
     # Records ------------------------------------------------------------------------
-    def start(self, batch_id: str, events: int, tasks: Iterable[str], receipts: Iterable[str] = ()) -> None:
-        """Record a batch as dispatched to ``tasks`` and not yet finished."""
+    def start(
+        self,
+        batch_id: str,
+        events: int,
+        tasks: Mapping[str, TaskRef],
+        receipts: Iterable[str] = (),
+        body: str | None = None,
+    ) -> None:
+        """Record a batch as dispatched to ``tasks`` (by label) and not yet finished.
+
+        ``body`` is the task id of the chord's ``batch.record``. A batch with tasks is indexed
+        as pending until it finishes.
+        """
+        now = time.time()
         record = {
             "batch": batch_id,
             "state": PENDING,
             "events": events,
-            "handlers": {name: None for name in tasks},
+            "handlers": {label: None for label in tasks},
             "receipts": sorted(set(receipts)),
-            "received": time.time(),
+            "received": now,
+            "tasks": dict(tasks),
+            "body": body,
+            "resent": 0,
         }
-        self._client.set(f"insights:batch:{batch_id}", json.dumps(record), ex=self._ttl)
+        pipe = self._client.pipeline()
+        pipe.set(f"insights:batch:{batch_id}", json.dumps(record), ex=self._ttl)
+        if tasks:
+            pipe.zadd(PENDING_INDEX, {batch_id: now})
+        pipe.execute()
 
     def finish(self, batch_id: str, outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
-        """Record every handler task's outcome; the batch is done and its events are dropped."""
+        """Record every handler task's outcome; the batch is done and its events are dropped.
+
+        Outcomes not given (a batch whose lost tasks were sent again in a chord of their own)
+        are read from what each handler task kept (``done_key``).
+        """
         record = self.get(batch_id) or {"batch": batch_id, "handlers": {}}
         for outcome in outcomes:
             record["handlers"][outcome["handler"]] = {k: v for k, v in outcome.items() if k != "handler"}
+        missing = [label for label, outcome in record["handlers"].items() if outcome is None]
+        for label, outcome in self.done_outcomes(batch_id, missing).items():
+            record["handlers"][label] = {k: v for k, v in outcome.items() if k != "handler"}
         record["state"] = DONE
         record["finished"] = time.time()
         record["failed"] = sorted(name for name, o in record["handlers"].items() if o and not o["ok"])
         pipe = self._client.pipeline()
         pipe.set(f"insights:batch:{batch_id}", json.dumps(record), ex=self._ttl)
         pipe.delete(f"insights:batchdata:{batch_id}")
+        pipe.zrem(PENDING_INDEX, batch_id)
         pipe.execute()
         return record
 
@@ -81,6 +121,56 @@ class BatchStore:
         """The record of a batch, or None if unknown or expired."""
         raw = self._client.get(f"insights:batch:{batch_id}")
         return None if raw is None else json.loads(raw)
+
+    def get_many(self, batch_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """The records of several batches (None for each unknown or expired one)."""
+        if not batch_ids:
+            return []
+        values = self._client.mget([f"insights:batch:{batch_id}" for batch_id in batch_ids])
+        return [None if raw is None else json.loads(raw) for raw in values]
+
+    def done_outcomes(self, batch_id: str, labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The outcomes handler tasks kept for these labels of a batch (labels not done are left out)."""
+        if not labels:
+            return {}
+        values = self._client.mget([done_key(batch_id, label) for label in labels])
+        return {label: json.loads(raw) for label, raw in zip(labels, values, strict=True) if raw is not None}
+
+    # Unfinished batches (tasks/redrive.py) -------------------------------------------
+    def overdue(self, sent_before: float, count: int) -> list[str]:
+        """Ids of unfinished batches whose tasks were last sent before ``sent_before`` (oldest first)."""
+        ids: list[Any] = self._client.zrangebyscore(PENDING_INDEX, "-inf", sent_before, start=0, num=count)
+        return [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+    def forget(self, batch_id: str) -> None:
+        """Drop a batch from the unfinished ones (its record expired or is done)."""
+        self._client.zrem(PENDING_INDEX, batch_id)
+
+    def resent(self, batch_id: str, tasks: Mapping[str, str], body: str | None) -> bool:
+        """Note that the tasks of these labels (new task ids) and the chord's ``batch.record``
+        were sent again; returns False if the batch finished meanwhile (nothing noted)."""
+        key = f"insights:batch:{batch_id}"
+        noted = False
+
+        def note(pipe: Any) -> None:
+            nonlocal noted
+            raw = pipe.get(key)
+            record = None if raw is None else json.loads(raw)
+            pipe.multi()
+            if record is None or record["state"] != PENDING:
+                pipe.zrem(PENDING_INDEX, batch_id)
+                noted = False
+                return
+            for label, task_id in tasks.items():
+                record["tasks"][label]["id"] = task_id
+            record["body"] = body
+            record["resent"] = record.get("resent", 0) + 1
+            pipe.set(key, json.dumps(record), ex=self._ttl)
+            pipe.zadd(PENDING_INDEX, {batch_id: time.time()})
+            noted = True
+
+        self._client.transaction(note, key)
+        return noted
 
     # Receipts -----------------------------------------------------------------------
     def link_receipts(self, links: dict[str, dict[str, Any]]) -> None:

@@ -2,7 +2,9 @@
 
 The batch's events are stored once in Redis; each header task gets the batch id and the
 indices of the events meant for it. The chord's body, ``batch.record``, stores every
-outcome; handler tasks never raise, so the body always runs.
+outcome; handler tasks never raise, so the body runs once every header task has run. The
+batch's record names every task message sent (id, task, indices, queue), so that tasks the
+broker lost can be sent again (tasks/redrive.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from celery import chord
 from celery.canvas import Signature
 
 from config.queues import shard_queue
-from tasks.batches import Record
+from tasks.batches import Record, TaskRef
 from tasks.shards import shard_of
 
 if TYPE_CHECKING:
@@ -38,24 +40,42 @@ def dispatch(
     header = [
         sig for name, selection in selections.items() for sig in _signatures(app, batch_id, name, records, selection)
     ]
-    labels = [sig.args[2] for sig in header]
+    for sig in header:
+        sig.freeze()  # fix each task's id now: the record names it, and we unsubscribe from it
+    body_id = str(uuid.uuid4()) if header else None
     store = app.store
     if header:
         store.put_events(batch_id, list(records))
-    store.start(batch_id, len(records), labels, receipts)
-    if not header:
+    store.start(batch_id, len(records), {sig.args[2]: _task_ref(app, sig) for sig in header}, receipts, body_id)
+    if body_id is None:  # no handler task: nothing to wait for
         store.finish(batch_id, [])
         return batch_id
-    body = app.celery.signature(RECORD_BATCH_TASK, kwargs={"batch_id": batch_id})
-    for sig in header:
-        sig.freeze()  # fix each task's id now, to unsubscribe from it below
-    chord(header, body).apply_async()
-    _stop_listening(app, header)
+    send_chord(app, batch_id, header, body_id)
     return batch_id
 
 
-def _stop_listening(app: Insights, header: Sequence[Signature]) -> None:
-    """Unsubscribe from the header's results, which nobody here waits for.
+def send_chord(app: Insights, batch_id: str, header: Sequence[Signature], body_id: str) -> None:
+    """Send frozen handler task signatures of a batch as a chord whose ``batch.record`` has ``body_id``."""
+    body = app.celery.signature(RECORD_BATCH_TASK, kwargs={"batch_id": batch_id})
+    chord(list(header), body).apply_async(task_id=body_id)
+    stop_listening(app, header)
+
+
+def handler_signature(app: Insights, batch_id: str, label: str, ref: TaskRef) -> Signature:
+    """A frozen signature sending the task of ``label`` (as a batch record names it) again, with a new id."""
+    sig = app.celery.signature(ref["task"], args=(batch_id, ref["indices"], label)).set(queue=ref["queue"])
+    sig.freeze()
+    return sig
+
+
+def _task_ref(app: Insights, sig: Signature) -> TaskRef:
+    """What a batch record keeps of one frozen handler task: enough to find and to send it again."""
+    route = app.celery.amqp.router.route(dict(sig.options), sig.task, sig.args, sig.kwargs)
+    return {"id": sig.id, "task": sig.task, "indices": sig.args[1], "queue": route["queue"].name}
+
+
+def stop_listening(app: Insights, header: Sequence[Signature]) -> None:
+    """Unsubscribe from the results of tasks sent (a chord's header), which nobody here waits for.
 
     The Redis backend subscribes to them while building the chord's group result (whose
     clean-up waits for a garbage collection), so subscriptions pile up in a process that

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis as redis_lib
 from celery.exceptions import SoftTimeLimitExceeded
 
+from tasks.batches import done_key
+
 if TYPE_CHECKING:
     from tasks.app import Insights
     from tasks.registry import Spec
@@ -97,8 +99,8 @@ def run_handler_task(app: Insights, spec: Spec, batch_id: str, indices: list[int
     chord, and so its record, unfinished.
     """
     redis = app.services.redis
-    done_key = f"insights:done:{batch_id}:{label}"
-    finished = patiently(lambda: redis.get(done_key))
+    done = done_key(batch_id, label)
+    finished = patiently(lambda: redis.get(done))
     if finished is not None:
         outcome: dict[str, Any] = json.loads(finished)
         return outcome
@@ -129,7 +131,7 @@ def run_handler_task(app: Insights, spec: Spec, batch_id: str, indices: list[int
         "dead_lettered": dead,
         "error": failures[0].error if failures else None,
     }
-    patiently(lambda: redis.set(done_key, json.dumps(outcome), ex=app.settings.batch_record_ttl))
+    patiently(lambda: redis.set(done, json.dumps(outcome), ex=app.settings.batch_record_ttl))
     return outcome
 
 

@@ -95,6 +95,7 @@ def settings(
         result_timeout=20.0,
         handler_backoff=0.02,
         visibility_timeout=6,
+        redrive_after=10.0,  # lost batch tasks sent again soon (tests/faults)
         shards=4,
         # Quotas out of the way of tests that call fast; tests/web/test_limits.py sets tight ones.
         rate_limit=10_000.0,

@@ -1,8 +1,10 @@
-"""A worker killed with SIGKILL in the middle of a batch: no event lost, none counted twice."""
+"""A worker killed with SIGKILL in the middle of a batch, or while it holds a message it has not
+registered yet: no event lost, none counted twice."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import uuid
@@ -20,6 +22,8 @@ from tests.conftest import Pipeline, wait_for
 from web.app import create_app
 
 pytestmark = pytest.mark.faults
+
+COUNT = "handler.pipeline.count_deliveries"
 
 
 @pytest.fixture
@@ -71,3 +75,56 @@ def test_a_worker_killed_mid_batch_loses_no_event_and_double_counts_none(
     redelivered = sum(1 for n in counts.values() if n > 1)
     print(f"killed after {handled_before_kill}/{total} events; {redelivered} delivered again, counted once")
     assert client.get("/query/djt_event_count").get_json() == total  # the other handlers ran exactly once
+
+
+def test_a_worker_killed_holding_a_message_it_has_not_registered_yet_loses_no_event(
+    deployment: tuple[Insights, Pipeline],
+) -> None:
+    """kombu's Redis transport takes a message off its queue (BRPOP) before it writes it to its
+    ``unacked`` hash: a worker killed in between takes the message along, and no visibility
+    timeout brings it back (tests/faults/test_faults_under_load.py lost a batch so). Freezing
+    the worker's main process while it waits in BRPOP makes that moment last: Redis hands it
+    the message, nobody reads it, then the worker is killed. The batcher sends the task again."""
+    app, pipeline = deployment
+    victim = pipeline.workers[0]  # the prefork worker on the kind queues: the only one on "events"
+    client = app.services.redis
+    deliveries = pymongo.MongoClient(app.settings.mongo)[database_name(app.settings.mongo_db_prefix, "pipeline")][
+        "deliveries"
+    ]
+
+    def whereabouts(task_id: str) -> list[str]:
+        queued = [json.loads(raw)["headers"]["id"] for raw in client.lrange("events", 0, -1)]
+        held = [json.loads(raw)[0]["headers"]["id"] for raw in client.hvals("unacked")]
+        return [place for place, ids in (("queued", queued), ("unacked", held)) if task_id in ids]
+
+    runs: list[str] = []
+    for _ in range(5):  # the worker may be between two BRPOPs (each waits 1 s) when frozen: try again
+        run = uuid.uuid4().hex
+        runs.append(run)
+        os.kill(victim.pid, signal.SIGSTOP)
+        batch = app.dispatch_events([{"run": run, "n": n} for n in range(50)], [COUNT])
+        record = app.store.get(batch)
+        assert record is not None
+        task_id = record["tasks"][COUNT]["id"]
+        if not whereabouts(task_id):
+            break  # the frozen worker's BRPOP took it
+        os.kill(victim.pid, signal.SIGCONT)
+        wait_for(lambda b=batch: app.store.get(b)["state"] == "done", what="the worker to handle the batch")
+    else:
+        pytest.fail("the frozen worker never took a message")
+
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert whereabouts(task_id) == []  # in no queue, not unacknowledged: lost to the broker
+    pipeline.add_worker()
+    pipeline.wait_for_workers()
+
+    def done() -> dict[str, object] | None:
+        record = app.store.get(batch)
+        return record if record is not None and record["state"] == "done" else None
+
+    record = wait_for(done, timeout=90, what="the lost task to be sent again and the batch handled")
+    assert record["resent"] == 1 and record["failed"] == []
+    counts = {doc["_id"]: doc["deliveries"] for doc in deliveries.find({"run": {"$in": runs}})}
+    assert len(counts) == 50 * len(runs) and set(counts.values()) == {1}  # every event, once
+    assert "were lost by the broker; sending them again" in (pipeline.logs / "batcher.log").read_text()
