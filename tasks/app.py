@@ -12,31 +12,31 @@ from celery import Celery
 from config.celery import celery_config
 from config.queues import default_queue
 from config.settings import Settings
-from tasks.batches import BatchStore
-from tasks.callers import Caller
-from tasks.checks import check_arguments
-from tasks.compose import INTO_ARGUMENT
-from tasks.conflicts import Conflicts
-from tasks.deadletter import DeadLetters
-from tasks.dispatch import RECORD_BATCH_TASK, dispatch, select_all
+from tasks.authoring.event_ids import event_id
+from tasks.authoring.events import Event, Property
+from tasks.authoring.injection import bind_arguments, injected_names
+from tasks.authoring.render import running_module
+from tasks.codec.serialization import register_kombu_serializer
+from tasks.core.callers import Caller
+from tasks.core.checks import check_arguments
+from tasks.core.compose import INTO_ARGUMENT
+from tasks.core.kombu_fix import tolerate_collected_redis_transport
+from tasks.core.memo import Memo, memo_policy, split_mode
+from tasks.core.presentation import present_view_result
+from tasks.core.registry import Registry, Spec
+from tasks.core.runs import Runs
 from tasks.errors import ArgumentError, CacheMiss
-from tasks.event_ids import event_id
-from tasks.events import Event, Property
-from tasks.handling import run_handler_task
-from tasks.inject import bind_arguments, injected_names
-from tasks.intake import Intake
-from tasks.kombu_fix import tolerate_collected_redis_transport
-from tasks.memo import Memo, memo_policy, split_mode
-from tasks.present import present_view_result
-from tasks.registry import Registry, Spec
-from tasks.render import running_module
-from tasks.runs import Runs
+from tasks.pipeline.batch_store import BatchStore
+from tasks.pipeline.conflicts import Conflicts
+from tasks.pipeline.dead_letters import DeadLetters
+from tasks.pipeline.dispatch import RECORD_BATCH_TASK, dispatch, select_all
+from tasks.pipeline.handling import run_handler_task
+from tasks.pipeline.stream import Intake
 from tasks.schedule import bind_schedule, list_reports
-from tasks.serialization import register_kombu_serializer
-from tasks.services import Services
+from tasks.storage.services import Services
 
 if TYPE_CHECKING:
-    from tasks.client import Backend
+    from tasks.core.functions import Backend
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ class Insights:
     """One deployment: loads analytics modules and runs each of their functions as a Celery task."""
 
     def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
-        register_kombu_serializer()
-        tolerate_collected_redis_transport()
+        register_kombu_serializer()  # idempotent: the codec every message of this app uses
         self.settings = settings
         self.registry = registry if registry is not None else Registry()
         self.services = Services(settings)
@@ -261,7 +260,9 @@ def _fed(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) 
 
 
 def create_insights(settings: Settings | None = None, *, load_modules: bool = True) -> Insights:
-    """An Insights application for ``settings`` (default: from the environment), modules loaded and bound."""
+    """An Insights application for ``settings`` (default: from the environment), modules loaded and
+    bound; the process's broker transport made to survive a Redis restart (tasks/core/kombu_fix.py)."""
+    tolerate_collected_redis_transport()
     insights = Insights(settings if settings is not None else Settings.from_env())
     if load_modules:
         insights.load_modules()

@@ -7,8 +7,8 @@ import zlib
 from flask import Blueprint, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
 
-from tasks.events import parse_events
-from tasks.serialization import dumps_plain
+from tasks.codec.serialization import dumps_plain
+from tasks.pipeline.parsing import parse_events
 from web.api import insights
 from web.auth import current_token, event_check, may_read_receipt
 from web.errors import ApiError

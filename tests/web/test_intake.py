@@ -18,7 +18,7 @@ import pytest
 
 from config.settings import Settings
 from tasks.app import Insights, create_insights
-from tasks.embedded import free_port
+from tasks.ops.embedded import free_port
 from tests.conftest import Pipeline, serving, wait_for
 from tests.faults.harness import Web
 from web.app import create_app

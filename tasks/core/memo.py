@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import redis
 
+from tasks.codec.serialization import dumps, loads
 from tasks.errors import ArgumentError, CacheMiss, RegistrationError
-from tasks.serialization import dumps, loads
 
 F = TypeVar("F", bound=Callable[..., Any])
 MEMO_ATTR = "__insights_memo__"
