@@ -1,16 +1,19 @@
 """The authoring API: ``@view``, ``@query``, ``@event_handler``, ``@event_property``.
 
-A decorator validates its options, records a :class:`Declaration` on the function and
-returns the function unchanged, so it stays a plain callable. Module discovery later
-finds the declarations and adds them to the application's registry.
+A decorator validates its options, records a :class:`Declaration` on the function (and in
+a list kept in the function's Python module) and returns the function unchanged, so it stays
+a plain callable. Module discovery later finds the declarations and adds them to the
+application's registry — also those of a function whose name a later definition rebound.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, TypeVar, overload
 
 from tasks.errors import RegistrationError
@@ -20,6 +23,7 @@ from tasks.inject import check_signature
 F = TypeVar("F", bound=Callable[..., Any])
 
 DECLARATIONS_ATTR = "__insights_declarations__"
+DECLARED_ATTR = "__insights_declared__"  # on a Python module: every (function, declaration) made in it
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
@@ -47,6 +51,23 @@ def declarations_of(func: Callable[..., Any]) -> list[Declaration]:
     return list(getattr(func, DECLARATIONS_ATTR, ()))
 
 
+def declare(func: Callable[..., Any], declaration: Declaration) -> None:
+    """Record ``declaration`` on ``func`` and in the declaration list of its Python module.
+
+    The list is what lets discovery register a function whose name is later rebound (the
+    original's test module defines ``djt_fake_user_count`` as a query, then as a view).
+    """
+    setattr(func, DECLARATIONS_ATTR, (*getattr(func, DECLARATIONS_ATTR, ()), declaration))
+    module = sys.modules.get(getattr(func, "__module__", None) or "")
+    if module is not None:
+        vars(module).setdefault(DECLARED_ATTR, []).append((func, declaration))
+
+
+def declared_in(python_module: ModuleType) -> list[tuple[Callable[..., Any], Declaration]]:
+    """Every (function, declaration) that decorators made in ``python_module``, in order."""
+    return list(vars(python_module).get(DECLARED_ATTR, ()))
+
+
 def _decorator(kind: str, func: Callable[..., Any] | None, options: dict[str, Any]) -> Any:
     unknown = set(options) - OPTIONS[kind]
     if unknown:
@@ -70,9 +91,7 @@ def _decorator(kind: str, func: Callable[..., Any] | None, options: dict[str, An
             raise RegistrationError(f"@{_public(kind)} decorates functions, got {f!r}")
         names = _names(kind, options.get("name"), f)
         check_signature(kind, f)
-        declaration = Declaration(kind, names, queue, fallback, extra)
-        existing = getattr(f, DECLARATIONS_ATTR, ())
-        setattr(f, DECLARATIONS_ATTR, (*existing, declaration))
+        declare(f, Declaration(kind, names, queue, fallback, extra))
         return f
 
     return record(func) if func is not None else record

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from config.queues import CRON_PREFIX, HANDLER_PREFIX, QUERY_PREFIX, VIEW_PREFIX
-from tasks.decorators import Declaration, declarations_of
+from tasks.decorators import Declaration, declarations_of, declared_in
 from tasks.errors import DuplicateName, RegistrationError, RegistryFrozen, UnknownName
 from tasks.inject import caller_arguments, required_arguments
 from tasks.memo import memo_policy
@@ -157,11 +157,22 @@ class Registry:
         )
 
     def add_module(self, module: str, python_module: ModuleType) -> None:
-        """Register every decorated function defined in ``python_module``."""
+        """Register every decorated function defined in ``python_module``.
+
+        First what its names hold (a function wrapped after decoration registers as the
+        wrapper), then every other declaration made in it: a function whose name a later
+        definition rebound still registers.
+        """
+        own = python_module.__name__
+        seen: set[int] = set()
         for value in list(vars(python_module).values()):
-            if callable(value) and getattr(value, "__module__", None) == python_module.__name__:
+            if callable(value) and getattr(value, "__module__", None) == own:
                 for declaration in declarations_of(value):
+                    seen.add(id(declaration))
                     self.add_declared(module, value, declaration)
+        for func, declaration in declared_in(python_module):
+            if id(declaration) not in seen:
+                self.add_declared(module, func, declaration)
 
     def discover(self, packages: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
         """Import analytics modules: each child of a package, or a named module itself; skip ``exclude``d names.

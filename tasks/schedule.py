@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from celery.result import AsyncResult
 from celery.schedules import crontab, schedule
 
-from tasks.decorators import DECLARATIONS_ATTR, QUEUE_PATTERN, Declaration, declarations_of
+from tasks.decorators import QUEUE_PATTERN, Declaration, declarations_of, declare
 from tasks.errors import ArgumentError, RegistrationError, UnknownName
 from tasks.eventlog import EventLog
 from tasks.inject import bind_arguments
@@ -110,7 +110,7 @@ def cron(
                 raise RegistrationError(f"{exc}; give it in params=") from None
         options = {"run_every": every, "params": runs, "force_memoize": force_memoize, "keep": keep_seconds}
         declaration = Declaration("cron", (func.__name__,), queue, False, options)
-        setattr(func, DECLARATIONS_ATTR, (*getattr(func, DECLARATIONS_ATTR, ()), declaration))
+        declare(func, declaration)
         return func
 
     return record

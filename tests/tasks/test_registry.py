@@ -241,6 +241,82 @@ def test_functions_imported_from_another_module_are_registered_once(
     assert [s.name for s in registry.specs("query")] == ["grades"]
 
 
+def test_a_query_and_a_view_that_share_a_python_name_both_register(
+    make_package: Callable[[dict[str, str]], str],
+) -> None:
+    """The original's test module defines djt_fake_user_count as a query, then as a view that
+    calls it: the view rebinds the name, and the query (and its schedule) must register all the same."""
+    source = """
+        from tasks import cron, query, view
+
+        @cron(run_every=3600)
+        @query()
+        def user_count():
+            return 2
+
+        @view()
+        def user_count(query):
+            return f"Users: {query.user_count()}"
+    """
+    package = make_package({"counting.py": source})
+    registry = Registry()
+    registry.discover([package])
+
+    registered_query, registered_view = registry.get("query", "user_count"), registry.get("view", "user_count")
+    assert registered_query.func is not registered_view.func
+    assert registered_query.func() == 2
+    assert registered_query.where.endswith(":4") and registered_view.where.endswith(":9")
+    assert registry.get("cron", "cron.counting.user_count").func is registered_query.func
+
+
+def test_a_query_defined_twice_in_one_module_is_still_a_duplicate(
+    make_package: Callable[[dict[str, str]], str],
+) -> None:
+    source = """
+        from tasks import query
+
+        @query()
+        def grades():
+            return 1
+
+        @query()
+        def grades():
+            return 2
+    """
+    package = make_package({"grading.py": source})
+
+    with pytest.raises(DuplicateName, match="'grades' is defined twice") as error:
+        Registry().discover([package])
+
+    assert "grading.py:4" in str(error.value) and "grading.py:8" in str(error.value)
+
+
+def test_a_function_wrapped_after_decoration_registers_once_as_the_wrapper(
+    make_package: Callable[[dict[str, str]], str],
+) -> None:
+    source = """
+        import functools
+
+        from tasks import query
+
+        def shouting(func):
+            @functools.wraps(func)
+            def wrapper(*args, **kwargs):
+                return func(*args, **kwargs).upper()
+            return wrapper
+
+        @shouting
+        @query()
+        def greeting():
+            return "hello"
+    """
+    package = make_package({"greeting.py": source})
+    registry = Registry()
+    registry.discover([package])
+
+    assert [s.func() for s in registry.specs("query")] == ["HELLO"]
+
+
 def test_two_analytics_modules_with_the_same_name_are_refused(make_package: Callable[[dict[str, str]], str]) -> None:
     first = make_package({"grading.py": QUERY.format(name="one")})
     second = make_package({"grading.py": QUERY.format(name="two")})
