@@ -65,8 +65,9 @@ class Spec:
 
     @property
     def doc(self) -> str:
-        """The function's docstring, cleaned up."""
-        return inspect.getdoc(self.func) or ""
+        """The decorator's ``description``, else the function's docstring, cleaned up."""
+        description = self.options.get("description")
+        return inspect.cleandoc(description) if description else inspect.getdoc(self.func) or ""
 
     @property
     def where(self) -> str:
@@ -95,7 +96,7 @@ class Spec:
             "name": self.name,
             "aliases": list(self.names[1:]),
             "module": self.module,
-            "category": "global" if not self.category else "per " + ", ".join(self.category),
+            "category": self.options.get("category") or self._derived_category(),
             "parameters": self.category,
             "required": required_arguments(self.func),
             "doc": self.doc,
@@ -105,10 +106,16 @@ class Spec:
             "memoized": memo_policy(self.func) is not None,
         }
 
+    def _derived_category(self) -> str:
+        return "global" if not self.category else "per " + ", ".join(self.category)
+
     @property
     def shard_by(self) -> str | None:
-        """For an ordered handler, what its events are partitioned by: "user", "resource" or None."""
-        if self.options.get("per_user"):
+        """For an ordered handler, what its events are partitioned by: "user", "resource" or None.
+
+        A ``single_process`` handler is on the user shards too, always shard 0 (tasks/dispatch.py).
+        """
+        if self.options.get("per_user") or self.options.get("single_process"):
             return "user"
         if self.options.get("per_resource"):
             return "resource"

@@ -137,6 +137,32 @@ def test_the_category_is_the_caller_supplied_parameters() -> None:
     assert spec(per_student).describe()["category"] == "per course, user"
 
 
+def test_the_original_description_and_category_replace_the_docstring_and_the_derived_category() -> None:
+    def per_student(course: str, user: str) -> None:
+        """The docstring."""
+
+    described = Spec(
+        "query", ("g",), per_student, "grading", options={"description": "  Told.\n  Twice.", "category": "per learner"}
+    )
+    plain = spec(per_student)
+
+    assert described.doc == "Told.\nTwice."
+    assert described.describe()["doc"] == "Told.\nTwice." and described.describe()["category"] == "per learner"
+    assert described.describe()["parameters"] == ["course", "user"]  # the form still asks for what the function takes
+    assert plain.doc == "The docstring." and plain.describe()["category"] == "per course, user"
+
+
+def test_a_single_process_handler_is_on_the_user_shards() -> None:
+    def on_event(events: list[Any]) -> None: ...
+
+    def handler(**options: Any) -> Spec:
+        return Spec("handler", ("on_event",), on_event, "grading", options=options)
+
+    assert handler(single_process=True).shard_by == "user"
+    assert handler(per_resource=True).shard_by == "resource"
+    assert handler().shard_by is None
+
+
 def test_task_names_say_the_kind_and_name() -> None:
     def on_event(events: list[Any]) -> None: ...
 
