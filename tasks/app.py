@@ -33,7 +33,7 @@ from tasks.render import running_module
 from tasks.runs import Runs
 from tasks.schedule import bind_schedule, list_reports
 from tasks.serialization import register_kombu_serializer
-from tasks.services import Services
+from tasks.services import Services, running_services
 
 if TYPE_CHECKING:
     from tasks.client import Backend
@@ -192,7 +192,10 @@ class Insights:
         bound, leftovers = bind_arguments(spec.label, spec.func, args, kwargs)
         injected = {name: self._inject(name, spec, leftovers) for name in injected_names(spec.func)}
         extra = {} if "params" in injected else leftovers
-        with running_module(spec.module, self.registry.module_folder(spec.module)):
+        with (
+            running_module(spec.module, self.registry.module_folder(spec.module)),
+            running_services(self.services, self.registry.module_named),
+        ):
             return spec.func(**bound, **injected, **extra)
 
     def _inject(self, name: str, spec: Spec, leftovers: dict[str, Any]) -> Any:

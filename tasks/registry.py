@@ -249,6 +249,15 @@ class Registry:
         """Names of the analytics modules loaded."""
         return sorted(self._modules)
 
+    def module_named(self, name: str) -> str:
+        """The loaded analytics module called ``name``, or whose Python module is ``name`` (``modules.grades``)."""
+        if name in self._modules:
+            return name
+        for module, python_module in self._modules.items():
+            if python_module == name:
+                return module
+        raise RegistrationError(f"no analytics module {name!r} is loaded; loaded: {', '.join(self.modules)}")
+
 
 def _import(name: str) -> ModuleType:
     try:
