@@ -8,7 +8,9 @@ The framework lives in layers, each importing only the ones below it (docs/archi
 ``errors`` < ``storage`` < ``authoring`` < ``core`` < ``pipeline`` < ``schedule`` < ``app``
 < ``ops`` and ``client``. ``sender`` and ``synthetic`` stand apart (standard library only).
 Importing ``tasks`` itself is cheap: the names below load on first use, so the sender can
-be used without numpy, pandas or Celery.
+be used without numpy, pandas or Celery. The original's read-only helpers
+``get_replica_database``, ``get_replica_filesystem`` and ``get_replica_cache`` give another
+module's stores by module name.
 """
 
 from __future__ import annotations
@@ -26,12 +28,18 @@ _EXPORTS = {
     "render": "tasks.authoring.render",
     "static_url": "tasks.authoring.render",
     "view": "tasks.authoring.decorators",
+    "get_replica_cache": "tasks.storage.services",
+    "get_replica_database": "tasks.storage.services",
+    "get_replica_filesystem": "tasks.storage.services",
 }
 __all__ = [
     "Event",
     "cron",
     "event_handler",
     "event_property",
+    "get_replica_cache",
+    "get_replica_database",
+    "get_replica_filesystem",
     "memoize_query",
     "query",
     "render",
@@ -45,6 +53,7 @@ if TYPE_CHECKING:
     from tasks.authoring.render import render, static_url
     from tasks.core.memo import memoize_query
     from tasks.schedule import cron
+    from tasks.storage.services import get_replica_cache, get_replica_database, get_replica_filesystem
 
 
 def __getattr__(name: str) -> Any:

@@ -31,7 +31,7 @@ from tasks.pipeline.dispatch import RECORD_BATCH_TASK, dispatch, select_all
 from tasks.pipeline.handling import run_handler_task
 from tasks.pipeline.stream import Intake
 from tasks.schedule import bind_schedule, list_reports
-from tasks.storage.services import Services
+from tasks.storage.services import Services, running_services
 
 if TYPE_CHECKING:
     from tasks.core.functions import Backend
@@ -184,7 +184,10 @@ class Insights:
         bound, leftovers = bind_arguments(spec.label, spec.func, call.args, call.kwargs)
         injected = {name: self._inject(name, spec, leftovers) for name in injected_names(spec.func)}
         extra = {} if "params" in injected else leftovers
-        with running_module(spec.module, self.registry.module_folder(spec.module)):
+        with (
+            running_module(spec.module, self.registry.module_folder(spec.module)),
+            running_services(self.services, self.registry.module_named),
+        ):
             return spec.func(**bound, **injected, **extra)
 
     def _inject(self, name: str, spec: Spec, leftovers: dict[str, Any]) -> Any:

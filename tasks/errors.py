@@ -8,6 +8,7 @@ InsightsError
  ├── UnknownName            no view / query / handler / property by that name
  ├── ArgumentError          a call's arguments do not fit the function (HTTP 400)
  ├── CacheMiss              a cache-only call found no cached result (HTTP 404)
+ ├── ReadOnlyError          a write through a read-only view of another module's store
  └── InvalidEvent           an incoming event cannot be parsed (HTTP 400)
 
 ConfigError (``config.settings``, a ValueError: config imports nothing of the framework)
@@ -52,6 +53,18 @@ class ArgumentError(InsightsError):
 
 class CacheMiss(InsightsError):
     """A memoized query was asked for its cached result only, and there is none."""
+
+
+class ReadOnlyError(InsightsError):
+    """A module tried to write through a read-only view of a module's database, file store or cache."""
+
+    @classmethod
+    def refusing(cls, module: str, store: str, operation: str) -> ReadOnlyError:
+        """The error for ``operation`` on the read-only ``store`` ("database", ...) of ``module``."""
+        return cls(
+            f"{operation} refused: this is a read-only view of the {store} of module {module!r} "
+            f"(get_replica_*); a module writes only its own {store}"
+        )
 
 
 class InvalidEvent(InsightsError):

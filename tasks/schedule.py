@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from celery.result import AsyncResult
 from celery.schedules import crontab, schedule
 
-from tasks.authoring.decorators import DECLARATIONS_ATTR, QUEUE_PATTERN, Declaration, declarations_of
+from tasks.authoring.decorators import QUEUE_PATTERN, Declaration, declarations_of, declare
 from tasks.authoring.injection import bind_arguments
 from tasks.core.memo import MODE_ARGUMENT, memo_policy
 from tasks.core.presentation import _png_of
@@ -110,7 +110,7 @@ def cron(
                 raise RegistrationError(f"{exc}; give it in params=") from None
         options = {"run_every": every, "params": runs, "force_memoize": force_memoize, "keep": keep_seconds}
         declaration = Declaration("cron", (func.__name__,), queue, False, options)
-        setattr(func, DECLARATIONS_ATTR, (*getattr(func, DECLARATIONS_ATTR, ()), declaration))
+        declare(func, declaration)
         return func
 
     return record

@@ -17,8 +17,10 @@ intake = Blueprint("intake", __name__)
 
 
 @intake.route("/event", methods=["GET", "POST"])
+@intake.route("/httpevent", methods=["GET", "POST"])  # the original's URL (djeventstream's HTTP handler)
 def post_events() -> tuple[Response, int]:
-    """Hold the events durably for the batcher and answer 202 with a receipt.
+    """Hold the events durably for the batcher and answer 202 with a receipt (``/event``, or
+    ``/httpevent`` as the original named it: the same endpoint, auth resource ``event``).
 
     The body is JSON: one event, a list, a JSON string, a list of JSON strings, or JSON
     lines, optionally gzip-compressed (``Content-Encoding: gzip``). A form or query string
@@ -78,7 +80,8 @@ def batch_record(batch_id: str) -> Response:
 def _payload() -> str | bytes:
     if request.method == "GET":
         if "msg" not in request.args:
-            raise ApiError(400, "GET /event needs a 'msg' argument holding the event JSON (as HTTPHandler sends)")
+            needs = "needs a 'msg' argument holding the event JSON (as HTTPHandler sends)"
+            raise ApiError(400, f"GET {request.path} {needs}")
         return request.args["msg"]
     body = _body()
     if request.mimetype == "application/x-www-form-urlencoded" and "msg" in request.form:

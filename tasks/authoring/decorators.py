@@ -1,34 +1,41 @@
 """The authoring API: ``@view``, ``@query``, ``@event_handler``, ``@event_property``.
 
-A decorator validates its options, records a :class:`Declaration` on the function and
-returns the function unchanged, so it stays a plain callable. Module discovery later
-finds the declarations and adds them to the application's registry.
+A decorator validates its options, records a :class:`Declaration` on the function (and in
+a list kept in the function's Python module) and returns the function unchanged, so it stays
+a plain callable. Module discovery later finds the declarations and adds them to the
+application's registry — also those of a function whose name a later definition rebound.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, TypeVar, overload
 
 from tasks.authoring.events import Event
-from tasks.authoring.injection import check_signature
+from tasks.authoring.injection import caller_arguments, check_signature, parameters
 from tasks.errors import RegistrationError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DECLARATIONS_ATTR = "__insights_declarations__"
+DECLARED_ATTR = "__insights_declared__"  # on a Python module: every (function, declaration) made in it
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
+# The original edX Insights' options are here too: category, description, args on views and
+# queries; batch, single_process, source_queue on handlers; description on properties.
 OPTIONS = {
-    "view": {"name", "queue", "fallback"},
-    "query": {"name", "queue", "fallback"},
-    "handler": {"queue", "per_user", "per_resource", "attempts", "backoff"},
-    "property": {"name", "fallback"},
+    "view": {"name", "queue", "fallback", "category", "description", "args"},
+    "query": {"name", "queue", "fallback", "category", "description", "args"},
+    "handler": {"queue", "source_queue", "per_user", "per_resource", "single_process", "batch", "attempts", "backoff"},
+    "property": {"name", "fallback", "description"},
 }
+ORDERINGS = ("per_user", "per_resource", "single_process")
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,23 @@ def declarations_of(func: Callable[..., Any]) -> list[Declaration]:
     return list(getattr(func, DECLARATIONS_ATTR, ()))
 
 
+def declare(func: Callable[..., Any], declaration: Declaration) -> None:
+    """Record ``declaration`` on ``func`` and in the declaration list of its Python module.
+
+    The list is what lets discovery register a function whose name is later rebound (the
+    original's test module defines ``djt_fake_user_count`` as a query, then as a view).
+    """
+    setattr(func, DECLARATIONS_ATTR, (*getattr(func, DECLARATIONS_ATTR, ()), declaration))
+    module = sys.modules.get(getattr(func, "__module__", None) or "")
+    if module is not None:
+        vars(module).setdefault(DECLARED_ATTR, []).append((func, declaration))
+
+
+def declared_in(python_module: ModuleType) -> list[tuple[Callable[..., Any], Declaration]]:
+    """Every (function, declaration) that decorators made in ``python_module``, in order."""
+    return list(vars(python_module).get(DECLARED_ATTR, ()))
+
+
 def _decorator(kind: str, func: Callable[..., Any] | None, options: dict[str, Any]) -> Any:
     unknown = set(options) - OPTIONS[kind]
     if unknown:
@@ -56,38 +80,42 @@ def _decorator(kind: str, func: Callable[..., Any] | None, options: dict[str, An
             f"@{_public(kind)} got an unknown option {bad!r}"
             + (f"; did you mean {hint[0]!r}?" if hint else f"; it takes {sorted(OPTIONS[kind])}")
         )
-    queue = options.get("queue")
+    if "queue" in options and "source_queue" in options:
+        raise RegistrationError("@event_handler: source_queue is the original's name for queue; give one of them")
+    queue_option = "source_queue" if "source_queue" in options else "queue"
+    queue = options.get(queue_option)
     if queue is not None and not (isinstance(queue, str) and QUEUE_PATTERN.match(queue)):
-        raise RegistrationError(f"@{_public(kind)}: queue must be a name like 'views', got {queue!r}")
+        raise RegistrationError(f"@{_public(kind)}: {queue_option} must be a name like 'views', got {queue!r}")
     fallback = options.get("fallback", False)
     if not isinstance(fallback, bool):
         raise RegistrationError(f"@{_public(kind)}: fallback must be True or False, got {fallback!r}")
 
-    extra = _handler_options(options) if kind == "handler" else {}
+    extra = _handler_options(options, queue) if kind == "handler" else _described(kind, options)
 
     def record(f: F) -> F:
         if not callable(f):
             raise RegistrationError(f"@{_public(kind)} decorates functions, got {f!r}")
         names = _names(kind, options.get("name"), f)
-        check_signature(kind, f)
-        declaration = Declaration(kind, names, queue, fallback, extra)
-        existing = getattr(f, DECLARATIONS_ATTR, ())
-        setattr(f, DECLARATIONS_ATTR, (*existing, declaration))
+        check_signature(kind, f, single_event=extra.get("batch") is False)
+        if "args" in options:
+            _check_args(kind, options["args"], f)
+        declare(f, Declaration(kind, names, queue, fallback, extra))
         return f
 
     return record(func) if func is not None else record
 
 
-def _handler_options(options: dict[str, Any]) -> dict[str, Any]:
-    extra: dict[str, Any] = {k: options[k] for k in ("per_user", "per_resource", "attempts", "backoff") if k in options}
-    for flag in ("per_user", "per_resource"):
+def _handler_options(options: dict[str, Any], queue: str | None) -> dict[str, Any]:
+    kept = (*ORDERINGS, "batch", "attempts", "backoff")
+    extra: dict[str, Any] = {k: options[k] for k in kept if k in options}
+    for flag in (*ORDERINGS, "batch"):
         if not isinstance(extra.get(flag, False), bool):
             raise RegistrationError(f"@event_handler: {flag} must be True or False, got {extra[flag]!r}")
-    sharded = extra.get("per_user", False) or extra.get("per_resource", False)
-    if extra.get("per_user") and extra.get("per_resource"):
-        raise RegistrationError("@event_handler: choose per_user or per_resource, not both")
-    if sharded and options.get("queue"):
-        raise RegistrationError("@event_handler: a per-user/per-resource handler runs on shard queues; drop queue=")
+    ordered = [flag for flag in ORDERINGS if extra.get(flag)]
+    if len(ordered) > 1:
+        raise RegistrationError(f"@event_handler: choose one of {', '.join(ORDERINGS)}; got {' and '.join(ordered)}")
+    if ordered and queue:
+        raise RegistrationError(f"@event_handler: a {ordered[0]} handler runs on shard queues; drop queue=")
     attempts = extra.get("attempts", 1)
     if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
         raise RegistrationError(f"@event_handler: attempts must be a whole number >= 1, got {attempts!r}")
@@ -95,6 +123,27 @@ def _handler_options(options: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(backoff, (int, float)) or isinstance(backoff, bool) or backoff < 0:
         raise RegistrationError(f"@event_handler: backoff must be seconds >= 0, got {backoff!r}")
     return extra
+
+
+def _described(kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The original's ``description`` (and, on views and queries, ``category``): non-empty text."""
+    extra: dict[str, Any] = {k: options[k] for k in ("category", "description") if k in options}
+    for key, value in extra.items():
+        if not (isinstance(value, str) and value.strip()):
+            raise RegistrationError(f"@{_public(kind)}: {key} must be non-empty text, got {value!r}")
+    return extra
+
+
+def _check_args(kind: str, args: Any, func: Callable[..., Any]) -> None:
+    """The original's ``args`` (an argspec it never used): accepted only if it names the function's parameters."""
+    if not (isinstance(args, (list, tuple)) and all(isinstance(a, str) for a in args)):
+        raise RegistrationError(f"@{_public(kind)}: args must be a list of parameter names, got {args!r}")
+    every = [p.name for p in parameters(func)]
+    if set(args) not in (set(every), set(caller_arguments(func))):
+        raise RegistrationError(
+            f"@{_public(kind)}: args={list(args)} does not match the parameters of "
+            f"{func.__module__}.{func.__qualname__} {every}; the signature is what counts: drop args"
+        )
 
 
 def _names(kind: str, name: Any, func: Callable[..., Any]) -> tuple[str, ...]:
@@ -133,7 +182,12 @@ def view(func: F, /) -> F: ...
 @overload
 def view(func: None = None, /, **options: Any) -> Callable[[F], F]: ...
 def view(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """Declare a view: returns HTML for the dashboard. Options: name, queue, fallback."""
+    """Declare a view: returns HTML for the dashboard.
+
+    Options: name, queue, fallback; and the original's ``description`` (replaces the
+    docstring), ``category`` (the label /schema shows instead of the one derived from the
+    parameters) and ``args`` (checked against the signature, otherwise unused).
+    """
     return _decorator("view", func, options)
 
 
@@ -142,7 +196,11 @@ def query(func: F, /) -> F: ...
 @overload
 def query(func: None = None, /, **options: Any) -> Callable[[F], F]: ...
 def query(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """Declare a query: returns data. Options: name (a string or a list of aliases), queue, fallback."""
+    """Declare a query: returns data.
+
+    Options: name (a string or a list of aliases), queue, fallback; and the original's
+    ``description``, ``category`` and ``args``, as on ``view``.
+    """
     return _decorator("query", func, options)
 
 
@@ -153,10 +211,13 @@ def event_handler(func: None = None, /, **options: Any) -> Callable[[F], F]: ...
 def event_handler(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Declare an event handler: receives every batch of events as ``events`` (a list).
 
-    Options: ``queue``; ``per_user=True`` / ``per_resource=True`` (events of one user /
-    resource reach the handler in order, on shard queues); ``attempts`` (tries before the
-    failing events are isolated and dead-lettered) and ``backoff`` (seconds before the
-    first retry, doubling).
+    Options: ``queue`` (or the original's name, ``source_queue``); ``per_user=True`` /
+    ``per_resource=True`` (events of one user / resource reach the handler in order, on
+    shard queues); ``single_process=True`` (every event on one shard queue: one process, in
+    order); ``batch=False`` (called once per event, with ``events`` a list of that one event
+    as in the original, or ``event`` the event itself, retried and dead-lettered per event);
+    ``attempts`` (tries before the failing events are isolated and dead-lettered) and
+    ``backoff`` (seconds before the first retry, doubling).
     """
     return _decorator("handler", func, options)
 
@@ -166,5 +227,8 @@ def event_property(func: F, /) -> F: ...
 @overload
 def event_property(func: None = None, /, **options: Any) -> Callable[[F], F]: ...
 def event_property(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """Declare a derived event attribute (``evt.<name>``) computed from one event. Options: name, fallback."""
+    """Declare a derived event attribute (``evt.<name>``) computed from one event.
+
+    Options: name, fallback, and the original's ``description`` (replaces the docstring).
+    """
     return _decorator("property", func, options)

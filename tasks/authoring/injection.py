@@ -16,6 +16,7 @@ from tasks.errors import ArgumentError, RegistrationError
 
 INJECTED = frozenset({"mongodb", "fs", "cache", "query", "view", "params"})
 EVENTS = "events"
+EVENT = "event"  # a handler with batch=False may take the one event under this name
 
 
 @lru_cache(maxsize=4096)
@@ -44,13 +45,17 @@ def required_arguments(func: Callable[..., Any]) -> list[str]:
     return [p.name for p in parameters(func) if p.name not in INJECTED and p.default is p.empty]
 
 
-def check_signature(kind: str, func: Callable[..., Any]) -> None:
-    """Refuse, at decoration time, a handler or property whose parameters cannot be filled."""
+def check_signature(kind: str, func: Callable[..., Any], single_event: bool = False) -> None:
+    """Refuse, at decoration time, a handler or property whose parameters cannot be filled.
+
+    A handler takes ``events``; one called per event (``single_event``) may take ``event`` instead.
+    """
     others = caller_arguments(func)
     where = f"{func.__module__}.{func.__qualname__}"
-    if kind == "handler" and others != [EVENTS]:
+    if kind == "handler" and others != [EVENTS] and not (single_event and others == [EVENT]):
+        alternative = " (or, with batch=False, 'event')" if single_event else ""
         raise RegistrationError(
-            f"event handler {where} must take an 'events' parameter and otherwise only "
+            f"event handler {where} must take an 'events' parameter{alternative} and otherwise only "
             f"injected ones ({', '.join(sorted(INJECTED))}); it takes {others}"
         )
     if kind == "property" and (len(others) != 1 or injected_names(func)):

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from config.queues import CRON_PREFIX, HANDLER_PREFIX, QUERY_PREFIX, VIEW_PREFIX
-from tasks.authoring.decorators import Declaration, declarations_of
+from tasks.authoring.decorators import Declaration, declarations_of, declared_in
 from tasks.authoring.injection import caller_arguments, required_arguments
 from tasks.core.memo import memo_policy
 from tasks.errors import DuplicateName, RegistrationError, RegistryFrozen, UnknownName
@@ -65,8 +65,9 @@ class Spec:
 
     @property
     def doc(self) -> str:
-        """The function's docstring, cleaned up."""
-        return inspect.getdoc(self.func) or ""
+        """The decorator's ``description``, else the function's docstring, cleaned up."""
+        description = self.options.get("description")
+        return inspect.cleandoc(description) if description else inspect.getdoc(self.func) or ""
 
     @property
     def where(self) -> str:
@@ -95,7 +96,7 @@ class Spec:
             "name": self.name,
             "aliases": list(self.names[1:]),
             "module": self.module,
-            "category": "global" if not self.category else "per " + ", ".join(self.category),
+            "category": self.options.get("category") or self._derived_category(),
             "parameters": self.category,
             "required": required_arguments(self.func),
             "doc": self.doc,
@@ -105,10 +106,16 @@ class Spec:
             "memoized": memo_policy(self.func) is not None,
         }
 
+    def _derived_category(self) -> str:
+        return "global" if not self.category else "per " + ", ".join(self.category)
+
     @property
     def shard_by(self) -> str | None:
-        """For an ordered handler, what its events are partitioned by: "user", "resource" or None."""
-        if self.options.get("per_user"):
+        """For an ordered handler, what its events are partitioned by: "user", "resource" or None.
+
+        A ``single_process`` handler is on the user shards too, always shard 0 (tasks/pipeline/dispatch.py).
+        """
+        if self.options.get("per_user") or self.options.get("single_process"):
             return "user"
         if self.options.get("per_resource"):
             return "resource"
@@ -157,11 +164,22 @@ class Registry:
         )
 
     def add_module(self, module: str, python_module: ModuleType) -> None:
-        """Register every decorated function defined in ``python_module``."""
+        """Register every decorated function defined in ``python_module``.
+
+        First what its names hold (a function wrapped after decoration registers as the
+        wrapper), then every other declaration made in it: a function whose name a later
+        definition rebound still registers.
+        """
+        own = python_module.__name__
+        seen: set[int] = set()
         for value in list(vars(python_module).values()):
-            if callable(value) and getattr(value, "__module__", None) == python_module.__name__:
+            if callable(value) and getattr(value, "__module__", None) == own:
                 for declaration in declarations_of(value):
+                    seen.add(id(declaration))
                     self.add_declared(module, value, declaration)
+        for func, declaration in declared_in(python_module):
+            if id(declaration) not in seen:
+                self.add_declared(module, func, declaration)
 
     def discover(self, packages: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
         """Import analytics modules: each child of a package, or a named module itself; skip ``exclude``d names.
@@ -230,6 +248,15 @@ class Registry:
     def modules(self) -> list[str]:
         """Names of the analytics modules loaded."""
         return sorted(self._modules)
+
+    def module_named(self, name: str) -> str:
+        """The loaded analytics module called ``name``, or whose Python module is ``name`` (``modules.grades``)."""
+        if name in self._modules:
+            return name
+        for module, python_module in self._modules.items():
+            if python_module == name:
+                return module
+        raise RegistrationError(f"no analytics module {name!r} is loaded; loaded: {', '.join(self.modules)}")
 
 
 def _import(name: str) -> ModuleType:

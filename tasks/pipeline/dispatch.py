@@ -94,9 +94,11 @@ def _signatures(
     by = spec.shard_by
     if by is None:
         return [app.celery.signature(name, args=(batch_id, selection, name))]
+    one_shard = spec.options.get("single_process", False)  # every event to shard 0: one process, in order
     shards: dict[int, list[int]] = {}
     for index in range(len(records)) if selection is None else selection:
-        shards.setdefault(shard_of(records[index][2], by, app.settings.shards), []).append(index)
+        shard = 0 if one_shard else shard_of(records[index][2], by, app.settings.shards)
+        shards.setdefault(shard, []).append(index)
     return [
         app.celery.signature(name, args=(batch_id, indices, f"{name}#{by}.{shard}")).set(
             queue=shard_queue(app.settings.queues, by, shard)

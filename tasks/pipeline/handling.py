@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis as redis_lib
 from celery.exceptions import SoftTimeLimitExceeded
 
+from tasks.authoring.injection import EVENT, EVENTS, caller_arguments
 from tasks.pipeline.batch_store import done_key
 
 if TYPE_CHECKING:
@@ -63,6 +64,35 @@ def handle(
         sleep(random.uniform(delay / 2, delay))  # jitter: retries of many batches do not align
     assert failure is not None
     return [failure] if _fatal(failure) else _isolate(run, items, failure)
+
+
+def handle_each(
+    run: Callable[[Sequence[T]], object],
+    items: Sequence[T],
+    attempts: int = 1,
+    backoff: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Failure]:
+    """Run ``run([item])`` for each item on its own; after a backoff, each item that failed is
+    tried again on its own, up to ``attempts`` tries in all. Returns one failure per item that
+    failed every try (after a time limit: one for that item and those not yet run)."""
+    pending = list(items)
+    failures: list[Failure] = []
+    for attempt in range(attempts):
+        if attempt:
+            delay = min(MAX_BACKOFF, backoff * 2 ** (attempt - 1))
+            sleep(random.uniform(delay / 2, delay))
+        failures = []
+        for index, item in enumerate(pending):
+            failure = _try(run, [item])
+            if failure is not None and _fatal(failure):
+                return [*failures, Failure(pending[index:], failure.error, failure.traceback)]
+            if failure is not None:
+                failures.append(failure)
+        if not failures:
+            return []
+        pending = [failure.items[0] for failure in failures]
+    return failures
 
 
 def _isolate(run: Callable[[Sequence[T]], object], items: Sequence[T], failure: Failure) -> list[Failure]:
@@ -112,12 +142,16 @@ def run_handler_task(app: Insights, spec: Spec, batch_id: str, indices: list[int
     if indices is not None:
         records = [records[i] for i in indices]
 
+    takes_one = EVENT in caller_arguments(spec.func)  # a batch=False handler may take ``event``
+
     def run(part: Sequence[list[Any]]) -> None:
-        app.call(spec, (), {"events": [app.event(raw, id, received) for id, received, raw in part]})
+        events = [app.event(raw, id, received) for id, received, raw in part]
+        app.call(spec, (), {EVENT: events[0]} if takes_one else {EVENTS: events})
 
     attempts = spec.options.get("attempts", app.settings.handler_attempts)
     backoff = spec.options.get("backoff", app.settings.handler_backoff)
-    failures = handle(run, records, attempts, backoff)
+    each = not spec.options.get("batch", True)  # batch=False: called once per event
+    failures = (handle_each if each else handle)(run, records, attempts, backoff)
     for failure in failures:
         log.error("%s dead-letters %d event(s): %s", label, len(failure.items), failure.error)
         patiently(

@@ -7,6 +7,7 @@ from typing import Any
 import redis
 
 from tasks.codec.serialization import dumps, loads
+from tasks.errors import ReadOnlyError
 
 
 class Cache:
@@ -29,3 +30,23 @@ class Cache:
     def delete(self, key: str) -> None:
         """Forget ``key``."""
         self._client.delete(self._prefix + key)
+
+
+class ReadOnlyCache:
+    """Another module's cache for reading: ``get``; ``set`` and ``delete`` are refused."""
+
+    def __init__(self, cache: Cache, module: str) -> None:
+        self._cache = cache
+        self.module = module
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default`` when absent or expired."""
+        return self._cache.get(key, default)
+
+    def set(self, key: str, value: Any, timeout: float | None = None) -> None:
+        """Refused: a module writes only its own cache."""
+        raise ReadOnlyError.refusing(self.module, "cache", f"set({key!r})")
+
+    def delete(self, key: str) -> None:
+        """Refused: a module writes only its own cache."""
+        raise ReadOnlyError.refusing(self.module, "cache", f"delete({key!r})")

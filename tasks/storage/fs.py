@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import redis
 
-from tasks.errors import ArgumentError
+from tasks.errors import ArgumentError, ReadOnlyError
 
 
 class FileStore:
@@ -34,7 +34,7 @@ class FileStore:
     def open(self, filename: str, mode: str = "r", **kwargs: Any) -> IO[Any]:
         """Open a file like the built-in ``open``; writing creates folders, expired files are gone."""
         path = self.path(filename)
-        writing = any(flag in mode for flag in "wax+")
+        writing = _writing(mode)
         if self.expired(filename):
             if not writing:
                 raise FileNotFoundError(f"{filename!r} has expired")
@@ -96,3 +96,42 @@ class FileStore:
 
     def _key(self, filename: str) -> str:
         return self.path(filename).relative_to(self.root).as_posix()
+
+
+class ReadOnlyFileStore:
+    """Another module's file store for reading: ``open`` (to read), ``exists``, ``listdir``,
+    ``get_url``; writing, ``remove`` and ``expire`` are refused."""
+
+    def __init__(self, store: FileStore) -> None:
+        self._store = store
+        self.module = store.module
+
+    def open(self, filename: str, mode: str = "r", **kwargs: Any) -> IO[Any]:
+        """Open a file for reading, like the built-in ``open``; expired files are gone."""
+        if _writing(mode):
+            raise ReadOnlyError.refusing(self.module, "file store", f"open({filename!r}, {mode!r})")
+        return self._store.open(filename, mode, **kwargs)
+
+    def exists(self, filename: str) -> bool:
+        """Whether ``filename`` exists and has not expired."""
+        return self._store.exists(filename)
+
+    def listdir(self, folder: str = "") -> list[str]:
+        """Names of the live (unexpired) entries in ``folder``."""
+        return self._store.listdir(folder)
+
+    def get_url(self, filename: str) -> str:
+        """The URL under which the web app serves ``filename``."""
+        return self._store.get_url(filename)
+
+    def remove(self, filename: str, recursive: bool = False) -> None:
+        """Refused: a module writes only its own file store."""
+        raise ReadOnlyError.refusing(self.module, "file store", f"remove({filename!r})")
+
+    def expire(self, filename: str, seconds: float, days: float = 0, expires: bool = True) -> None:
+        """Refused: a module writes only its own file store."""
+        raise ReadOnlyError.refusing(self.module, "file store", f"expire({filename!r})")
+
+
+def _writing(mode: str) -> bool:
+    return any(flag in mode for flag in "wax+")

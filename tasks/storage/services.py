@@ -1,19 +1,29 @@
-"""Connections, stores and per-module resources, created lazily once per process."""
+"""Connections, stores and per-module resources, created lazily once per process; read-only views
+of other modules' resources (the original's ``get_replica_*`` helpers)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pymongo
 import redis
 from pymongo.database import Database
 
-from config.settings import Settings
-from tasks.storage.cache import Cache
-from tasks.storage.fs import FileStore
-from tasks.storage.mongo import database_name
+from tasks.errors import RegistrationError
+from tasks.storage.cache import Cache, ReadOnlyCache
+from tasks.storage.fs import FileStore, ReadOnlyFileStore
+from tasks.storage.mongo import ReadOnlyDatabase, database_name
+
+if TYPE_CHECKING:  # config.settings imports tasks.errors, whose package imports this module
+    from config.settings import Settings
+
+# While a module's function runs: the services it runs with, and how to turn a module name
+# (or its Python package) into a loaded analytics module's name (Registry.module_named).
+_running: ContextVar[tuple[Services, Callable[[str], str]] | None] = ContextVar("insights_services", default=None)
 
 T = TypeVar("T")
 
@@ -83,3 +93,49 @@ class Services:
             self._redis.close()
         self._mongo = self._redis = None
         self._built = {}
+
+
+@contextmanager
+def running_services(services: Services, resolve: Callable[[str], str]) -> Iterator[None]:
+    """Make ``services`` the ones ``get_replica_*`` read through while a module's function runs.
+
+    ``resolve`` turns the name a module passes (``grades`` or ``modules.grades``) into a
+    loaded analytics module's name, or raises ``RegistrationError``.
+    """
+    token = _running.set((services, resolve))
+    try:
+        yield
+    finally:
+        _running.reset(token)
+
+
+def get_replica_database(module: str) -> ReadOnlyDatabase:
+    """The database of analytics module ``module`` (``grades`` or ``modules.grades``), read-only.
+
+    The original's ``get_replica_database``; works inside a view, query, handler or cron job.
+    Prefer calling the other module's queries (``query.<name>()``): they are its interface.
+    """
+    services, name = _replica("get_replica_database", module)
+    return ReadOnlyDatabase(services.mongodb(name), name)
+
+
+def get_replica_filesystem(module: str) -> ReadOnlyFileStore:
+    """The file store of analytics module ``module``, read-only (the original's ``get_replica_filesystem``)."""
+    services, name = _replica("get_replica_filesystem", module)
+    return ReadOnlyFileStore(services.fs(name))
+
+
+def get_replica_cache(module: str) -> ReadOnlyCache:
+    """The cache of analytics module ``module``, read-only (the original's ``get_replica_cache``)."""
+    services, name = _replica("get_replica_cache", module)
+    return ReadOnlyCache(services.cache(name), name)
+
+
+def _replica(helper: str, module: str) -> tuple[Services, str]:
+    running = _running.get()
+    if running is None:
+        raise RegistrationError(f"{helper}() works inside a view, query, handler or cron job of a module")
+    if not isinstance(module, str):
+        raise RegistrationError(f"{helper}() takes a module name such as 'grades', got {module!r}")
+    services, resolve = running
+    return services, resolve(module)

@@ -111,7 +111,8 @@ def test_a_misspelt_option_is_refused_with_a_did_you_mean_hint() -> None:
 
 def test_an_unknown_option_without_a_close_match_lists_the_options() -> None:
     with pytest.raises(
-        RegistrationError, match=r"@view got an unknown option 'colour'.*\['fallback', 'name', 'queue'\]"
+        RegistrationError,
+        match=r"@view got an unknown option 'colour'.*\['args', 'category', 'description', 'fallback', 'name', 'queue'",
     ):
         view(colour="red")
 
@@ -183,3 +184,120 @@ def test_an_event_property_cannot_shadow_what_events_already_have(name: str) -> 
 def test_fallback_must_be_a_boolean() -> None:
     with pytest.raises(RegistrationError, match="fallback must be True or False"):
         query(fallback="no")
+
+
+# The original edX Insights' options ---------------------------------------------------
+@pytest.mark.parametrize("decorator", [view, query])
+def test_the_original_category_description_and_args_are_accepted(decorator: Any) -> None:
+    @decorator(category="per student", description="Grades of one student.", args=["user", "mongodb"])
+    def grades(mongodb: Any, user: str) -> None: ...
+
+    assert only_declaration(grades).options == {"category": "per student", "description": "Grades of one student."}
+
+
+@pytest.mark.parametrize("args", [["user"], ("user", "mongodb"), ["mongodb", "user"]])
+def test_args_may_name_every_parameter_or_the_caller_supplied_ones(args: Any) -> None:
+    @query(args=args)
+    def grades(mongodb: Any, user: str) -> None: ...
+
+    assert only_declaration(grades).kind == "query"
+
+
+@pytest.mark.parametrize("args", [["course"], ["user", "mongodb", "course"], [], "user", [1]])
+def test_args_that_do_not_name_the_parameters_are_refused(args: Any) -> None:
+    with pytest.raises(RegistrationError, match=r"args"):
+
+        @query(args=args)
+        def grades(mongodb: Any, user: str) -> None: ...
+
+
+def test_a_mismatched_args_names_the_parameters_and_says_to_drop_it() -> None:
+    with pytest.raises(RegistrationError, match=r"args=\['course'\] does not match .*\['mongodb', 'user'\].*drop args"):
+
+        @view(args=["course"])
+        def grades(mongodb: Any, user: str) -> None: ...
+
+
+@pytest.mark.parametrize("option", ["category", "description"])
+@pytest.mark.parametrize("value", ["", "  ", 3, None])
+def test_category_and_description_must_be_text(option: str, value: Any) -> None:
+    with pytest.raises(RegistrationError, match=f"{option} must be non-empty text"):
+        query(**{option: value})
+
+
+def test_an_event_property_takes_the_original_description() -> None:
+    @event_property(name="agent", description="Who did it.")
+    def agent(evt: Any) -> Any:
+        return evt.get("user")
+
+    assert only_declaration(agent).options == {"description": "Who did it."}
+
+
+def test_category_is_not_an_event_handler_option() -> None:
+    with pytest.raises(RegistrationError, match="@event_handler got an unknown option 'category'"):
+        event_handler(category="global")
+
+
+def test_source_queue_is_the_original_name_for_queue() -> None:
+    @event_handler(source_queue="video")
+    def on_video(events: list[Any]) -> None: ...
+
+    declaration = only_declaration(on_video)
+    assert declaration.queue == "video"
+    assert "source_queue" not in declaration.options
+
+
+def test_queue_and_source_queue_together_are_refused() -> None:
+    with pytest.raises(RegistrationError, match="source_queue is the original's name for queue; give one"):
+        event_handler(queue="a", source_queue="b")
+
+
+def test_an_invalid_source_queue_is_refused_by_its_name() -> None:
+    with pytest.raises(RegistrationError, match="source_queue must be a name"):
+        event_handler(source_queue="has space")
+
+
+def test_single_process_is_recorded() -> None:
+    @event_handler(single_process=True)
+    def tally(events: list[Any]) -> None: ...
+
+    assert only_declaration(tally).options == {"single_process": True}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"single_process": True, "per_user": True}, "choose one of per_user, per_resource, single_process"),
+        ({"per_user": True, "per_resource": True}, "choose one of per_user, per_resource, single_process"),
+        ({"single_process": True, "queue": "events"}, "a single_process handler runs on shard queues; drop queue="),
+        ({"single_process": True, "source_queue": "x"}, "a single_process handler runs on shard queues"),
+        ({"single_process": "yes"}, "single_process must be True or False"),
+        ({"batch": 0}, "batch must be True or False"),
+    ],
+)
+def test_conflicting_or_malformed_handler_options_are_refused(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(RegistrationError, match=message):
+        event_handler(**options)
+
+
+def test_a_handler_called_per_event_takes_events_or_event() -> None:
+    @event_handler(batch=False)
+    def as_in_the_original(events: list[Any], cache: Any) -> None: ...
+
+    @event_handler(batch=False)
+    def one_event(event: Any, mongodb: Any) -> None: ...
+
+    assert only_declaration(as_in_the_original).options == {"batch": False}
+    assert only_declaration(one_event).options == {"batch": False}
+
+
+def test_only_a_handler_called_per_event_may_take_event() -> None:
+    with pytest.raises(RegistrationError, match=r"must take an 'events' parameter and .* it takes \['event'\]"):
+
+        @event_handler(batch=True)
+        def one_event(event: Any) -> None: ...
+
+    with pytest.raises(RegistrationError, match=r"'events' parameter \(or, with batch=False, 'event'\)"):
+
+        @event_handler(batch=False)
+        def two(event: Any, events: list[Any]) -> None: ...

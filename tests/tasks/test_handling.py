@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from tasks.pipeline.handling import handle
+from tasks.pipeline.handling import handle, handle_each
 
 
 class Recorder:
@@ -64,6 +64,42 @@ def test_a_time_limit_is_not_split_but_fails_the_batch() -> None:
 
     failures = handle(too_slow, list(range(8)), attempts=3, sleep=lambda _: None)
     assert [list(f.items) for f in failures] == [list(range(8))]
+
+
+# batch=False: one event per call -------------------------------------------------------
+def test_each_item_is_run_on_its_own() -> None:
+    run = Recorder(set())
+    assert handle_each(run, [1, 2, 3], attempts=3) == []
+    assert run.calls == [[1], [2], [3]]
+
+
+def test_only_the_failing_items_are_retried_each_on_its_own_with_growing_backoff() -> None:
+    run, waits = Recorder({2, 4}), []
+    failures = handle_each(run, [1, 2, 3, 4, 5], attempts=3, backoff=1.0, sleep=waits.append)
+    assert [list(f.items) for f in failures] == [[2], [4]]
+    assert "ValueError: poison [2]" in failures[0].error
+    assert run.calls == [[1], [2], [3], [4], [5], [2], [4], [2], [4]]
+    assert run.handled == [1, 3, 5]
+    assert len(waits) == 2 and 0.5 <= waits[0] <= 1.0 and 1.0 <= waits[1] <= 2.0  # one pause per round
+
+
+def test_an_item_that_fails_once_is_handled_on_its_retry() -> None:
+    run = Recorder(set(), fail_first=1)
+    assert handle_each(run, [1, 2], attempts=2, sleep=lambda _: None) == []
+    assert run.calls == [[1], [2], [1]] and run.handled == [2, 1]
+
+
+def test_a_time_limit_fails_the_item_and_the_items_not_yet_run() -> None:
+    calls: list[list[int]] = []
+
+    def slow_on_three(items: Sequence[int]) -> None:
+        calls.append(list(items))
+        if items[0] == 3:
+            raise SoftTimeLimitExceeded()
+
+    failures = handle_each(slow_on_three, [1, 2, 3, 4, 5], attempts=3, sleep=lambda _: None)
+    assert [list(f.items) for f in failures] == [[3, 4, 5]]
+    assert calls == [[1], [2], [3]]
 
 
 def test_redis_calls_wait_out_a_restart_and_give_up_in_the_end() -> None:

@@ -137,6 +137,32 @@ def test_the_category_is_the_caller_supplied_parameters() -> None:
     assert spec(per_student).describe()["category"] == "per course, user"
 
 
+def test_the_original_description_and_category_replace_the_docstring_and_the_derived_category() -> None:
+    def per_student(course: str, user: str) -> None:
+        """The docstring."""
+
+    described = Spec(
+        "query", ("g",), per_student, "grading", options={"description": "  Told.\n  Twice.", "category": "per learner"}
+    )
+    plain = spec(per_student)
+
+    assert described.doc == "Told.\nTwice."
+    assert described.describe()["doc"] == "Told.\nTwice." and described.describe()["category"] == "per learner"
+    assert described.describe()["parameters"] == ["course", "user"]  # the form still asks for what the function takes
+    assert plain.doc == "The docstring." and plain.describe()["category"] == "per course, user"
+
+
+def test_a_single_process_handler_is_on_the_user_shards() -> None:
+    def on_event(events: list[Any]) -> None: ...
+
+    def handler(**options: Any) -> Spec:
+        return Spec("handler", ("on_event",), on_event, "grading", options=options)
+
+    assert handler(single_process=True).shard_by == "user"
+    assert handler(per_resource=True).shard_by == "resource"
+    assert handler().shard_by is None
+
+
 def test_task_names_say_the_kind_and_name() -> None:
     def on_event(events: list[Any]) -> None: ...
 
@@ -239,6 +265,82 @@ def test_functions_imported_from_another_module_are_registered_once(
     registry.discover([package])
 
     assert [s.name for s in registry.specs("query")] == ["grades"]
+
+
+def test_a_query_and_a_view_that_share_a_python_name_both_register(
+    make_package: Callable[[dict[str, str]], str],
+) -> None:
+    """The original's test module defines djt_fake_user_count as a query, then as a view that
+    calls it: the view rebinds the name, and the query (and its schedule) must register all the same."""
+    source = """
+        from tasks import cron, query, view
+
+        @cron(run_every=3600)
+        @query()
+        def user_count():
+            return 2
+
+        @view()
+        def user_count(query):
+            return f"Users: {query.user_count()}"
+    """
+    package = make_package({"counting.py": source})
+    registry = Registry()
+    registry.discover([package])
+
+    registered_query, registered_view = registry.get("query", "user_count"), registry.get("view", "user_count")
+    assert registered_query.func is not registered_view.func
+    assert registered_query.func() == 2
+    assert registered_query.where.endswith(":4") and registered_view.where.endswith(":9")
+    assert registry.get("cron", "cron.counting.user_count").func is registered_query.func
+
+
+def test_a_query_defined_twice_in_one_module_is_still_a_duplicate(
+    make_package: Callable[[dict[str, str]], str],
+) -> None:
+    source = """
+        from tasks import query
+
+        @query()
+        def grades():
+            return 1
+
+        @query()
+        def grades():
+            return 2
+    """
+    package = make_package({"grading.py": source})
+
+    with pytest.raises(DuplicateName, match="'grades' is defined twice") as error:
+        Registry().discover([package])
+
+    assert "grading.py:4" in str(error.value) and "grading.py:8" in str(error.value)
+
+
+def test_a_function_wrapped_after_decoration_registers_once_as_the_wrapper(
+    make_package: Callable[[dict[str, str]], str],
+) -> None:
+    source = """
+        import functools
+
+        from tasks import query
+
+        def shouting(func):
+            @functools.wraps(func)
+            def wrapper(*args, **kwargs):
+                return func(*args, **kwargs).upper()
+            return wrapper
+
+        @shouting
+        @query()
+        def greeting():
+            return "hello"
+    """
+    package = make_package({"greeting.py": source})
+    registry = Registry()
+    registry.discover([package])
+
+    assert [s.func() for s in registry.specs("query")] == ["HELLO"]
 
 
 def test_two_analytics_modules_with_the_same_name_are_refused(make_package: Callable[[dict[str, str]], str]) -> None:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import redis
 
+from tasks.errors import ReadOnlyError
 from tasks.ops.embedded import EmbeddedRedis
-from tasks.storage.cache import Cache
+from tasks.storage.cache import Cache, ReadOnlyCache
 from tests.conftest import wait_for
 
 
@@ -97,3 +98,16 @@ def test_delete_forgets_a_key(cache: Cache) -> None:
     cache.delete("never-set")
 
     assert cache.get("k", "default") == "default"
+
+
+def test_a_read_only_cache_reads_and_refuses_writes_naming_the_module(cache: Cache) -> None:
+    cache.set("seen", {"user": "ada"})
+    replica = ReadOnlyCache(cache, "grades")
+
+    assert replica.get("seen") == {"user": "ada"}
+    assert replica.get("missing", 0) == 0
+    with pytest.raises(ReadOnlyError, match=r"set\('seen'\) refused: .*read-only view of the cache of module 'grades'"):
+        replica.set("seen", "overwritten")
+    with pytest.raises(ReadOnlyError, match=r"delete\('seen'\) refused"):
+        replica.delete("seen")
+    assert cache.get("seen") == {"user": "ada"}

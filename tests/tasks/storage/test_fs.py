@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -10,9 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tasks.errors import ArgumentError
+from tasks.errors import ArgumentError, ReadOnlyError
 from tasks.ops.embedded import EmbeddedRedis
-from tasks.storage.fs import FileStore
+from tasks.storage.fs import FileStore, ReadOnlyFileStore
 
 DAY = 86400
 
@@ -233,3 +234,34 @@ def test_removing_a_folder_is_refused_unless_asked_for(fs: FileStore) -> None:
     assert read(fs, "reports/a.csv") == read(fs, "reports/deep/b.csv") == "data"
     fs.remove("reports", recursive=True)
     assert not (fs.root / "reports").exists()
+
+
+def test_a_read_only_store_reads_lists_and_links(fs: FileStore) -> None:
+    write(fs, "plots/a.txt", "hello")
+    replica = ReadOnlyFileStore(fs)
+
+    with replica.open("plots/a.txt") as f:
+        assert f.read() == "hello"
+    with replica.open("plots/a.txt", "rb") as f:
+        assert f.read() == b"hello"
+    assert replica.exists("plots/a.txt") and not replica.exists("plots/b.txt")
+    assert replica.listdir("plots") == ["a.txt"]
+    assert replica.get_url("plots/a.txt") == fs.get_url("plots/a.txt")
+
+
+@pytest.mark.parametrize("mode", ["w", "a", "x", "r+", "wb", "ab"])
+def test_a_read_only_store_refuses_to_open_for_writing(fs: FileStore, mode: str) -> None:
+    write(fs, "a.txt", "kept")
+    with pytest.raises(ReadOnlyError, match=rf"open\('a.txt', '{re.escape(mode)}'\) refused: .*file store of module"):
+        ReadOnlyFileStore(fs).open("a.txt", mode)
+    assert read(fs, "a.txt") == "kept"
+
+
+def test_a_read_only_store_refuses_remove_and_expire(fs: FileStore) -> None:
+    write(fs, "a.txt", "kept")
+    replica = ReadOnlyFileStore(fs)
+    with pytest.raises(ReadOnlyError, match=r"remove\('a.txt'\) refused"):
+        replica.remove("a.txt")
+    with pytest.raises(ReadOnlyError, match=r"expire\('a.txt'\) refused"):
+        replica.expire("a.txt", -5)
+    assert fs.exists("a.txt")
