@@ -1,0 +1,119 @@
+"""Findings of the attack review of the merged fixes: each test FAILS today and shows one problem.
+
+Every test drives the real pipeline (the conftest's Redis, nx-27017, Celery worker and batcher).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from flask.testing import FlaskClient
+
+from config.settings import Settings
+from tasks.app import Insights, create_insights
+from tasks.conflicts import STREAM as CONFLICTS
+from tests.conftest import Pipeline, as_token, new_token, send, wait_for
+from web.app import create_app
+from web.auth import Policy, TokenStore
+
+
+# 1. Rejections are listed one by one, each with a message: the answer (and the memory
+#    building it) is ~40x the body. 16 MiB bodies give ~690 MB answers and ~4 GB of RSS.
+def test_an_event_request_refused_item_by_item_answers_with_less_than_it_was_sent(client: FlaskClient) -> None:
+    body = b'[{"user":"amplifier","k":"' + uuid.uuid4().hex.encode() + b'"}' + b",1" * 128 * 1024 + b"]"
+    response = client.post("/event", data=body, content_type="application/json")
+    assert response.status_code == 202
+    sent, answered = len(body), len(response.data)
+    assert answered <= sent, f"a {sent} byte request was answered with {answered} bytes"
+
+
+# 2. /chain checks only the name a step uses, not the function's other names: a denied
+#    query is reachable through its alias.
+def test_a_chain_step_cannot_call_a_denied_query_by_its_alias(web: FlaskClient, store: TokenStore) -> None:
+    reader = as_token(web, new_token(store, "query:*", deny=("query:djt_three_name",)))
+    assert reader.get("/query/edx_djt_three_name").status_code == 403  # the direct route holds
+    for alias in ("edx_djt_three_name", "edx.djt_three_name"):
+        response = reader.post("/chain", json={"steps": [{"query": alias}]})
+        assert response.status_code == 403, f"{alias}: {response.status_code} {response.get_data(as_text=True)!r}"
+
+
+# 3. A conflict keeps the whole differing event in Redis (no TTL, bounded by count only):
+#    100,000 conflicts of up to 16 MiB each, against a 1 GB noeviction Redis shared with
+#    intake, the broker and results. One sender fills it with a few dozen requests.
+def test_a_conflicting_event_keeps_a_bounded_amount_of_redis_memory(client: FlaskClient, insights: Insights) -> None:
+    redis = insights.services.redis
+    event_id = f"conflict-size-{uuid.uuid4().hex}"
+    send(client, {"id": event_id, "user": "filler", "pad": ""})
+    before = redis.memory_usage(CONFLICTS, samples=0) or 0
+    state = send(client, {"id": event_id, "user": "filler", "pad": "x" * (2 * 1024 * 1024)})
+    assert state["conflicts"] == 1
+    grown = (redis.memory_usage(CONFLICTS, samples=0) or 0) - before
+    assert grown < 256 * 1024, f"one conflict holds {grown} bytes of Redis memory"
+
+
+# 4. The anonymous scope (auth off, replays without a sender) writes ids as they are, so an
+#    anonymous "lms:e1" is the id of token lms's "e1": the token's later event is taken for a
+#    duplicate (or, if it differs, a conflict) and never reaches the handlers.
+def test_an_anonymous_event_cannot_suppress_a_named_senders_event(
+    client: FlaskClient, web: FlaskClient, store: TokenStore
+) -> None:
+    name = f"lms-{uuid.uuid4().hex[:8]}"
+    sender = as_token(web, store.create(name, Policy(("event",))))
+    user = f"scoped-{uuid.uuid4().hex}"
+    event = {"id": "e1", "user": user, "time": "2026-01-01T00:00:00Z"}
+    send(client, {**event, "id": f"{name}:e1"})  # anonymous, planted first
+    state = send(sender, event)
+    assert state["duplicates"] == 0 and state["conflicts"] == 0, state
+    assert client.get("/query/djt_user_event_count", query_string={"user": user}).get_json() == 2
+
+
+# 5. /query serves a fresh memoized result to an outside _memo=refresh (INSIGHTS_MEMO_MIN_REFRESH),
+#    but POST /run sends the refresh to a worker as is: every run recomputes.
+def test_a_run_with_memo_refresh_of_a_fresh_result_does_not_recompute(settings: Settings, worker: Pipeline) -> None:
+    app = create_insights(dataclasses.replace(settings, memo_min_refresh=60.0))
+    client = create_app(app).test_client()
+    course = f"run-refresh-{uuid.uuid4().hex[:8]}"
+    first = client.get(f"/query/slow_total?course={course}&seconds=0").get_json()["computation"]
+    try:
+        for _ in range(2):
+            task = client.post(f"/run/query/slow_total?course={course}&seconds=0&_memo=refresh").get_json()["task"]
+            body = wait_for(
+                lambda t=task: (lambda b: b if b.get("state") == "done" else None)(client.get(f"/result/{t}").get_json()),
+                what="the run to finish",
+            )
+            assert body["result"]["computation"] == first, body
+    finally:
+        app.services.close()
+
+
+# 6. A stored file whose name holds a carriage return (any event sender can make the test
+#    module write one) makes /fs raise while building Content-Disposition: a 500.
+def test_a_stored_file_name_with_a_carriage_return_is_not_a_server_error(
+    client: FlaskClient, insights: Insights
+) -> None:
+    name = f"cr-{uuid.uuid4().hex[:6]}\rname.txt"
+    with insights.services.fs("testmodule").open(name, "w") as f:
+        f.write("hello")
+    response = client.get("/fs/testmodule/" + name.replace("\r", "%0D"))
+    assert response.status_code < 500, response.get_json()
+
+
+@pytest.fixture(scope="module")
+def strict(settings: Settings, worker: Pipeline) -> Iterator[Insights]:
+    """Auth on with tight quotas: 2 requests/s in bursts of 3."""
+    app = create_insights(dataclasses.replace(settings, auth=True, rate_limit=2.0, rate_burst=3))
+    yield app
+    app.services.close()
+
+
+# 7. The rate counts requests, not work: one /chain request of 20 groups of 20 is 400 tasks
+#    (8,000 tasks/s per client at the default 20/s). Here: a client allowed bursts of 3
+#    requests starts 40 tasks with one.
+def test_a_chain_counts_the_tasks_it_starts_against_the_clients_rate(strict: Insights) -> None:
+    client = as_token(create_app(strict).test_client(), new_token(TokenStore(strict.services.redis), "query:*"))
+    steps = [{"group": [{"query": "djt_fake_user_count"}] * 20}, {"group": [{"query": "djt_readfile"}] * 20}]
+    response = client.post("/chain", json={"steps": steps})
+    assert response.status_code == 429, f"{response.status_code}: 40 tasks ran for a client allowed bursts of 3"
