@@ -17,6 +17,8 @@ from typing import Any
 
 import redis
 
+from tasks.storage.kept import KeptStream
+
 STREAM = "insights:conflicts"
 
 
@@ -33,20 +35,16 @@ class Conflict:
 
 
 class Conflicts:
-    """A bounded Redis stream of conflicting events (the oldest trimmed beyond ``max_entries``)."""
+    """Conflicting events in a bounded Redis stream (the oldest trimmed beyond ``max_entries``)."""
 
     def __init__(self, client: redis.Redis, max_entries: int) -> None:
-        self._client = client
-        self._max = max_entries
+        self._stream = KeptStream(client, STREAM, max_entries)
 
     def add(self, conflicts: Sequence[Conflict]) -> None:
         """Keep conflicting events (one round trip for all)."""
-        if not conflicts:
-            return
         now = time.time()
-        pipe = self._client.pipeline(transaction=False)
-        for c in conflicts:
-            fields = {
+        self._stream.add(
+            {
                 "sender": c.sender if c.sender is not None else "",
                 "id": c.id,
                 "known": c.known,
@@ -55,40 +53,28 @@ class Conflicts:
                 "receipt": c.receipt,
                 "time": now,
             }
-            pipe.xadd(STREAM, fields, maxlen=self._max, approximate=True)  # type: ignore[arg-type]
-        pipe.execute()
+            for c in conflicts
+        )
 
     def list(self, sender: str | None = None) -> Iterator[dict[str, Any]]:
         """Every kept conflict (oldest first), optionally of one sender (token name)."""
-        start = "-"
-        while True:
-            page: list[Any] = self._client.xrange(STREAM, min=start, max="+", count=500)  # type: ignore[assignment]
-            if not page:
-                return
-            for entry_id, fields in page:
-                conflict = _decode(entry_id, fields)
-                if sender is None or conflict["sender"] == sender:
-                    yield conflict
-            start = "(" + _text(page[-1][0])
+        for entry_id, fields in self._stream.entries():
+            if sender is None or (fields["sender"] or None) == sender:
+                yield _decode(entry_id, fields)
 
     def count(self) -> int:
         """How many conflicts are kept."""
-        return int(self._client.xlen(STREAM))
+        return self._stream.count()
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> dict[str, Any]:
-    text = {_text(k): _text(v) for k, v in fields.items()}
+def _decode(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     return {
-        "entry": _text(entry_id),
-        "sender": text["sender"] or None,
-        "id": text["id"],
-        "known": text["known"],
-        "fingerprint": text["fingerprint"],
-        "event": json.loads(text["event"]),
-        "receipt": text["receipt"],
-        "time": float(text["time"]),
+        "entry": entry_id,
+        "sender": fields["sender"] or None,
+        "id": fields["id"],
+        "known": fields["known"],
+        "fingerprint": fields["fingerprint"],
+        "event": json.loads(fields["event"]),
+        "receipt": fields["receipt"],
+        "time": float(fields["time"]),
     }

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from tasks.dispatch import dispatch
+from tasks.storage.kept import KeptStream
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -21,59 +22,37 @@ class DeadLetters:
     """A bounded Redis stream of failed (handler, events) pairs with error and traceback."""
 
     def __init__(self, client: redis.Redis, max_entries: int) -> None:
-        self._client = client
-        self._max = max_entries
+        self._stream = KeptStream(client, STREAM, max_entries)
 
     def add(self, handler: str, events: Sequence[Sequence[Any]], error: str, traceback: str, batch: str) -> str:
         """Keep events (``[id, received, raw]`` each) that ``handler`` failed on; returns the letter's id."""
-        fields = {
-            "handler": handler,
-            "events": json.dumps(events),
-            "error": error,
-            "traceback": traceback,
-            "batch": batch,
-            "time": time.time(),
-        }
-        entry = self._client.xadd(STREAM, fields, maxlen=self._max, approximate=True)  # type: ignore[arg-type]
-        return _text(entry)
+        fields = {"handler": handler, "events": json.dumps(events), "error": error, "traceback": traceback}
+        return self._stream.add([{**fields, "batch": batch, "time": time.time()}])[0]
 
     def list(self, handler: str | None = None) -> Iterator[dict[str, Any]]:
         """Every dead letter (oldest first), optionally of one handler task."""
-        start = "-"
-        while True:
-            page: list[Any] = self._client.xrange(STREAM, min=start, max="+", count=500)  # type: ignore[assignment]
-            if not page:
-                return
-            for entry_id, fields in page:
-                letter = _decode(entry_id, fields)
-                if handler is None or letter["handler"] == handler:
-                    yield letter
-            start = "(" + _text(page[-1][0])
+        for entry_id, fields in self._stream.entries():
+            if handler is None or fields["handler"] == handler:
+                yield _decode(entry_id, fields)
 
     def remove(self, letter_ids: Sequence[str]) -> None:
         """Delete dead letters (after they were re-dispatched)."""
-        if letter_ids:
-            self._client.xdel(STREAM, *letter_ids)
+        self._stream.remove(letter_ids)
 
     def count(self) -> int:
         """How many dead letters are kept."""
-        return int(self._client.xlen(STREAM))
+        return self._stream.count()
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> dict[str, Any]:
-    text = {_text(k): _text(v) for k, v in fields.items()}
+def _decode(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     return {
-        "id": _text(entry_id),
-        "handler": text["handler"],
-        "events": json.loads(text["events"]),
-        "error": text["error"],
-        "traceback": text["traceback"],
-        "batch": text["batch"],
-        "time": float(text["time"]),
+        "id": entry_id,
+        "handler": fields["handler"],
+        "events": json.loads(fields["events"]),
+        "error": fields["error"],
+        "traceback": fields["traceback"],
+        "batch": fields["batch"],
+        "time": float(fields["time"]),
     }
 
 

@@ -6,6 +6,7 @@ Redis broker, exactly as in production; tests wait on results with timeouts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -237,15 +238,30 @@ def cli(settings: Settings) -> CLI:
     return run
 
 
-@pytest.fixture(scope="session")
-def live_server(insights: Insights, worker: Pipeline) -> Iterator[str]:
-    """The web app served over real HTTP (threaded werkzeug) on a free port; yields its base URL."""
-    server = make_server("127.0.0.1", free_port(), create_app(insights), threaded=True)
+@contextlib.contextmanager
+def serving_wsgi(wsgi: Any, host: str = "127.0.0.1") -> Iterator[str]:
+    """A WSGI app served over real HTTP (threaded werkzeug) on a free port; yields its base URL
+    (naming the server ``host``)."""
+    server = make_server("127.0.0.1", free_port(), wsgi, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    try:
+        yield f"http://{host}:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def serving(app: Insights) -> contextlib.AbstractContextManager[str]:
+    """The web app of ``app`` served over real HTTP; yields its base URL."""
+    return serving_wsgi(create_app(app))
+
+
+@pytest.fixture(scope="session")
+def live_server(insights: Insights, worker: Pipeline) -> Iterator[str]:
+    """The session's web app served over real HTTP; yields its base URL."""
+    with serving(insights) as url:
+        yield url
 
 
 # Authentication on ---------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,8 +29,7 @@ from tasks.client import (
     RemoteError,
 )
 from tasks.embedded import free_port
-from tests.conftest import send
-from web.app import create_app
+from tests.conftest import send, serving
 from web.auth import Policy, TokenStore
 
 
@@ -39,21 +37,6 @@ from web.auth import Policy, TokenStore
 def remote_user_count(query, user):
     """Counts a user's events through a query only another server has (loaded by the fallback test)."""
     return {"user": user, "count": query.djt_user_event_count(user)}
-
-
-@contextmanager
-def serving(insights: Insights) -> Iterator[str]:
-    """The web app of ``insights`` served over real HTTP on a free port; yields its base URL."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", free_port(), create_app(insights), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
 
 
 @contextmanager

@@ -6,20 +6,16 @@ import base64
 import contextlib
 import dataclasses
 import shutil
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from config.settings import ROOT, Settings
 from tasks.app import Insights, create_insights
-from tasks.embedded import free_port
-from tests.conftest import Pipeline
-from web.app import create_app
+from tests.conftest import Pipeline, serving, serving_wsgi
 from web.auth import COOKIE, Policy, TokenStore
 
 PNG = base64.b64decode(
@@ -115,12 +111,8 @@ def test_a_stored_html_page_and_a_stored_script_cannot_run(live_server: str, ins
 def secured_server(settings: Settings, worker: Pipeline) -> Iterator[tuple[str, TokenStore]]:
     """The web app with INSIGHTS_AUTH=on over real HTTP; yields its base URL and its token store."""
     app = create_insights(dataclasses.replace(settings, auth=True))
-    server = make_server("127.0.0.1", free_port(), create_app(app), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", TokenStore(app.services.redis)
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield url, TokenStore(app.services.redis)
     app.services.close()
 
 
@@ -133,14 +125,8 @@ def another_site(html: str) -> Iterator[str]:
         start_response("200 OK", [("Content-Type", "text/html")])
         return [html.encode()]
 
-    server = make_server("127.0.0.1", free_port(), page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://localhost:{server.server_port}/"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serving_wsgi(page, host="localhost") as url:
+        yield f"{url}/"
 
 
 def test_an_lms_iframe_shows_an_embedded_plot_with_its_token_and_logs_no_one_in(

@@ -15,12 +15,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from werkzeug.serving import make_server
 
 from config.settings import Settings
 from tasks.app import Insights, create_insights
 from tasks.embedded import free_port
-from tests.conftest import Pipeline, wait_for
+from tests.conftest import Pipeline, serving, wait_for
 from tests.faults.harness import Web
 from web.app import create_app
 
@@ -89,12 +88,8 @@ def exactly(run: str, size: int) -> bytes:
 def small_limit(settings: Settings, worker: Pipeline) -> Iterator[str]:
     """The web app with a 64 KiB request limit, served over real HTTP by threaded werkzeug."""
     app = create_insights(dataclasses.replace(settings, max_request_bytes=SMALL_LIMIT))
-    server = make_server("127.0.0.1", free_port(), create_app(app), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield url
     app.services.close()
 
 
