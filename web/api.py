@@ -181,17 +181,24 @@ def run_chain() -> Response:
 
 def _permitted_stage(stage: Stage) -> Stage:
     """With auth on, refuse steps the token may not call and apply its locked parameters to each
-    (``compose`` then checks every step's arguments, and that no step feeds a parameter it sets)."""
-    from web.auth import accepted_arguments, apply_locks, current_token  # web.auth imports this module
+    (``compose`` then checks every step's arguments, and that no step feeds a parameter it sets).
+
+    A step is checked like a request to ``/query/<name>``: under every name of its function,
+    so a denied function is not reachable through an alias, nor a private name (``_…``) at all."""
+    from web.auth import accepted_arguments, apply_locks, current_token, function_resources  # imports this module
 
     steps = stage if isinstance(stage, list) else [stage]
+    for step in steps:
+        if step.name.startswith("_"):
+            raise ApiError(403, f"{step.kind} names starting with '_' are private and not served")
     token = current_token()
     if token is None:
         return stage
     checked = []
     for step in steps:
-        if not token.policy.permits(f"{step.kind}:{step.name}"):
-            raise ApiError(403, f"this token may not use {step.kind}:{step.name}")
+        resources = function_resources(step.kind, step.name) or [f"{step.kind}:{step.name}"]
+        if not token.policy.permits(*resources):
+            raise ApiError(403, f"this token may not use {resources[0]}", resource=resources[0])
         spec = insights().registry.get(step.kind, step.name)
         args = apply_locks(step.args, token.policy.locked, takes=accepted_arguments(spec.func))
         checked.append(dataclasses.replace(step, args=args))

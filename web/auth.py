@@ -297,12 +297,12 @@ def resources_of(endpoint: str, view_args: Mapping[str, Any]) -> list[str] | Non
     Endpoints this module does not know are ``endpoint:<name>`` (denied unless allowed).
     """
     if endpoint in ("api.run_view", "api.run_query"):
-        return _function_resources("view" if endpoint == "api.run_view" else "query", view_args["name"])
+        return function_resources("view" if endpoint == "api.run_view" else "query", view_args["name"])
     if endpoint in ("api.start_run", "dashboard.embed"):
-        return _function_resources(view_args["kind"], view_args["name"])
+        return function_resources(view_args["kind"], view_args["name"])
     if endpoint == "api.run_result":
         run = insights().runs.get(view_args["task_id"])
-        return None if run is None else _function_resources(str(run["kind"]), str(run["name"]))
+        return None if run is None else function_resources(str(run["kind"]), str(run["name"]))
     if endpoint == "health.health_report":
         return ["health"]
     if endpoint == "api.run_chain":
@@ -318,7 +318,10 @@ def resources_of(endpoint: str, view_args: Mapping[str, Any]) -> list[str] | Non
     return [f"endpoint:{endpoint}"]
 
 
-def _function_resources(kind: str, name: str) -> list[str] | None:
+def function_resources(kind: str, name: str) -> list[str] | None:
+    """The resources calling the ``kind`` function ``name`` uses: ``kind:name`` first, then
+    ``kind:<other name>`` for each of its other names (aliases), as ``Policy.permits`` takes
+    them (deny wins over every name); None for a kind that is not a view or a query."""
     if kind not in ("view", "query"):
         return None
     try:
