@@ -18,6 +18,8 @@ from flask.testing import FlaskClient
 
 from config.settings import Settings
 from tasks.app import Insights, create_insights
+from tasks.conflicts import EVENT_KEPT_BYTES
+from tasks.conflicts import STREAM as CONFLICTS
 from tasks.dedupe import KEY_PREFIX, Claim, Deduper
 from tasks.dedupe import fingerprint as handler_token
 from tasks.event_ids import canonical_json, fingerprint
@@ -111,8 +113,30 @@ def test_a_differing_event_under_a_known_id_is_a_conflict_that_is_counted_kept_a
     assert kept[known]["fingerprint"] == fingerprint(canonical_json(changed))
     assert kept[known]["receipt"] == state["receipt"] and kept[known]["time"] > 0
     assert kept[within]["event"] == {"id": within, "run": run, "n": 2}
+    assert not kept[known]["truncated"] and kept[known]["size"] == len(canonical_json(changed))
     listed = cli("conflicts", "list").stdout
     assert known in listed and kept[known]["known"] in listed and '"grade": 1.0' in listed
+
+
+def test_a_conflicting_event_keeps_a_bounded_amount_of_redis_memory(
+    client: FlaskClient, insights: Insights, cli: CLI
+) -> None:
+    redis = insights.services.redis
+    event_id = f"conflict-size-{uuid.uuid4().hex}"
+    send(client, {"id": event_id, "user": "filler", "pad": ""})
+    before = redis.memory_usage(CONFLICTS, samples=0) or 0
+    big = {"id": event_id, "user": "filler", "pad": "x" * (2 * 1024 * 1024)}
+    state = send(client, big)
+    assert state["conflicts"] == 1
+    grown = (redis.memory_usage(CONFLICTS, samples=0) or 0) - before
+    assert grown < 256 * 1024, f"one conflict holds {grown} bytes of Redis memory"
+    kept = next(c for c in insights.conflicts.list() if c["id"] == event_id)
+    whole = canonical_json(big)
+    assert kept["truncated"] and kept["event"] is None and kept["size"] == len(whole)
+    assert kept["event_json"] == whole[:EVENT_KEPT_BYTES]
+    assert kept["fingerprint"] == fingerprint(whole)  # still tells which event it was
+    listed = next(line for line in cli("conflicts", "list").stdout.splitlines() if event_id in line)
+    assert f"(cut: the first {EVENT_KEPT_BYTES} of {len(whole)} bytes)" in listed
 
 
 def test_one_claim_call_tells_new_events_duplicates_new_handlers_and_conflicts_apart(insights: Insights) -> None:

@@ -20,20 +20,6 @@ from web.app import create_app
 from web.auth import Policy, TokenStore
 
 
-# 3. A conflict keeps the whole differing event in Redis (no TTL, bounded by count only):
-#    100,000 conflicts of up to 16 MiB each, against a 1 GB noeviction Redis shared with
-#    intake, the broker and results. One sender fills it with a few dozen requests.
-def test_a_conflicting_event_keeps_a_bounded_amount_of_redis_memory(client: FlaskClient, insights: Insights) -> None:
-    redis = insights.services.redis
-    event_id = f"conflict-size-{uuid.uuid4().hex}"
-    send(client, {"id": event_id, "user": "filler", "pad": ""})
-    before = redis.memory_usage(CONFLICTS, samples=0) or 0
-    state = send(client, {"id": event_id, "user": "filler", "pad": "x" * (2 * 1024 * 1024)})
-    assert state["conflicts"] == 1
-    grown = (redis.memory_usage(CONFLICTS, samples=0) or 0) - before
-    assert grown < 256 * 1024, f"one conflict holds {grown} bytes of Redis memory"
-
-
 # 4. The anonymous scope (auth off, replays without a sender) writes ids as they are, so an
 #    anonymous "lms:e1" is the id of token lms's "e1": the token's later event is taken for a
 #    duplicate (or, if it differs, a conflict) and never reaches the handlers.
