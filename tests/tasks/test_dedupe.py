@@ -68,8 +68,19 @@ def test_another_senders_earlier_event_with_the_same_id_does_not_suppress_mine(
     send(their_client, {"id": shared, "run": run, "user": user, "posted_by": "someone else, first"})
     state = send(my_client, {"id": shared, "run": run, "user": user, "posted_by": "me"})
     assert state["duplicates"] == 0 and state["conflicts"] == 0
-    assert delivered(client, run) == {f"{theirs}:{shared}": 1, f"{mine}:{shared}": 1}
+    assert delivered(client, run) == {f"~@{theirs}:{shared}": 1, f"~@{mine}:{shared}": 1}
     assert counted(client, user) == 2
+
+
+def test_an_anonymous_event_cannot_suppress_a_named_senders_event(client: FlaskClient, secured: Insights) -> None:
+    name, sender = new_sender(secured)
+    user = f"scoped-{uuid.uuid4().hex}"
+    event = {"id": "e1", "user": user, "time": "2026-01-01T00:00:00Z"}
+    for planted in (f"{name}:e1", f"~@{name}:e1"):  # anonymous, planted first: the old form and the new
+        assert send(client, {**event, "id": planted})["conflicts"] == 0
+    state = send(sender, event)
+    assert state["duplicates"] == 0 and state["conflicts"] == 0, state
+    assert counted(client, user) == 3
 
 
 def test_a_numeric_id_and_a_string_id_and_an_id_and_an_event_id_do_not_collide(client: FlaskClient) -> None:
@@ -167,7 +178,7 @@ def test_an_identical_re_send_with_an_id_is_still_deduplicated(client: FlaskClie
         send(poster, event)
         again = send(poster, event)
         assert (again["duplicates"], again["conflicts"]) == (1, 0)  # a success to the sender
-    assert delivered(client, run) == {event["id"]: 1, f"{name}:{event['id']}": 1}
+    assert delivered(client, run) == {event["id"]: 1, f"~@{name}:{event['id']}": 1}
     assert counted(client, user) == 2
 
 
@@ -207,7 +218,7 @@ def test_replaying_the_event_log_twice_changes_nothing(
     send(token_client, [plain, {**plain, "id": "a"}, {**plain, "time": "2026-11-01T00:00:00+00:00"}])
     before = delivered(client, run)
     assert len(before) == 5 and set(before.values()) == {1} and counted(client, user) == 5
-    assert sum(key.startswith(f"{name}:") for key in before) == 3
+    assert sum(key.startswith(f"~@{name}:") for key in before) == 3
 
     log = EventLog(worker.settings.event_log_dir)
 

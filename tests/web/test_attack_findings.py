@@ -20,22 +20,6 @@ from web.app import create_app
 from web.auth import Policy, TokenStore
 
 
-# 4. The anonymous scope (auth off, replays without a sender) writes ids as they are, so an
-#    anonymous "lms:e1" is the id of token lms's "e1": the token's later event is taken for a
-#    duplicate (or, if it differs, a conflict) and never reaches the handlers.
-def test_an_anonymous_event_cannot_suppress_a_named_senders_event(
-    client: FlaskClient, web: FlaskClient, store: TokenStore
-) -> None:
-    name = f"lms-{uuid.uuid4().hex[:8]}"
-    sender = as_token(web, store.create(name, Policy(("event",))))
-    user = f"scoped-{uuid.uuid4().hex}"
-    event = {"id": "e1", "user": user, "time": "2026-01-01T00:00:00Z"}
-    send(client, {**event, "id": f"{name}:e1"})  # anonymous, planted first
-    state = send(sender, event)
-    assert state["duplicates"] == 0 and state["conflicts"] == 0, state
-    assert client.get("/query/djt_user_event_count", query_string={"user": user}).get_json() == 2
-
-
 # 5. /query serves a fresh memoized result to an outside _memo=refresh (INSIGHTS_MEMO_MIN_REFRESH),
 #    but POST /run sends the refresh to a worker as is: every run recomputes.
 def test_a_run_with_memo_refresh_of_a_fresh_result_does_not_recompute(settings: Settings, worker: Pipeline) -> None:
