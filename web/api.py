@@ -207,14 +207,16 @@ def _permitted_stage(stage: Stage) -> Stage:
 
 def _run(kind: str, name: str) -> Any:
     app, spec, arguments = _prepare(kind, name)
-    if arguments.get(MODE_ARGUMENT) == "refresh" and app.fresh_result(spec, arguments):
-        arguments = {**arguments, MODE_ARGUMENT: "use"}  # computed moments ago: a refresh would only add load
     hit, value = app.cached_result(spec, arguments)  # memoized and cached: no worker hop
     return value if hit else _await(app, spec, arguments)
 
 
 def _prepare(kind: str, name: str) -> tuple[Insights, Spec, dict[str, Any]]:
-    """The function a request names and the arguments it gives, checked against its parameters."""
+    """The function a request names and the arguments it gives, checked against its parameters.
+
+    An outside ``_memo=refresh`` of a result computed less than ``INSIGHTS_MEMO_MIN_REFRESH``
+    seconds ago becomes ``_memo=use`` (a refresh would only add load), for every route that
+    runs a function (``/view``, ``/query``, ``/run``)."""
     if name.startswith("_"):
         raise ApiError(403, f"{kind} names starting with '_' are private and not served")
     app = insights()
@@ -226,6 +228,8 @@ def _prepare(kind: str, name: str) -> tuple[Insights, Spec, dict[str, Any]]:
     check_arguments(spec.func, arguments)  # operator keys, bad text, objects, huge names: 400
     checked = split_mode(arguments)[1] if memo_policy(spec.func) else arguments
     bind_arguments(spec.label, spec.func, (), checked)
+    if arguments.get(MODE_ARGUMENT) == "refresh" and app.fresh_result(spec, arguments):
+        arguments = {**arguments, MODE_ARGUMENT: "use"}  # computed moments ago: serve it
     return app, spec, arguments
 
 

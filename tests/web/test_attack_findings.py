@@ -20,25 +20,6 @@ from web.app import create_app
 from web.auth import Policy, TokenStore
 
 
-# 5. /query serves a fresh memoized result to an outside _memo=refresh (INSIGHTS_MEMO_MIN_REFRESH),
-#    but POST /run sends the refresh to a worker as is: every run recomputes.
-def test_a_run_with_memo_refresh_of_a_fresh_result_does_not_recompute(settings: Settings, worker: Pipeline) -> None:
-    app = create_insights(dataclasses.replace(settings, memo_min_refresh=60.0))
-    client = create_app(app).test_client()
-    course = f"run-refresh-{uuid.uuid4().hex[:8]}"
-    first = client.get(f"/query/slow_total?course={course}&seconds=0").get_json()["computation"]
-    try:
-        for _ in range(2):
-            task = client.post(f"/run/query/slow_total?course={course}&seconds=0&_memo=refresh").get_json()["task"]
-            body = wait_for(
-                lambda t=task: (lambda b: b if b.get("state") == "done" else None)(client.get(f"/result/{t}").get_json()),
-                what="the run to finish",
-            )
-            assert body["result"]["computation"] == first, body
-    finally:
-        app.services.close()
-
-
 # 6. A stored file whose name holds a carriage return (any event sender can make the test
 #    module write one) makes /fs raise while building Content-Disposition: a 500.
 def test_a_stored_file_name_with_a_carriage_return_is_not_a_server_error(
