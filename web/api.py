@@ -89,15 +89,19 @@ def module_file(module: str, filename: str) -> Response:
     if module not in app.registry.modules:
         raise ApiError(404, f"no module {module!r}")
     store = app.services.fs(module)
-    if not store.exists(filename) or store.path(filename).is_dir():
-        raise ApiError(404, f"no file {filename!r} in module {module!r} (never written, removed, or expired)")
+    missing = ApiError(404, f"no file {filename!r} in module {module!r} (never written, removed, or expired)")
+    try:  # a name the store refuses (outside it, control characters) names no file it serves
+        path = store.path(filename)
+        found = store.exists(filename) and not path.is_dir()
+    except ArgumentError:
+        raise missing from None
+    if not found:
+        raise missing
     name = PurePosixPath(filename).name
     image = INLINE_IMAGES.get(PurePosixPath(name).suffix.lower())
     if image is not None:
-        return send_file(store.path(filename), mimetype=image, max_age=0)
-    return send_file(
-        store.path(filename), mimetype="application/octet-stream", as_attachment=True, download_name=name, max_age=0
-    )
+        return send_file(path, mimetype=image, max_age=0)
+    return send_file(path, mimetype="application/octet-stream", as_attachment=True, download_name=name, max_age=0)
 
 
 @api.post("/run/<kind>/<name>")

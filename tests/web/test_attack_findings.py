@@ -20,18 +20,6 @@ from web.app import create_app
 from web.auth import Policy, TokenStore
 
 
-# 6. A stored file whose name holds a carriage return (any event sender can make the test
-#    module write one) makes /fs raise while building Content-Disposition: a 500.
-def test_a_stored_file_name_with_a_carriage_return_is_not_a_server_error(
-    client: FlaskClient, insights: Insights
-) -> None:
-    name = f"cr-{uuid.uuid4().hex[:6]}\rname.txt"
-    with insights.services.fs("testmodule").open(name, "w") as f:
-        f.write("hello")
-    response = client.get("/fs/testmodule/" + name.replace("\r", "%0D"))
-    assert response.status_code < 500, response.get_json()
-
-
 @pytest.fixture(scope="module")
 def strict(settings: Settings, worker: Pipeline) -> Iterator[Insights]:
     """Auth on with tight quotas: 2 requests/s in bursts of 3."""
