@@ -22,7 +22,7 @@ from tasks.memo import MODE_ARGUMENT, memo_policy, split_mode
 from tasks.registry import Spec
 from tasks.serialization import dumps_plain
 from web.errors import ApiError
-from web.limits import client_name
+from web.limits import charge, client_name
 
 api = Blueprint("api", __name__)
 
@@ -155,6 +155,8 @@ def run_chain() -> Response:
 
     Body: ``{"steps": [{"query": "get_grades", "args": {"course": "c1"}}, {"view": "plot_grades"}]}``;
     a step ``{"group": [steps]}`` runs its steps in parallel and feeds the list of results on.
+    The chain counts against the client's rate as the tasks it starts (one per step and group
+    member): the request was charged one on arrival, the rest are charged before it is sent.
     """
     body = request_json()
     if not isinstance(body, dict) or "steps" not in body:
@@ -162,6 +164,8 @@ def run_chain() -> Response:
     app = insights()
     stages = [_permitted_stage(stage) for stage in parse_steps(body["steps"])]
     canvas = compose(app, stages)
+    tasks = sum(len(stage) if isinstance(stage, list) else 1 for stage in stages)
+    charge(tasks - 1, already=1)  # limit_rate charged the request itself
     try:
         result = canvas.apply_async()
     except OperationalError as exc:
