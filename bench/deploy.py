@@ -20,10 +20,11 @@ from pathlib import Path
 import psutil
 import redis
 
+from config.celery import SERIALIZER_NAME
 from config.settings import ROOT, Settings
-from tasks.embedded import EmbeddedMongo, EmbeddedRedis, free_port
-from tasks.intake import GROUP, STREAM
-from tasks.serialization import SERIALIZER_NAME, register_kombu_serializer
+from tasks.codec.serialization import register_kombu_serializer
+from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, free_port
+from tasks.pipeline.stream import GROUP, STREAM
 
 BUILTIN_MODULES = tuple(m.name for m in pkgutil.iter_modules([str(ROOT / "modules")]))
 WEB_MODES = {"sync": [], "gthread": ["-k", "gthread", "--threads", "4"]}
@@ -150,7 +151,7 @@ class Deployment:
         bind = f"127.0.0.1:{self.settings.web_port}"
         commands = {
             "web": ["gunicorn", "-w", "2", *WEB_MODES[self.web_mode], "-b", bind, "web.wsgi:app"],
-            "batcher": ["tasks.cli", "batcher"],
+            "batcher": ["tasks", "batcher"],
         }
         if self.worker_mode == "prefork":
             commands["worker"] = [*worker, "-c", "2", "-n", "bench-prefork@%h"]

@@ -29,7 +29,7 @@ import psutil
 from bench import baseline, deploy
 from bench.load import make_bodies, make_events, percentiles, post_all, post_paced, wait_done
 from bench.spy import Profile, Recording, py_spy
-from tasks.batches import BatchStore
+from tasks.pipeline.batch_store import BatchStore
 
 TARGET_RATE = 50_000
 TARGET_RATIO = 3.0

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from tasks.batches import DONE, BatchStore
+from tasks.pipeline.batch_store import DONE, BatchStore
 
 EVENT_TYPES = ("play_video", "pause_video", "seek_video", "problem_check", "page_close", "edx.ui.lms.link_clicked")
 AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"

@@ -48,8 +48,8 @@ import redis
 from bench import deploy
 from bench.load import Accepted, Poster, make_events, post_all, wait_done
 from config.settings import ROOT
-from tasks.batches import DONE, BatchStore
-from tasks.intake import STREAM
+from tasks.pipeline.batch_store import DONE, BatchStore
+from tasks.pipeline.stream import STREAM
 
 PROCESSES = ("web", "batcher", "worker", "redis")
 KOMBU_PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport: queue key of priority p is f"{queue}\x06\x16{p}"

@@ -44,7 +44,7 @@ from bench.spy import Profile, Recording, py_spy
 from config.celery import celery_config
 from config.settings import Settings
 from tasks.app import Insights, create_insights
-from tasks.serialization import register_kombu_serializer
+from tasks.codec.serialization import register_kombu_serializer
 
 QUEUE = "bench-views-baseline"
 MIRROR_QUEUE = "bench-views-mirror"

@@ -7,7 +7,10 @@ from typing import Any
 
 from config.queues import CRON_PREFIX, MAINTENANCE_PREFIX, QUERY_PREFIX, VIEW_PREFIX, task_routes
 from config.settings import Settings
-from tasks.serialization import SERIALIZER_NAME
+
+# The tagged JSON serializer every task message and result uses (tasks/codec/serialization.py registers it).
+SERIALIZER_NAME = "insights-json"
+CONTENT_TYPE = "application/x-insights-json"
 
 
 def celery_config(settings: Settings, queue_overrides: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tasks.errors import ConfigError
-
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A setting read from the environment is missing or malformed."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -12,31 +12,29 @@ from celery import Celery
 from config.celery import celery_config
 from config.queues import default_queue
 from config.settings import Settings
-from tasks.batches import BatchStore
-from tasks.callers import Caller
-from tasks.checks import check_arguments
-from tasks.compose import INTO_ARGUMENT
-from tasks.conflicts import Conflicts
-from tasks.deadletter import DeadLetters
-from tasks.dispatch import RECORD_BATCH_TASK, dispatch, select_all
+from tasks.authoring.event_ids import event_id
+from tasks.authoring.events import Event, Property
+from tasks.authoring.injection import bind_arguments, injected_names
+from tasks.authoring.render import running_module
+from tasks.codec.serialization import register_kombu_serializer
+from tasks.core.callers import Caller
+from tasks.core.kombu_fix import tolerate_collected_redis_transport
+from tasks.core.memo import Memo, memo_key, memo_policy, split_mode
+from tasks.core.registry import Registry, Spec
+from tasks.core.runs import Runs
+from tasks.core.steps import Call, Step, feed, memoize, present, through
 from tasks.errors import ArgumentError, CacheMiss
-from tasks.event_ids import event_id
-from tasks.events import Event, Property
-from tasks.handling import run_handler_task
-from tasks.inject import bind_arguments, injected_names
-from tasks.intake import Intake
-from tasks.kombu_fix import tolerate_collected_redis_transport
-from tasks.memo import Memo, memo_policy, split_mode
-from tasks.present import present_view_result
-from tasks.registry import Registry, Spec
-from tasks.render import running_module
-from tasks.runs import Runs
+from tasks.pipeline.batch_store import BatchStore
+from tasks.pipeline.conflicts import Conflicts
+from tasks.pipeline.dead_letters import DeadLetters
+from tasks.pipeline.dispatch import RECORD_BATCH_TASK, dispatch, select_all
+from tasks.pipeline.handling import run_handler_task
+from tasks.pipeline.stream import Intake
 from tasks.schedule import bind_schedule, list_reports
-from tasks.serialization import register_kombu_serializer
-from tasks.services import Services
+from tasks.storage.services import Services
 
 if TYPE_CHECKING:
-    from tasks.client import Backend
+    from tasks.core.functions import Backend
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +45,7 @@ class Insights:
     """One deployment: loads analytics modules and runs each of their functions as a Celery task."""
 
     def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
-        register_kombu_serializer()
-        tolerate_collected_redis_transport()
+        register_kombu_serializer()  # idempotent: the codec every message of this app uses
         self.settings = settings
         self.registry = registry if registry is not None else Registry()
         self.services = Services(settings)
@@ -60,36 +57,41 @@ class Insights:
         self.views = Caller("view", self.registry, self.call, lambda: self.remotes)
         self.properties: dict[str, Property] = {}
         self.finalized = False
+        # What every call goes through (tasks/core/steps.py); add a step here for a new concern.
+        self.call_steps: list[Step] = [memoize(lambda: self.memo)]
+        self.task_steps: list[Step] = [feed, present(self.services.fs), *self.call_steps]
 
     @property
     def store(self) -> BatchStore:
         """Events, records and receipts of batches."""
-        return BatchStore(self.services.redis, self.settings.batch_record_ttl)
+        return self.services.once("store", lambda: BatchStore(self.services.redis, self.settings.batch_record_ttl))
 
     @property
     def memo(self) -> Memo:
         """Cached results of memoized queries."""
-        return Memo(self.services.redis)
+        return self.services.once("memo", lambda: Memo(self.services.redis))
 
     @property
     def intake(self) -> Intake:
         """The durable intake stream the web app appends accepted events to."""
-        return Intake(self.services.redis)
+        return self.services.once("intake", lambda: Intake(self.services.redis))
 
     @property
     def runs(self) -> Runs:
         """Runs started over HTTP without waiting, by client."""
-        return Runs(self.services.redis, self.settings.run_expires)
+        return self.services.once("runs", lambda: Runs(self.services.redis, self.settings.run_expires))
 
     @property
     def dead_letters(self) -> DeadLetters:
         """Events handlers failed on after every retry."""
-        return DeadLetters(self.services.redis, self.settings.deadletter_max)
+        return self.services.once(
+            "dead_letters", lambda: DeadLetters(self.services.redis, self.settings.deadletter_max)
+        )
 
     @property
     def conflicts(self) -> Conflicts:
         """Events that arrived under a known id but differ from the event on record."""
-        return Conflicts(self.services.redis, self.settings.conflicts_max)
+        return self.services.once("conflicts", lambda: Conflicts(self.services.redis, self.settings.conflicts_max))
 
     # Set-up -------------------------------------------------------------------------
     def load_modules(self) -> list[str]:
@@ -121,22 +123,17 @@ class Insights:
         self.celery.task(name=name, shared=False, typing=False)(body)
 
     def _task_body(self, spec: Spec) -> Callable[..., Any]:
-        """The function a spec's Celery task runs: the handler wrapper, or the injected call."""
+        """The function a spec's Celery task runs: the handler wrapper, or the call through ``task_steps``."""
         if spec.kind == "handler":
 
             def run(batch_id: str, indices: list[int] | None, label: str) -> dict[str, Any]:
                 return self.run_handler(spec, batch_id, indices, label)
 
-        elif spec.kind == "view":
-
-            def run(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-                result = self.call(spec, *_fed(spec.func, args, kwargs))
-                return present_view_result(result, spec.name, self.services.fs(spec.module))
-
         else:
+            call = through(self.task_steps, self._invoke)
 
             def run(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-                return self.call(spec, *_fed(spec.func, args, kwargs))
+                return call(Call(spec, args, kwargs))
 
         run.__name__ = spec.func.__name__
         run.__doc__ = spec.doc
@@ -151,15 +148,10 @@ class Insights:
         return spec.queue or default_queue(spec.kind, self.settings.queues)
 
     # Running functions --------------------------------------------------------------
-    def call(self, spec: Spec, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
-        """Run a registered function in this process, with its module's injections (memoized ones via the cache)."""
-        policy = memo_policy(spec.func)
-        if policy is None:
-            return self._call(spec, args, kwargs or {})
-        mode, kwargs = split_mode(kwargs or {})
-        bound, leftovers = bind_arguments(spec.label, spec.func, args, kwargs)
-        key = Memo.key(spec.module, spec.name, {**bound, **leftovers}, policy)
-        return self.memo.get_or_compute(key, policy, lambda: self._call(spec, args, kwargs), mode)
+    def call(self, spec: Spec, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None) -> Any:
+        """Run a registered function in this process, with its module's injections (through ``call_steps``:
+        memoized ones via the cache)."""
+        return through(self.call_steps, self._invoke)(Call(spec, args, kwargs or {}))
 
     def cached_result(self, spec: Spec, arguments: dict[str, Any]) -> tuple[bool, Any]:
         """For a memoized query called with ``arguments``: (True, cached result) or (False, None).
@@ -172,8 +164,7 @@ class Insights:
         mode, arguments = split_mode(arguments)
         if mode not in ("use", "cached"):
             return False, None
-        bound, leftovers = bind_arguments(spec.label, spec.func, (), arguments)
-        hit, value = self.memo.lookup(Memo.key(spec.module, spec.name, {**bound, **leftovers}, policy))
+        hit, value = self.memo.lookup(memo_key(spec, (), arguments, policy))
         if mode == "cached" and not hit:
             raise CacheMiss(f"{spec.label} has no cached result for these arguments; call it without _memo=cached")
         return hit, value
@@ -184,12 +175,13 @@ class Insights:
         policy = memo_policy(spec.func)
         if policy is None:
             return False
-        bound, leftovers = bind_arguments(spec.label, spec.func, (), split_mode(arguments)[1])
-        age = self.memo.age(Memo.key(spec.module, spec.name, {**bound, **leftovers}, policy), policy)
+        age = self.memo.age(memo_key(spec, (), split_mode(arguments)[1], policy), policy)
         return age is not None and age < self.settings.memo_min_refresh
 
-    def _call(self, spec: Spec, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-        bound, leftovers = bind_arguments(spec.label, spec.func, args, kwargs)
+    def _invoke(self, call: Call) -> Any:
+        """The last step: bind the arguments, inject what the function asks for, call it in its module."""
+        spec = call.spec
+        bound, leftovers = bind_arguments(spec.label, spec.func, call.args, call.kwargs)
         injected = {name: self._inject(name, spec, leftovers) for name in injected_names(spec.func)}
         extra = {} if "params" in injected else leftovers
         with running_module(spec.module, self.registry.module_folder(spec.module)):
@@ -250,18 +242,10 @@ class Insights:
         return dispatch(self, records, select_all(names))
 
 
-def _fed(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], dict[str, Any]]:
-    """In a composition, the previous step's result (first positional) goes to the ``_into`` parameter,
-    after the checks every outside value passes (a result can hold what a caller planted)."""
-    into = kwargs.pop(INTO_ARGUMENT, None)
-    if into is None or not args:
-        return args, kwargs
-    check_arguments(func, {into: args[0]})
-    return args[1:], {**kwargs, into: args[0]}
-
-
 def create_insights(settings: Settings | None = None, *, load_modules: bool = True) -> Insights:
-    """An Insights application for ``settings`` (default: from the environment), modules loaded and bound."""
+    """An Insights application for ``settings`` (default: from the environment), modules loaded and
+    bound; the process's broker transport made to survive a Redis restart (tasks/core/kombu_fix.py)."""
+    tolerate_collected_redis_transport()
     insights = Insights(settings if settings is not None else Settings.from_env())
     if load_modules:
         insights.load_modules()

@@ -23,20 +23,20 @@ Modules use the same machinery: ``Insights.remotes`` holds backends the injected
 from __future__ import annotations
 
 import difflib
-import inspect
 import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from tasks.authoring.injection import caller_arguments, parameters, required_arguments
+from tasks.codec.serialization import dumps_plain
+from tasks.core.functions import Backend, FunctionInfo, make_method
+from tasks.core.policy import Policy
+from tasks.core.registry import KIND_LABEL
 from tasks.errors import UnknownName
-from tasks.inject import caller_arguments, parameters, required_arguments
-from tasks.registry import KIND_LABEL
-from tasks.serialization import dumps_plain
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -57,78 +57,12 @@ __all__ = [
 KINDS = ("view", "query")
 
 
-class _Unknown:
-    """The default of a parameter whose default only the server knows: it is not sent."""
-
-    def __repr__(self) -> str:
-        return "<default>"
-
-
-UNKNOWN_DEFAULT: Any = _Unknown()
-
-
-@dataclass(frozen=True)
-class FunctionInfo:
-    """What a client knows of a view or query: its names, caller-supplied parameters and doc."""
-
-    name: str
-    kind: str
-    parameters: tuple[str, ...]
-    required: tuple[str, ...]
-    doc: str = ""
-    aliases: tuple[str, ...] = ()
-    defaults: Mapping[str, Any] = field(default_factory=dict)  # known defaults (local functions)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The primary name and the aliases."""
-        return (self.name, *self.aliases)
-
-    def signature(self) -> inspect.Signature:
-        """The caller's signature: required parameters first as declared, optional ones with
-        their default (``<default>`` where only the server knows it)."""
-        params = [
-            inspect.Parameter(
-                name,
-                inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                default=inspect.Parameter.empty if name in self.required else self.defaults.get(name, UNKNOWN_DEFAULT),
-            )
-            for name in self.parameters
-        ]
-        return inspect.Signature(params)
-
-    @classmethod
-    def from_schema(cls, entry: Mapping[str, Any]) -> FunctionInfo:
-        """A function's info from one entry of ``GET /schema``."""
-        return cls(
-            name=str(entry["name"]),
-            kind=str(entry["class"]),
-            parameters=tuple(entry.get("parameters", ())),
-            required=tuple(entry.get("required", ())),
-            doc=str(entry.get("doc") or ""),
-            aliases=tuple(entry.get("aliases", ())),
-        )
-
-
 def _by_name(infos: Iterable[FunctionInfo]) -> dict[str, FunctionInfo]:
     """Every info keyed by each of its names (primary name and aliases)."""
     return {name: info for info in infos for name in info.names}
 
 
 # Backends ---------------------------------------------------------------------------
-@runtime_checkable
-class Backend(Protocol):
-    """Where views and queries are found and run."""
-
-    def functions(self, kind: str) -> dict[str, FunctionInfo]:
-        """Every function of ``kind`` ("view" or "query") by name, aliases included."""
-        ...
-
-    def call(self, kind: str, name: str, kwargs: dict[str, Any]) -> Any:
-        """Run function ``name`` of ``kind`` with keyword arguments; returns its result."""
-        ...
-
-
 class LocalBackend:
     """The functions of an :class:`~tasks.app.Insights` registry, run in this process.
 
@@ -285,7 +219,7 @@ class MergedBackend:
 
 
 class PolicyBackend:
-    """Another backend restricted like an API token (see ``web/auth.py``'s ``Policy``).
+    """Another backend restricted like an API token (a :class:`~tasks.core.policy.Policy`).
 
     ``allow``/``deny`` are ``fnmatch`` patterns over ``view:<name>`` / ``query:<name>``;
     deny wins, and a function registered under several names is allowed when some name is
@@ -303,16 +237,11 @@ class PolicyBackend:
         locked: Mapping[str, Any] | None = None,
     ) -> None:
         self.inner = inner
-        self.allow = tuple(allow)
-        self.deny = tuple(deny)
-        self.locked = dict(locked or {})
+        self.policy = Policy(tuple(allow), tuple(deny), dict(locked or {}))
 
     def permits(self, kind: str, info: FunctionInfo) -> bool:
         """Whether this policy lets a caller use the function."""
-        resources = [f"{kind}:{name}" for name in info.names]
-        if any(fnmatchcase(r, pattern) for r in resources for pattern in self.deny):
-            return False
-        return any(fnmatchcase(r, pattern) for r in resources for pattern in self.allow)
+        return self.policy.permits(*(f"{kind}:{name}" for name in info.names))
 
     def functions(self, kind: str) -> dict[str, FunctionInfo]:
         """The permitted functions, with locked parameters made optional."""
@@ -324,7 +253,7 @@ class PolicyBackend:
 
     def _locks_for(self, info: FunctionInfo) -> dict[str, Any]:
         """The locked parameters ``info``'s function takes (the others are not passed to it)."""
-        return {k: v for k, v in self.locked.items() if k in info.parameters}
+        return {k: v for k, v in self.policy.locked.items() if k in info.parameters}
 
     def _locked_info(self, info: FunctionInfo) -> FunctionInfo:
         locks = self._locks_for(info)
@@ -338,48 +267,14 @@ class PolicyBackend:
             raise UnknownName(KIND_LABEL[kind], name)
         if not self.permits(kind, info):
             raise PermissionError(f"this client may not use {kind}:{name}")
-        for key, value in kwargs.items():
-            if key in self.locked and value != self.locked[key]:
-                raise PermissionError(f"parameter {key!r} is locked to {self.locked[key]!r} for this client")
-        unlocked = {k: v for k, v in kwargs.items() if k not in self.locked}
-        return self.inner.call(kind, name, {**unlocked, **self._locks_for(info)})
+        return self.inner.call(kind, name, self.policy.apply(kwargs, takes=info.parameters))
 
     def __repr__(self) -> str:
-        return f"PolicyBackend({self.inner!r}, allow={self.allow}, deny={self.deny}, locked={self.locked})"
+        p = self.policy
+        return f"PolicyBackend({self.inner!r}, allow={p.allow}, deny={p.deny}, locked={p.locked})"
 
 
 # Methods and the client -------------------------------------------------------------
-def make_method(backend: Backend, info: FunctionInfo, name: str | None = None) -> Callable[..., Any]:
-    """A function calling ``info``'s function on ``backend``, with its signature and doc.
-
-    Positional arguments map to the parameters in order; keyword arguments the signature
-    does not list are passed on (a function taking ``params`` accepts them; the backend
-    refuses them otherwise). Optional parameters left out are not sent: the function's own
-    default applies.
-    """
-    called = name or info.name
-    signature = info.signature()
-    label = f"{info.kind} {called!r}"
-
-    def method(*args: Any, **kwargs: Any) -> Any:
-        if len(args) > len(info.parameters):
-            takes = f"{len(info.parameters)} positional argument(s) {list(info.parameters)}"
-            raise TypeError(f"{label} takes {takes}, got {len(args)}")
-        arguments = dict(zip(info.parameters, args, strict=False))
-        for key, value in kwargs.items():
-            if key in arguments:
-                raise TypeError(f"{label} got argument {key!r} twice")
-            arguments[key] = value
-        sent = {k: v for k, v in arguments.items() if v is not UNKNOWN_DEFAULT}
-        return backend.call(info.kind, called, sent)
-
-    method.__name__ = called if called.isidentifier() else info.name
-    method.__qualname__ = f"{info.kind}.{method.__name__}"
-    method.__doc__ = info.doc
-    method.__signature__ = signature  # type: ignore[attr-defined]
-    return method
-
-
 class Functions:
     """The views or the queries of a backend as methods: ``functions.name(*args, **kwargs)``,
     ``functions["dotted.name"]()``; ``dir()`` lists the names for tab completion."""

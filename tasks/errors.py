@@ -1,7 +1,6 @@
 """Every error the framework raises, under one root.
 
 InsightsError
- ├── ConfigError            a setting is missing or malformed
  ├── EmbeddedServerError    an embedded Redis / Mongo-protocol server did not start
  ├── RegistrationError      a decorator or module was used wrongly (decoration time)
  │    ├── DuplicateName     two definitions share a name, neither is a fallback
@@ -10,6 +9,9 @@ InsightsError
  ├── ArgumentError          a call's arguments do not fit the function (HTTP 400)
  ├── CacheMiss              a cache-only call found no cached result (HTTP 404)
  └── InvalidEvent           an incoming event cannot be parsed (HTTP 400)
+
+ConfigError (``config.settings``, a ValueError: config imports nothing of the framework)
+                            a setting is missing or malformed
 """
 
 from __future__ import annotations
@@ -17,10 +19,6 @@ from __future__ import annotations
 
 class InsightsError(Exception):
     """Root of every error raised by the Insights framework."""
-
-
-class ConfigError(InsightsError):
-    """A setting read from the environment is missing or malformed."""
 
 
 class EmbeddedServerError(InsightsError):

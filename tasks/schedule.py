@@ -39,17 +39,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from celery.result import AsyncResult
 from celery.schedules import crontab, schedule
 
-from tasks.decorators import DECLARATIONS_ATTR, QUEUE_PATTERN, Declaration, declarations_of
+from tasks.authoring.decorators import DECLARATIONS_ATTR, QUEUE_PATTERN, Declaration, declarations_of
+from tasks.authoring.injection import bind_arguments
+from tasks.core.memo import MODE_ARGUMENT, memo_policy
+from tasks.core.presentation import _png_of
 from tasks.errors import ArgumentError, RegistrationError, UnknownName
-from tasks.eventlog import EventLog
-from tasks.inject import bind_arguments
-from tasks.memo import MODE_ARGUMENT, memo_policy
-from tasks.present import _png_of
+from tasks.pipeline.event_log import EventLog
 from tasks.storage.fs import FileStore
 
 if TYPE_CHECKING:
     from tasks.app import Insights
-    from tasks.registry import Spec
+    from tasks.core.registry import Spec
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ object, result — the vocabulary of docs/datalayer.md) from one simulated behav
 xAPI statement, so that the data layer reads the same six properties back from either.
 ``generate_files`` writes ``tracking.log`` and ``xapi.jsonl``; on the command line::
 
-    python -m tasks.cli generate --courses 1 --students 50 --days 7 --seed 1 --format both --out DIR
+    python -m tasks generate --courses 1 --students 50 --days 7 --seed 1 --format both --out DIR
 
 The model: every learner has an engagement level, an ability and a playback speed. Each
 day a learner has a Poisson number of sessions (more when engaged, fewer at weekends and
@@ -647,7 +647,7 @@ def count_lines(path: Path) -> int:
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``python -m tasks.cli generate``."""
+    """The options of ``python -m tasks generate``."""
     defaults = Config()
     for name in ("courses", "students", "days", "seed"):
         parser.add_argument(

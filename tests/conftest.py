@@ -27,10 +27,11 @@ from werkzeug.serving import make_server
 from config.queues import shard_queues
 from config.settings import ROOT, Settings
 from tasks.app import Insights, create_insights
-from tasks.embedded import EmbeddedMongo, EmbeddedRedis, free_port
-from tasks.intake import GROUP
+from tasks.core.policy import Policy
+from tasks.core.tokens import TokenStore
+from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, free_port
+from tasks.pipeline.stream import GROUP
 from web.app import create_app
-from web.auth import Policy, TokenStore
 
 T = TypeVar("T")
 
@@ -164,7 +165,7 @@ class Pipeline:
         self.add_worker()
         self.add_worker(shards[0::2], solo=True)
         self.add_worker(shards[1::2], solo=True)
-        self.batcher = start_process(self.settings, ["tasks.cli", "batcher"], self.logs / "batcher.log")
+        self.batcher = start_process(self.settings, ["tasks", "batcher"], self.logs / "batcher.log")
         self.wait_for_workers()
         wait_for(lambda: self._consumers() > 0 or self.batcher.poll() is not None, what="the batcher to start")
         assert self.batcher.poll() is None, (self.logs / "batcher.log").read_text()[-3000:]
@@ -221,11 +222,11 @@ CLI = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture
 def cli(settings: Settings) -> CLI:
-    """Run ``python -m tasks.cli ARGS`` against the test deployment and check its exit code."""
+    """Run ``python -m tasks ARGS`` against the test deployment and check its exit code."""
 
     def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "tasks.cli", *args],
+            [sys.executable, "-m", "tasks", *args],
             cwd=ROOT,
             env={**os.environ, **settings.to_env()},
             capture_output=True,

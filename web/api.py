@@ -13,14 +13,15 @@ from flask import Blueprint, Response, current_app, g, jsonify, render_template,
 from kombu.exceptions import OperationalError
 
 from tasks.app import Insights
-from tasks.checks import check_arguments
-from tasks.compose import Stage, Step, compose, failed_step, parse_steps
+from tasks.authoring.injection import bind_arguments
+from tasks.codec.json_shape import MAX_DEPTH, too_deep
+from tasks.codec.serialization import dumps_plain
+from tasks.core.checks import check_arguments
+from tasks.core.compose import Stage, Step, compose, failed_step, parse_steps
+from tasks.core.memo import MODE_ARGUMENT, memo_policy, split_mode
+from tasks.core.policy import accepted_arguments
+from tasks.core.registry import Spec
 from tasks.errors import ArgumentError
-from tasks.events import MAX_DEPTH, too_deep
-from tasks.inject import bind_arguments
-from tasks.memo import MODE_ARGUMENT, memo_policy, split_mode
-from tasks.registry import Spec
-from tasks.serialization import dumps_plain
 from web.errors import ApiError
 from web.limits import charge, client_name
 
@@ -193,7 +194,7 @@ def _permitted_stage(stage: Stage) -> Stage:
 
     A step is checked like a request to ``/query/<name>``: under every name of its function,
     so a denied function is not reachable through an alias, nor a private name (``_…``) at all."""
-    from web.auth import accepted_arguments, apply_locks, current_token, function_resources  # imports this module
+    from web.auth import current_token, function_resources  # web.auth imports this module
 
     steps = stage if isinstance(stage, list) else [stage]
     for step in steps:
@@ -208,7 +209,7 @@ def _permitted_stage(stage: Stage) -> Stage:
         if not token.policy.permits(*resources):
             raise ApiError(403, f"this token may not use {resources[0]}", resource=resources[0])
         spec = insights().registry.get(step.kind, step.name)
-        args = apply_locks(step.args, token.policy.locked, takes=accepted_arguments(spec.func))
+        args = token.policy.apply(step.args, takes=accepted_arguments(spec.func))
         checked.append(dataclasses.replace(step, args=args))
     return checked if isinstance(stage, list) else checked[0]
 

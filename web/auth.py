@@ -34,29 +34,19 @@ header (third-party iframes often get no cookies anyway).
 
 from __future__ import annotations
 
-import argparse
-import builtins
-import hashlib
-import json
 import logging
-import secrets
-import sys
-import time
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
 from flask import Blueprint, Flask, Response, g, jsonify, redirect, render_template, request
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError
 from werkzeug.wrappers import Response as BaseResponse
 
-from config.settings import Settings
-from tasks.errors import InsightsError, UnknownName
-from tasks.inject import INJECTED, caller_arguments, injected_names, signature
-from tasks.shards import named
+from tasks.core.policy import TOKEN_PARAM, accepted_arguments
+from tasks.core.tokens import Token, TokenStore
+from tasks.errors import UnknownName
+from tasks.pipeline.shards import named
 from web.api import insights, request_json
 from web.errors import ApiError
 
@@ -66,156 +56,11 @@ AUTH_OFF_WARNING = (
     "authentication is OFF: anyone who can reach this port may read every view and query "
     "and post events; set INSIGHTS_AUTH=on"
 )
-TOKEN_PARAM = "access_token"  # query parameter carrying a token; reserved: never reaches a function
 COOKIE = "insights_token"
-TOKENS_KEY = "insights:auth:tokens"  # Redis hash: sha256 hex digest of a token -> JSON record
-NAMES_KEY = "insights:auth:names"  # Redis hash: token name -> digest
-LOCKED_MESSAGE = "parameter {name!r} is locked to this token's value"
-RESOURCES = ("event", "schema", "health", "batches")  # resources without a name part (see the table above)
-RESOURCE_HELP = "view:NAME, query:NAME, file:MODULE, " + ", ".join(RESOURCES)
 
 
 # Policy and tokens ------------------------------------------------------------------
-@dataclass(frozen=True)
-class Policy:
-    """What a token may call (``allow``/``deny`` patterns over resource names; deny wins,
-    default deny) and which parameters it locks to which values (``locked``)."""
-
-    allow: tuple[str, ...] = ()
-    deny: tuple[str, ...] = ()
-    locked: dict[str, str] = field(default_factory=dict)
-
-    def permits(self, resource: str, *aliases: str) -> bool:
-        """Whether the token may use ``resource``. Aliases name the same resource (a view or
-        query registered under several names): some name must be allowed and none denied."""
-        names = (resource, *aliases)
-        if any(fnmatchcase(name, pattern) for name in names for pattern in self.deny):
-            return False
-        return any(fnmatchcase(name, pattern) for name in names for pattern in self.allow)
-
-    def to_json(self) -> dict[str, Any]:
-        """The policy as a JSON-ready object (``from_json`` reads it back)."""
-        return {"allow": list(self.allow), "deny": list(self.deny), "locked": dict(self.locked)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Policy:
-        """A policy from what ``to_json`` wrote."""
-        return cls(
-            allow=tuple(str(p) for p in data.get("allow", ())),
-            deny=tuple(str(p) for p in data.get("deny", ())),
-            locked={str(k): str(v) for k, v in dict(data.get("locked", {})).items()},
-        )
-
-
-@dataclass(frozen=True)
-class Token:
-    """A stored token's name, policy and creation time (epoch seconds); never its secret."""
-
-    name: str
-    policy: Policy
-    created: float
-
-    def to_json(self) -> dict[str, Any]:
-        """The record stored under the token's digest."""
-        return {"name": self.name, "policy": self.policy.to_json(), "created": self.created}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Token:
-        """A token from its stored record."""
-        return cls(str(data["name"]), Policy.from_json(data["policy"]), float(data["created"]))
-
-
-class TokenError(InsightsError):
-    """A token cannot be created (its name is taken or invalid)."""
-
-
-def digest(token: str) -> str:
-    """The SHA-256 hex digest a token is stored under."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class TokenStore:
-    """Tokens in Redis, stored only as digests. Looking a token up hashes it first, so the
-    lookup's timing depends on the digest, never on how much of a secret was guessed right."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.redis = client
-
-    def create(self, name: str, policy: Policy) -> str:
-        """Store a new token named ``name`` (unique) with ``policy``; returns its secret, which
-        is not stored and cannot be shown again."""
-        if not name or name != name.strip():
-            raise TokenError(f"a token name must be non-empty without surrounding spaces, got {name!r}")
-        secret = secrets.token_urlsafe(32)
-        key = digest(secret)
-        record = json.dumps(Token(name, policy, time.time()).to_json())
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(NAMES_KEY)
-                if pipe.hexists(NAMES_KEY, name):
-                    raise TokenError(f"a token named {name!r} exists; revoke it first or choose another name")
-                pipe.multi()
-                pipe.hset(NAMES_KEY, name, key)
-                pipe.hset(TOKENS_KEY, key, record)
-                pipe.execute()
-            except WatchError:
-                raise TokenError(f"tokens changed while creating {name!r}; try again") from None
-        return secret
-
-    def revoke(self, name: str) -> bool:
-        """Revoke the token named ``name`` at once; False if there is none."""
-        key = self.redis.hget(NAMES_KEY, name)
-        if key is None:
-            return False
-        with self.redis.pipeline() as pipe:
-            pipe.hdel(TOKENS_KEY, key)
-            pipe.hdel(NAMES_KEY, name)
-            pipe.execute()
-        return True
-
-    def lookup(self, token: str) -> Token | None:
-        """The live token whose secret is ``token``, or None (unknown or revoked)."""
-        record = self.redis.hget(TOKENS_KEY, digest(token))
-        return Token.from_json(json.loads(record)) if record is not None else None
-
-    def list(self) -> builtins.list[Token]:
-        """Every live token, by name (no secrets: they are not stored)."""
-        records = self.redis.hgetall(TOKENS_KEY).values()
-        return sorted((Token.from_json(json.loads(r)) for r in records), key=lambda t: t.name)
-
-
 # Locked parameters --------------------------------------------------------------------
-def apply_locks(
-    arguments: Mapping[str, Any],
-    locked: Mapping[str, str],
-    channels: Iterable[Iterable[tuple[str, Any]]] = (),
-    takes: Collection[str] | None = None,
-) -> dict[str, Any]:
-    """``arguments`` with every locked parameter set to its locked value.
-
-    ``channels`` are the (name, value) pairs of each input channel the arguments were
-    merged from (query string, form, JSON body; repeated names too): if the merged
-    arguments or any channel hold a locked parameter with another value, the request is
-    refused (403) — one matching channel does not excuse another. ``takes`` are the
-    argument names the function accepts (None: any, as it takes ``params``); locked
-    parameters it does not accept are dropped, so a token locking ``course`` can still call
-    a global query.
-    """
-    for name, value in (pair for pairs in [arguments.items(), *channels] for pair in pairs):
-        if name in locked and value != locked[name]:
-            raise ApiError(403, LOCKED_MESSAGE.format(name=name), parameter=name)
-    result = {**arguments, **locked}
-    return {k: v for k, v in result.items() if k not in locked or takes is None or k in takes}
-
-
-def accepted_arguments(func: Callable[..., Any]) -> frozenset[str] | None:
-    """The argument names a caller may pass to ``func``; None if it takes any (``params``, ``**kwargs``)."""
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in signature(func).parameters.values())
-    if takes_any or "params" in injected_names(func):
-        return None
-    return frozenset(caller_arguments(func))
-
-
 def request_channels() -> list[list[tuple[str, Any]]]:
     """Every (name, value) pair of this request's query string, form, and JSON object body."""
     channels = [list(request.args.items(multi=True)), list(request.form.items(multi=True))]
@@ -233,12 +78,12 @@ def lock_arguments(func: Callable[..., Any], arguments: Mapping[str, Any]) -> di
     token = current_token()
     if token is None or not token.policy.locked:
         return arguments
-    return apply_locks(arguments, token.policy.locked, request_channels(), accepted_arguments(func))
+    return token.policy.apply(arguments, request_channels(), accepted_arguments(func))
 
 
 def event_check() -> Callable[[Mapping[str, Any]], str | None] | None:
     """For intake with a token that locks ``user``: a check that refuses an event unless it is
-    about that user — every user field it has (``tasks.shards.named``: ``username``, ``user``,
+    about that user — every user field it has (``tasks.pipeline.shards.named``: ``username``, ``user``,
     ``user_id``, ``context.user_id``, xAPI ``actor``) holds the locked value, and it has one.
     None when there is nothing to check."""
     token = current_token()
@@ -469,73 +314,3 @@ def logout() -> BaseResponse:
     response: BaseResponse = jsonify({"logged_out": True}) if target is None else redirect(local_path(target), 303)
     response.delete_cookie(COOKIE, httponly=True, samesite="Lax")
     return response
-
-
-# Command line -------------------------------------------------------------------------
-def tokens_main(argv: list[str], settings: Settings) -> int:
-    """``insights tokens create|revoke|list``; ``argv`` are the arguments after ``tokens``.
-
-    Returns 0 on success, 1 when revoking a token that does not exist, 2 for bad arguments
-    or a name that is taken.
-    """
-    parser = argparse.ArgumentParser(prog="insights tokens", description="Create, revoke or list API tokens.")
-    actions = parser.add_subparsers(dest="action", required=True)
-    create = actions.add_parser("create", help="create a token and print its secret (shown only this once)")
-    create.add_argument("name", help="unique name of the token, e.g. who or what it is for")
-    for option, what in (("allow", "may use"), ("deny", "may never use")):
-        create.add_argument(
-            f"--{option}", action="extend", nargs="+", default=[], metavar="PATTERN",
-            help=f"resources the token {what}: {RESOURCE_HELP} (fnmatch patterns)",
-        )  # fmt: skip
-    create.add_argument(
-        "--lock", action="extend", nargs="+", default=[], metavar="PARAM=VALUE",
-        help="lock an argument to a value, e.g. user=alice",
-    )  # fmt: skip
-    actions.add_parser("revoke", help="revoke a token by name").add_argument("name")
-    actions.add_parser("list", help="list tokens: name, created, allow, deny, locked (never secrets)")
-    args = parser.parse_args(argv)
-    try:
-        store = TokenStore(redis.Redis.from_url(settings.redis))
-        if args.action == "create":
-            policy = Policy(tuple(args.allow), tuple(args.deny), _locks(args.lock))
-            for pattern in (*policy.allow, *policy.deny):
-                _check_pattern(pattern)
-            print(store.create(args.name, policy))
-            print(f"token {args.name!r} created; its secret above is shown only this once", file=sys.stderr)
-            if not policy.allow:
-                print("warning: the token allows nothing (no --allow)", file=sys.stderr)
-            return 0
-        if args.action == "revoke":
-            if store.revoke(args.name):
-                print(f"token {args.name!r} revoked")
-                return 0
-            print(f"error: no token named {args.name!r}", file=sys.stderr)
-            return 1
-        for token in store.list():
-            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(token.created))
-            p = token.policy
-            locked = ",".join(f"{k}={v}" for k, v in p.locked.items()) or "-"
-            print(f"{token.name}\t{created}\tallow={','.join(p.allow) or '-'}\tdeny={','.join(p.deny) or '-'}"
-                  f"\tlocked={locked}")  # fmt: skip
-        return 0
-    except (InsightsError, RedisError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _locks(items: Iterable[str]) -> dict[str, str]:
-    locked = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise TokenError(f"--lock takes PARAM=VALUE, got {item!r}")
-        if name in INJECTED or name == TOKEN_PARAM:
-            raise TokenError(f"{name!r} is filled in by the framework and cannot be locked")
-        locked[name] = value
-    return locked
-
-
-def _check_pattern(pattern: str) -> None:
-    """Refuse a pattern that can match no resource (e.g. a bare query name without ``query:``)."""
-    if ":" not in pattern and not any(fnmatchcase(r, pattern) for r in RESOURCES):
-        raise TokenError(f"pattern {pattern!r} matches no resource; resources are {RESOURCE_HELP}")

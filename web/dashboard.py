@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, render_template, request, send_from_directory
 
-from tasks.inject import required_arguments
-from tasks.registry import Spec
+from tasks.authoring.injection import required_arguments
+from tasks.core.registry import Spec
 from web.api import insights
 from web.auth import query_token
 from web.errors import ApiError

@@ -7,6 +7,7 @@ import logging
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from tasks.core.policy import LockedParameter
 from tasks.errors import ArgumentError, CacheMiss, InvalidEvent, UnknownName
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(UnknownName)
     def unknown_name(exc: UnknownName) -> tuple[Response, int]:
         return error_response(404, str(exc))
+
+    @app.errorhandler(LockedParameter)
+    def locked_parameter(exc: LockedParameter) -> tuple[Response, int]:
+        return error_response(403, str(exc), parameter=exc.parameter)
 
     @app.errorhandler(ArgumentError)
     def bad_argument(exc: ArgumentError) -> tuple[Response, int]:

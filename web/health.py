@@ -18,7 +18,7 @@ from flask import Blueprint, Response
 from kombu.exceptions import ChannelError
 
 from tasks.app import Insights
-from tasks.serialization import dumps_plain
+from tasks.codec.serialization import dumps_plain
 from web.api import insights
 
 health = Blueprint("health", __name__)

@@ -7,8 +7,8 @@ import zlib
 from flask import Blueprint, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
 
-from tasks.events import parse_events
-from tasks.serialization import dumps_plain
+from tasks.codec.serialization import dumps_plain
+from tasks.pipeline.parsing import parse_events
 from web.api import insights
 from web.auth import current_token, event_check, may_read_receipt
 from web.errors import ApiError
@@ -25,9 +25,9 @@ def post_events() -> tuple[Response, int]:
     with a ``msg`` field (what ``logging.handlers.HTTPHandler`` sends) carries them in
     ``msg``. Items that are not events are refused by index, and so are events about another
     user than the one the token locks (``user``); the rest are accepted. The answer lists
-    the first 100 refusals (``rejected``; ``tasks.events.MAX_LISTED_REJECTIONS``) and counts
-    them all (``rejected_count``), so it stays small whatever was sent. With auth on, the
-    events belong to the token's name: their ids are scoped by it.
+    the first 100 refusals (``rejected``; ``tasks.pipeline.parsing.MAX_LISTED_REJECTIONS``)
+    and counts them all (``rejected_count``), so it stays small whatever was sent. With auth
+    on, the events belong to the token's name: their ids are scoped by it.
     """
     payload = _payload()
     parsed = parse_events(payload, event_check())

@@ -5,7 +5,7 @@ The figures come from the other modules through the injected ``query`` object
 rules apply here unchanged.
 
 With authentication on (``INSIGHTS_AUTH=on``), give a student a token that locks ``user``
-(``python -m tasks.cli tokens create ada --allow 'view:student_view' --allow
+(``python -m tasks tokens create ada --allow 'view:student_view' --allow
 'query:student_summary' --lock user=ada``): no query string, form, JSON body or chain step
 can then change ``user``, so the student sees their own summary only. Allow a student
 these names only: course-wide queries such as ``get_grades`` take no ``user`` to lock.

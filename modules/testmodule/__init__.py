@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from tasks import event_handler, event_property, query, render, view
 
-OPT_IN = True  # tasks/registry.py: not loaded with the other modules of modules/, only when named
+OPT_IN = True  # tasks/core/registry.py: not loaded with the other modules of modules/, only when named
 
 
 @query()

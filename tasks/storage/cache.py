@@ -6,7 +6,7 @@ from typing import Any
 
 import redis
 
-from tasks.serialization import dumps, loads
+from tasks.codec.serialization import dumps, loads
 
 
 class Cache:

@@ -7,11 +7,9 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from config.celery import celery_config
+from config.celery import SERIALIZER_NAME, celery_config
 from config.queues import task_routes
-from config.settings import ROOT, Queues, Settings
-from tasks.errors import ConfigError
-from tasks.serialization import SERIALIZER_NAME
+from config.settings import ROOT, ConfigError, Queues, Settings
 
 
 # Settings ----------------------------------------------------------------------------

@@ -41,10 +41,10 @@ import redis
 from config.queues import shard_queues
 from config.settings import ROOT, Settings
 from tasks.app import Insights, create_insights
-from tasks.cli import process_commands
-from tasks.embedded import HOST, EmbeddedMongo, EmbeddedRedis, free_port
-from tasks.event_ids import event_id
-from tasks.intake import GROUP
+from tasks.authoring.event_ids import event_id
+from tasks.ops.cli import process_commands
+from tasks.ops.embedded import HOST, EmbeddedMongo, EmbeddedRedis, free_port
+from tasks.pipeline.stream import GROUP
 from tasks.storage.mongo import database_name
 from tests.conftest import Pipeline, stop_process
 
@@ -69,7 +69,7 @@ def excluded_modules() -> tuple[str, ...]:
 
 # ----------------------------------------------------------------------------- web process
 class Web:
-    """``gunicorn web.wsgi:app`` (the ``tasks/cli.py process_commands`` web line) in its own process group."""
+    """``gunicorn web.wsgi:app`` (the ``tasks/ops/cli.py process_commands`` web line) in its own process group."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
@@ -379,9 +379,9 @@ class Deployment:
             return 0
 
     def retry_dead_letters(self) -> str:
-        """Run ``python -m tasks.cli deadletters retry`` as an operator would; returns its output."""
+        """Run ``python -m tasks deadletters retry`` as an operator would; returns its output."""
         result = subprocess.run(
-            [sys.executable, "-m", "tasks.cli", "deadletters", "retry"],
+            [sys.executable, "-m", "tasks", "deadletters", "retry"],
             cwd=ROOT,
             env={**os.environ, **self.settings.to_env()},
             capture_output=True,

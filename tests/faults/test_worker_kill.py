@@ -16,7 +16,7 @@ import pytest
 
 from config.settings import Settings
 from tasks.app import Insights, create_insights
-from tasks.embedded import EmbeddedRedis
+from tasks.ops.embedded import EmbeddedRedis
 from tasks.storage.mongo import database_name
 from tests.conftest import Pipeline, wait_for
 from web.app import create_app

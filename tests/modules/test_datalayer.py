@@ -10,8 +10,8 @@ import pytest
 
 import modules.datalayer
 from modules.datalayer import NAMES, is_xapi, openedx, vocabulary, xapi
-from tasks.events import Event
-from tasks.registry import Registry
+from tasks.authoring.events import Event
+from tasks.core.registry import Registry
 
 COURSE = "course-v1:MITx+6.00x+2026_T4"
 VIDEO = "block-v1:MITx+6.00x+2026_T4+type@video+block@9b2fcf5f3e6c4a2a8e2a4a9d4f6e1c11"

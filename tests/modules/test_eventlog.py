@@ -26,7 +26,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tasks.app import Insights
-from tasks.event_ids import event_id
+from tasks.authoring.event_ids import event_id
 from tasks.synthetic import Config, generate_files
 from tests.conftest import send, wait_for, wait_handled
 

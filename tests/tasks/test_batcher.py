@@ -11,9 +11,9 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from tasks.app import Insights
-from tasks.replay import replay
+from tasks.core.tokens import TokenStore
+from tasks.pipeline.replay import replay
 from tests.conftest import Pipeline, as_token, new_token, send, wait_for, wait_handled
-from web.auth import TokenStore
 
 
 def delivered(client: FlaskClient, run: str) -> dict[str, int]:

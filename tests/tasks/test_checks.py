@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tasks.checks import MAX_NAME_LENGTH, check_arguments, check_value
+from tasks.core.checks import MAX_NAME_LENGTH, check_arguments, check_value
 from tasks.errors import ArgumentError
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 
 from config.settings import ROOT
-from tasks.embedded import free_port
+from tasks.ops.embedded import free_port
 from tests.conftest import wait_for
 
 
@@ -36,7 +36,7 @@ def test_run_starts_everything_with_embedded_servers_and_stops_cleanly(tmp_path:
     env.update(INSIGHTS_DATA_DIR=str(tmp_path), INSIGHTS_PORT=str(port))
     log = (tmp_path / "run.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tasks.cli", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "tasks", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     base = f"http://127.0.0.1:{port}"
     try:

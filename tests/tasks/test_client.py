@@ -20,7 +20,6 @@ from config.settings import Settings
 from tasks import query
 from tasks.app import Insights, create_insights
 from tasks.client import (
-    UNKNOWN_DEFAULT,
     Client,
     LocalBackend,
     MergedBackend,
@@ -28,9 +27,11 @@ from tasks.client import (
     RemoteBackend,
     RemoteError,
 )
-from tasks.embedded import free_port
+from tasks.core.functions import UNKNOWN_DEFAULT
+from tasks.core.policy import Policy
+from tasks.core.tokens import TokenStore
+from tasks.ops.embedded import free_port
 from tests.conftest import send, serving
-from web.auth import Policy, TokenStore
 
 
 @query()

@@ -10,10 +10,10 @@ from flask.testing import FlaskClient
 
 from config.settings import Settings
 from tasks.app import Insights
-from tasks.compose import Step, compose, parse_steps
+from tasks.core.compose import Step, compose, parse_steps
+from tasks.core.tokens import TokenStore
 from tasks.errors import ArgumentError
 from tests.conftest import Pipeline, as_token, new_token, send
-from web.auth import TokenStore
 
 GRADES = {"query": "get_grades", "args": {"course": "chain-101"}}
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tasks import event_handler, event_property, query, view
-from tasks.decorators import Declaration, declarations_of
+from tasks.authoring.decorators import Declaration, declarations_of
 from tasks.errors import RegistrationError
 
 

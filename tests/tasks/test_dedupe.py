@@ -18,17 +18,18 @@ from flask.testing import FlaskClient
 
 from config.settings import Settings
 from tasks.app import Insights, create_insights
-from tasks.conflicts import EVENT_KEPT_BYTES
-from tasks.conflicts import STREAM as CONFLICTS
-from tasks.dedupe import KEY_PREFIX, Claim, Deduper
-from tasks.dedupe import fingerprint as handler_token
-from tasks.event_ids import canonical_json, fingerprint
-from tasks.eventlog import EventLog, Position
-from tasks.intake import Intake
-from tasks.replay import Item, read_event_log, replay
+from tasks.authoring.event_ids import canonical_json, fingerprint
+from tasks.core.policy import Policy
+from tasks.core.tokens import TokenStore
+from tasks.pipeline.conflicts import EVENT_KEPT_BYTES
+from tasks.pipeline.conflicts import STREAM as CONFLICTS
+from tasks.pipeline.dedupe import KEY_PREFIX, Claim, Deduper
+from tasks.pipeline.dedupe import fingerprint as handler_token
+from tasks.pipeline.event_log import EventLog, Position
+from tasks.pipeline.replay import Item, read_event_log, replay
+from tasks.pipeline.stream import Intake
 from tests.conftest import CLI, Pipeline, send, wait_handled
 from web.app import create_app
-from web.auth import Policy, TokenStore
 
 
 @pytest.fixture(scope="module")

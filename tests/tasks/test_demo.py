@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import ROOT
-from tasks.embedded import free_port
+from tasks.ops.embedded import free_port
 from tests.conftest import wait_for
 
 
@@ -43,7 +43,7 @@ def test_the_demo_loads_a_week_and_every_view_renders(tmp_path: Path) -> None:
     env.update(INSIGHTS_DATA_DIR=str(tmp_path), INSIGHTS_PORT=str(port))
     log = (tmp_path / "demo.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tasks.cli", "run", "--demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "tasks", "run", "--demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     base = f"http://127.0.0.1:{port}"
     summary_path = tmp_path / "demo" / "summary.json"

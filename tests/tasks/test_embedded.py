@@ -18,9 +18,9 @@ import pytest
 import redis
 
 from config.settings import Settings
-from tasks.cli import embedded_urls
-from tasks.embedded import EmbeddedMongo, EmbeddedRedis, EmbeddedServer, free_port
 from tasks.errors import EmbeddedServerError
+from tasks.ops.cli import embedded_urls
+from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, EmbeddedServer, free_port
 
 SERVERS = [EmbeddedRedis, EmbeddedMongo]
 
@@ -138,7 +138,7 @@ def test_start_on_a_taken_port_raises_with_the_log(
 @pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux-only")
 def test_server_does_not_outlive_a_killed_parent(tmp_path: Path) -> None:
     script = (
-        "import sys; from tasks.embedded import EmbeddedRedis; "
+        "import sys; from tasks.ops.embedded import EmbeddedRedis; "
         f"s = EmbeddedRedis({str(tmp_path)!r}, persist=False).start(); "
         "print(s.port, s.pid, flush=True); sys.stdin.read()"
     )

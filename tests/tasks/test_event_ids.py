@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from tasks.event_ids import NAMESPACE, canonical_json, event_id, fingerprint, identify
-from tasks.events import Event
+from tasks.authoring.event_ids import NAMESPACE, canonical_json, event_id, fingerprint, identify
+from tasks.authoring.events import Event
 
 
 def test_a_numeric_id_and_a_string_id_are_different_ids() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import ROOT, Settings
-from tasks.eventlog import EventLog, Position
+from tasks.pipeline.event_log import EventLog, Position
 
 
 def records(count: int, start: int = 0, received: float = 1764081912.25) -> list[tuple[str, float, dict[str, Any]]]:
@@ -145,7 +145,7 @@ def test_two_logs_in_one_directory_write_their_own_segments(tmp_path: Path) -> N
 
 def test_two_processes_append_to_one_directory(tmp_path: Path) -> None:
     script = (
-        "import sys; from pathlib import Path; from tasks.eventlog import EventLog\n"
+        "import sys; from pathlib import Path; from tasks.pipeline.event_log import EventLog\n"
         "log = EventLog(Path(sys.argv[1]), segment_bytes=4000)\n"
         "for b in range(50):\n"
         "    log.append([(f'child-{b}-{i}', 1.5, {'n': i}) for i in range(20)])\n"

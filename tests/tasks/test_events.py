@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from tasks.authoring.events import Event
 from tasks.errors import InvalidEvent
-from tasks.events import MAX_LISTED_REJECTIONS, MAX_REASON_CHARS, Event, parse_events
+from tasks.pipeline.parsing import MAX_LISTED_REJECTIONS, MAX_REASON_CHARS, parse_events
 
 RAW = {"user": "ada", "event_type": "problem_check", "agent": "Mozilla/5.0 Firefox/120"}
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from tasks.handling import handle
+from tasks.pipeline.handling import handle
 
 
 class Recorder:
@@ -69,7 +69,7 @@ def test_a_time_limit_is_not_split_but_fails_the_batch() -> None:
 def test_redis_calls_wait_out_a_restart_and_give_up_in_the_end() -> None:
     import redis
 
-    from tasks.handling import patiently
+    from tasks.pipeline.handling import patiently
 
     answers = iter([redis.ConnectionError("down"), redis.ConnectionError("down"), "back"])
 

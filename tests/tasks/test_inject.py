@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from tasks.authoring.injection import INJECTED, bind_arguments
 from tasks.errors import ArgumentError
-from tasks.inject import INJECTED, bind_arguments
 
 
 def per_student(course: str, user: str, limit: int = 10, mongodb: Any = None) -> None: ...

@@ -13,7 +13,7 @@ from typing import cast
 from config.beat import PRUNE_EVENT_LOG_TASK, SWEEP_TASK
 from config.settings import Settings
 from tasks.app import Insights
-from tasks.eventlog import EventLog
+from tasks.pipeline.event_log import EventLog
 from tasks.schedule import prune_event_log_segments
 from tests.conftest import Pipeline
 

@@ -15,9 +15,9 @@ from flask.testing import FlaskClient
 
 from config.settings import Queues, Settings
 from tasks.app import create_insights
-from tasks.embedded import EmbeddedRedis
+from tasks.core.memo import Memo, MemoPolicy, memoize_query, split_mode
 from tasks.errors import ArgumentError, CacheMiss, RegistrationError
-from tasks.memo import Memo, MemoPolicy, memoize_query, split_mode
+from tasks.ops.embedded import EmbeddedRedis
 from tests.conftest import Pipeline, wait_for
 from web.app import create_app
 

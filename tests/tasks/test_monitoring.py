@@ -12,7 +12,7 @@ from typing import Any
 
 from config.settings import ROOT, Settings
 from tasks.app import Insights
-from tasks.embedded import free_port
+from tasks.ops.embedded import free_port
 from tests.conftest import Pipeline, stop_process, wait_for
 
 

@@ -7,7 +7,7 @@ from flask.testing import FlaskClient
 
 from tasks.app import Insights
 from tasks.errors import ArgumentError
-from tasks.recompute import parameter_space, recompute
+from tasks.ops.recompute import parameter_space, recompute
 from tests.conftest import CLI, Pipeline
 
 

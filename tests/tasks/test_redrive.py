@@ -23,8 +23,8 @@ import pytest
 
 from config.settings import Settings
 from tasks.app import Insights, create_insights
-from tasks.batches import PENDING_INDEX
-from tasks.redrive import LOCK, MAX_REDRIVES, Redriver
+from tasks.pipeline.batch_store import PENDING_INDEX
+from tasks.pipeline.redrive import LOCK, MAX_REDRIVES, Redriver
 from tasks.storage.mongo import database_name
 
 COUNT = "handler.pipeline.count_deliveries"

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from tasks.core.registry import Registry, Spec
 from tasks.errors import DuplicateName, RegistrationError, RegistryFrozen, UnknownName
-from tasks.registry import Registry, Spec
 
 
 def grades(course: str) -> list[Any]:

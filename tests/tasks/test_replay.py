@@ -19,11 +19,10 @@ import pytest
 import redis
 
 from config.settings import ROOT, Settings
-from tasks.embedded import EmbeddedRedis
-from tasks.event_ids import event_id
-from tasks.eventlog import EventLog, Position
-from tasks.intake import Intake
-from tasks.replay import (
+from tasks.authoring.event_ids import event_id
+from tasks.ops.embedded import EmbeddedRedis
+from tasks.pipeline.event_log import EventLog, Position
+from tasks.pipeline.replay import (
     CheckpointError,
     EventLogSource,
     Item,
@@ -35,6 +34,7 @@ from tasks.replay import (
     replay,
     replay_main,
 )
+from tasks.pipeline.stream import Intake
 from tests.conftest import wait_for
 
 
@@ -406,7 +406,7 @@ def test_ctrl_c_stops_the_command_with_a_checkpoint_and_running_it_again_finishe
     checkpoint = tmp_path / "data" / "replay.checkpoint"
     script = (
         "import sys; from pathlib import Path; from config.settings import Settings\n"
-        "from tasks.replay import replay_main\n"
+        "from tasks.pipeline.replay import replay_main\n"
         "settings = Settings(redis_url=sys.argv[1], data_dir=Path(sys.argv[2]))\n"
         "sys.exit(replay_main(sys.argv[4:], settings, stream=sys.argv[3]))\n"
     )

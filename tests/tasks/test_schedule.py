@@ -23,9 +23,9 @@ from config.celery import celery_config
 from config.settings import Settings
 from tasks import cron, memoize_query, query
 from tasks.app import Insights
-from tasks.decorators import declarations_of
+from tasks.authoring.decorators import declarations_of
+from tasks.core.registry import Registry, Spec
 from tasks.errors import RegistrationError
-from tasks.registry import Registry, Spec
 from tasks.schedule import DEFAULT_KEEP, REPORTS_FOLDER, celery_schedule, write_report
 from tasks.storage.fs import FileStore
 from tests.conftest import Pipeline, start_process, stop_process, wait_for

@@ -1,4 +1,4 @@
-"""Tests for tasks.serialization: tagged round trips, plain JSON, kombu registration."""
+"""Tests for tasks.codec.serialization: tagged round trips, plain JSON, kombu registration."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from bson import ObjectId
 
-from tasks.serialization import (
+from tasks.codec.serialization import (
     CONTENT_TYPE,
     SERIALIZER_NAME,
     dumps,

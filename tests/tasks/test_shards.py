@@ -7,7 +7,7 @@ import uuid
 import pytest
 from flask.testing import FlaskClient
 
-from tasks.shards import shard_key, shard_of
+from tasks.pipeline.shards import shard_key, shard_of
 from tests.conftest import wait_handled
 
 

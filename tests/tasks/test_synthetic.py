@@ -21,10 +21,10 @@ import pytest
 import modules.datalayer
 from config.settings import ROOT
 from modules.datalayer import vocabulary
-from tasks.cli import main
-from tasks.event_ids import event_id
-from tasks.events import Event
-from tasks.registry import Registry
+from tasks.authoring.event_ids import event_id
+from tasks.authoring.events import Event
+from tasks.core.registry import Registry
+from tasks.ops.cli import main
 from tasks.synthetic import Activity, Config, generate_files, simulate, to_openedx, to_xapi, write_jsonl
 
 VERBS = {"viewed", "played", "paused", "seeked", "stopped", "loaded", "answered", "enrolled"}
@@ -62,7 +62,7 @@ def test_files_do_not_depend_on_the_process(tmp_path: Path) -> None:
     for hash_seed in ("1", "2"):
         out = tmp_path / hash_seed
         subprocess.run(
-            [sys.executable, "-m", "tasks.cli", "generate", "--students", "8", "--days", "2", "--out", str(out)],
+            [sys.executable, "-m", "tasks", "generate", "--students", "8", "--days", "2", "--out", str(out)],
             cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": hash_seed}, check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         outputs.append([(out / name).read_bytes() for name in ("tracking.log", "xapi.jsonl")])

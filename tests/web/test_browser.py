@@ -15,8 +15,10 @@ import pytest
 
 from config.settings import ROOT, Settings
 from tasks.app import Insights, create_insights
+from tasks.core.policy import Policy
+from tasks.core.tokens import TokenStore
 from tests.conftest import Pipeline, serving, serving_wsgi
-from web.auth import COOKIE, Policy, TokenStore
+from web.auth import COOKIE
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="

@@ -33,12 +33,12 @@ from hypothesis import strategies as st
 
 from config.settings import ROOT
 from tasks.app import Insights
-from tasks.events import MAX_DEPTH
-from tasks.inject import INJECTED, caller_arguments, injected_names
-from tasks.memo import MODE_ARGUMENT
+from tasks.authoring.injection import INJECTED, caller_arguments, injected_names
+from tasks.codec.json_shape import MAX_DEPTH
+from tasks.core.memo import MODE_ARGUMENT
+from tasks.core.policy import TOKEN_PARAM
 from tests.conftest import Pipeline, wait_for, wait_handled
 from tests.web.test_intake import SMALL_LIMIT, json_lines, post_chunked, small_limit  # noqa: F401 (fixture)
-from web.auth import TOKEN_PARAM
 
 
 def fuzz(examples: int) -> settings:
@@ -318,7 +318,7 @@ def test_any_body(client: FlaskClient, body: bytes, content_type: str, target: s
 
 
 def refusals(args: dict[str, Any]) -> list[str]:
-    """The reasons tasks/checks.py may give for refusing ``echo(greeting, **params)`` arguments."""
+    """The reasons tasks/core/checks.py may give for refusing ``echo(greeting, **params)`` arguments."""
     reasons = []
     if holds_operator(args):
         reasons.append("operator keys")
@@ -369,7 +369,7 @@ def test_any_json_arguments_round_trip(client: FlaskClient, args: dict[str, Any]
         assert response.status_code == 400 and "nested" in response.get_json()["error"]
         return
     reasons = refusals(args)
-    if reasons:  # refused by tasks/checks.py: operator keys, bad text, an object for a plain parameter
+    if reasons:  # refused by tasks/core/checks.py: operator keys, bad text, an object for a plain parameter
         assert response.status_code == 400 and any(r in response.get_json()["error"] for r in reasons)
         return
     rest = {k: v for k, v in args.items() if k != "greeting"}

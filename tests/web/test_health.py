@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 
 from config.settings import Settings
 from tasks.app import create_insights
-from tasks.embedded import free_port
+from tasks.ops.embedded import free_port
 from web.app import create_app
 
 

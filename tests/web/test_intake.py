@@ -20,8 +20,8 @@ from flask.testing import FlaskClient
 
 from config.settings import Settings
 from tasks.app import Insights, create_insights
-from tasks.embedded import free_port
-from tasks.events import MAX_LISTED_REJECTIONS
+from tasks.ops.embedded import free_port
+from tasks.pipeline.parsing import MAX_LISTED_REJECTIONS
 from tests.conftest import Pipeline, serving, wait_for
 from tests.faults.harness import Web
 from web.app import create_app

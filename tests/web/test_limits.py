@@ -16,11 +16,11 @@ from flask.testing import FlaskClient
 
 from config.settings import ROOT, Settings
 from tasks.app import Insights, create_insights
-from tasks.cli import process_commands
-from tasks.embedded import free_port
+from tasks.core.tokens import TokenStore
+from tasks.ops.cli import process_commands
+from tasks.ops.embedded import free_port
 from tests.conftest import Pipeline, as_token, new_token, wait_for
 from web.app import create_app
-from web.auth import TokenStore
 
 
 @pytest.fixture(scope="module")

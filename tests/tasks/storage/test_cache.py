@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import redis
 
-from tasks.embedded import EmbeddedRedis
+from tasks.ops.embedded import EmbeddedRedis
 from tasks.storage.cache import Cache
 from tests.conftest import wait_for
 

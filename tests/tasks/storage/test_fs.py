@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tasks.embedded import EmbeddedRedis
 from tasks.errors import ArgumentError
+from tasks.ops.embedded import EmbeddedRedis
 from tasks.storage.fs import FileStore
 
 DAY = 86400

@@ -5,7 +5,7 @@ The batcher appends each batch it accepts (``append``); ``read`` walks the log b
 
     {"id":"<event id>","received":1764081912.5,"sender":"<token name>","event":{...the raw event...}}
 
-``id`` is the event's id as handlers saw it (``tasks.event_ids``), ``sender`` the API token
+``id`` is the event's id as handlers saw it (``tasks.authoring.event_ids``), ``sender`` the API token
 that posted it (absent for the anonymous scope): a replay of the log passes both on, so
 replayed events get the same ids.
 
@@ -53,7 +53,7 @@ class Position:
     """Where a reader is: a segment's file name and the byte offset of the next line in it.
 
     Replay sources reuse the type: for tracking-log files ``segment`` is the file's path and
-    ``offset`` a line number (see ``tasks.replay``).
+    ``offset`` a line number (see ``tasks.pipeline.replay``).
     """
 
     segment: str

@@ -1,93 +1,20 @@
-"""Events: read-only mappings with derived properties, and parsing of what the LMS sends."""
+"""Parsing what a learning platform sends into events, refusing bad items one by one."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks.codec.json_shape import MAX_DEPTH, holds_lone_surrogate, too_deep, unicode_text
 from tasks.errors import InvalidEvent
-from tasks.event_ids import event_id
 
-Property = Callable[["Event"], Any]
-MAX_DEPTH = 100  # nesting levels of an event (MongoDB's limit too); deeper ones would break JSON decoding downstream
 # A JSON escape of a UTF-16 surrogate (\ud800-\udfff): only text holding one can decode to a lone surrogate.
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-SURROGATE = re.compile("[\ud800-\udfff]")  # in a decoded str, only a lone surrogate (a pair decodes to one character)
 MAX_LISTED_REJECTIONS = 100  # refused items listed with their reason; beyond, they are only counted
 MAX_REASON_CHARS = 300  # a listed reason is cut to this (it may quote a value of the event)
-
-
-class Event(Mapping[str, Any]):
-    """One tracking event: a read-only dict plus attributes from ``@event_property``.
-
-    ``evt["user"]`` reads the raw field, ``evt.agent`` a registered property,
-    ``evt.event`` is the raw dict itself (for storing it as is), ``evt.id`` the event's
-    id (see ``tasks.event_ids``) and ``evt.received`` when it was accepted (unix time).
-    """
-
-    __slots__ = ("_computed", "_id", "_properties", "_raw", "received")
-
-    def __init__(
-        self,
-        raw: Mapping[str, Any],
-        properties: Mapping[str, Property] | None = None,
-        id: str | None = None,
-        received: float | None = None,
-    ) -> None:
-        object.__setattr__(self, "_raw", raw)
-        object.__setattr__(self, "_properties", properties or {})
-        object.__setattr__(self, "_computed", {})
-        object.__setattr__(self, "_id", id)
-        object.__setattr__(self, "received", received)
-
-    @property
-    def id(self) -> str:
-        """The event's id (``tasks.event_ids``): given by the batcher, in its sender's scope.
-
-        An event made without one (e.g. in a module's own test) derives it in the anonymous
-        scope: the id it carries (typed, field-qualified), else a UUID5 of its canonical JSON.
-        """
-        if self._id is None:
-            object.__setattr__(self, "_id", event_id(self._raw))
-        return self._id
-
-    @property
-    def event(self) -> dict[str, Any]:
-        """A copy of the raw event dict, safe to store or change."""
-        return dict(self._raw)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._raw[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._raw)
-
-    def __len__(self) -> int:
-        return len(self._raw)
-
-    def __getattr__(self, name: str) -> Any:
-        computed = self._computed
-        if name in computed:
-            return computed[name]
-        prop = self._properties.get(name)
-        if prop is None:
-            known = ", ".join(sorted(self._properties)) or "none registered"
-            raise AttributeError(f"events have no property {name!r} (known: {known}); see /event_properties")
-        computed[name] = value = prop(self)
-        return value
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise TypeError("events are read-only; copy evt.event to change a field")
-
-    def __repr__(self) -> str:
-        return f"Event({self._raw!r})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # copy/pickle would otherwise build an empty instance and recurse in __getattr__.
-        return (type(self), (self._raw, self._properties, self._id, self.received))
 
 
 @dataclass
@@ -124,7 +51,7 @@ def parse_events(payload: Any, check: Callable[[dict[str, Any]], str | None] | N
     line_numbers: list[int] | None = None
     check_unicode = True  # whether items may hold lone surrogates: the full check costs, the escape search little
     if isinstance(payload, str):
-        check_unicode = SURROGATE_ESCAPE.search(payload) is not None or not (decoded or _encodable(payload))
+        check_unicode = SURROGATE_ESCAPE.search(payload) is not None or not (decoded or unicode_text(payload))
         payload, line_numbers = _parse_text(payload)
     items = payload if isinstance(payload, list) else [payload]
     parsed = ParsedEvents(verbatim=isinstance(payload, list) and line_numbers is None)
@@ -164,44 +91,6 @@ def parse_events(payload: Any, check: Callable[[dict[str, Any]], str | None] | N
             raise InvalidEvent(f"no valid event in the request; {parsed.rejected[0]['error']}")
         raise InvalidEvent("no events in the request")
     return parsed
-
-
-def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """Whether a JSON value nests objects and arrays more than ``limit`` levels deep (no recursion)."""
-    level = [value]
-    for _ in range(limit):
-        level = [v for c in level if isinstance(c, (dict, list)) for v in (c.values() if isinstance(c, dict) else c)]
-        if not level:
-            return False
-    return True
-
-
-def holds_lone_surrogate(value: Any) -> bool:
-    """Whether a JSON value holds a lone UTF-16 surrogate in a string or key, at any depth (no recursion).
-
-    Such a string cannot be encoded as UTF-8, so MongoDB, JSON readers and result backends
-    choke on it downstream."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if SURROGATE.search(item):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
-
-
-def _encodable(text: str) -> bool:
-    """Whether a str holds no surrogate code point itself (one decoded from UTF-8 never does)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _loads(text: str) -> Any:

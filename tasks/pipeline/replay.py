@@ -8,7 +8,7 @@ stream (to every handler, or only to ``targets``), optionally rate-limited, with
 bar and a checkpoint file that lets an interrupted replay continue where it stopped.
 
 Replays are safe to repeat: the batcher skips an event that a target handler has already
-handled (same ``tasks.event_ids.event_id``), so sending an event twice changes nothing. A
+handled (same ``tasks.authoring.event_ids.event_id``), so sending an event twice changes nothing. A
 replay therefore gives every event its id itself: the one the event log recorded, else the
 id ``event_id`` derives in the replay's sender scope (an event without an id or a time is
 identified by its content here, as a replay is a re-send).
@@ -37,10 +37,10 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from config.settings import Settings
+from tasks.authoring.event_ids import event_id
 from tasks.errors import InsightsError
-from tasks.event_ids import event_id
-from tasks.eventlog import EventLog, Position, json_object
-from tasks.intake import STREAM, Intake
+from tasks.pipeline.event_log import EventLog, Position, json_object
+from tasks.pipeline.stream import STREAM, Intake
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from tasks.authoring.injection import caller_arguments
+from tasks.core.functions import Backend, make_method
+from tasks.core.registry import Registry, Spec
 from tasks.errors import UnknownName
-from tasks.inject import caller_arguments
-from tasks.registry import Registry, Spec
-
-if TYPE_CHECKING:
-    from tasks.client import Backend
 
 
 class Call(Protocol):
@@ -42,7 +40,7 @@ class Caller:
         try:
             spec = self._registry.get(self._kind, name)
         except UnknownName:
-            from tasks.client import make_method  # the first remote backend that has the name
+            # the first remote backend that has the name
 
             for backend in self._remotes():
                 info = backend.functions(self._kind).get(name)

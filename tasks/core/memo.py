@@ -13,14 +13,18 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
+from tasks.authoring.injection import bind_arguments
+from tasks.codec.serialization import dumps, loads
 from tasks.errors import ArgumentError, CacheMiss, RegistrationError
-from tasks.serialization import dumps, loads
+
+if TYPE_CHECKING:
+    from tasks.core.registry import Spec
 
 F = TypeVar("F", bound=Callable[..., Any])
 MEMO_ATTR = "__insights_memo__"
@@ -64,6 +68,12 @@ def split_mode(arguments: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if mode not in MODES:
         raise ArgumentError(f"{MODE_ARGUMENT} must be one of {', '.join(MODES)}, got {mode!r}")
     return mode, rest
+
+
+def memo_key(spec: Spec, args: Sequence[Any], kwargs: Mapping[str, Any], policy: MemoPolicy) -> str:
+    """The cache key of calling ``spec``'s function with these arguments (no ``_memo`` among them)."""
+    bound, leftovers = bind_arguments(spec.label, spec.func, args, kwargs)
+    return Memo.key(spec.module, spec.name, {**bound, **leftovers}, policy)
 
 
 def _key_value(value: Any) -> Any:

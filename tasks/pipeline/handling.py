@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis as redis_lib
 from celery.exceptions import SoftTimeLimitExceeded
 
-from tasks.batches import done_key
+from tasks.pipeline.batch_store import done_key
 
 if TYPE_CHECKING:
     from tasks.app import Insights
-    from tasks.registry import Spec
+    from tasks.core.registry import Spec
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from celery import group
 from tqdm import tqdm
 
+from tasks.authoring.injection import bind_arguments
+from tasks.core.memo import MODE_ARGUMENT, memo_policy
 from tasks.errors import ArgumentError
-from tasks.inject import bind_arguments
-from tasks.memo import MODE_ARGUMENT, memo_policy
 
 if TYPE_CHECKING:
     from tasks.app import Insights

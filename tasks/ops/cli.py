@@ -1,4 +1,4 @@
-"""Command line: ``python -m tasks.cli run|batcher|deadletters|conflicts|replay|tokens|generate``.
+"""Command line: ``python -m tasks run|batcher|deadletters|conflicts|replay|tokens|generate``.
 
 ``run`` starts an embedded Redis and/or nx-27017 when ``REDIS_URL`` / ``MONGO_URL`` are
 not configured, then the web app (gunicorn), the batcher, one worker consuming every
@@ -24,13 +24,13 @@ from types import FrameType
 import redis
 
 from config.queues import shard_queues
-from config.settings import Settings
+from config.settings import ConfigError, Settings
 from tasks.app import create_insights
-from tasks.batcher import Batcher
-from tasks.conflicts import Conflicts
-from tasks.deadletter import retry_dead_letters
-from tasks.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
 from tasks.errors import ArgumentError, InsightsError
+from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
+from tasks.pipeline.batcher import Batcher
+from tasks.pipeline.conflicts import Conflicts
+from tasks.pipeline.dead_letters import retry_dead_letters
 
 log = logging.getLogger("insights")
 
@@ -61,7 +61,7 @@ def process_commands(settings: Settings) -> dict[str, list[str]]:
         # Threads, so a slow or half-sent request holds one thread, not a whole worker.
         "web": [python, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", str(settings.web_threads),
                 "-b", f"{settings.web_host}:{settings.web_port}", "web.wsgi:app"],
-        "batcher": [python, "-m", "tasks.cli", "batcher"],
+        "batcher": [python, "-m", "tasks", "batcher"],
         "worker": [*celery, "worker", "-Q", queues, "-l", "INFO", "-c", "2", "-n", "main@%h"],
         # One single-process consumer for every shard queue keeps per-user/per-resource order.
         "shards": [*celery, "worker", "-Q", shards, "-l", "INFO", "-P", "solo", "-n", "shards@%h"],
@@ -115,7 +115,7 @@ def run(settings: Settings, demo: bool = False) -> int:
 
 
 def _load_demo(base_url: str, folder: Path) -> None:
-    from tasks.demo import load_demo
+    from tasks.ops.demo import load_demo
 
     try:
         load_demo(base_url, folder)
@@ -164,7 +164,7 @@ def conflicts_command(settings: Settings, args: argparse.Namespace) -> int:
 
 def recompute_command(settings: Settings, args: argparse.Namespace) -> int:
     """Refresh a memoized query over the Cartesian product of the ``--set`` values; 1 if any failed."""
-    from tasks.recompute import parameter_space, recompute  # only this command needs tqdm
+    from tasks.ops.recompute import parameter_space, recompute  # only this command needs tqdm
 
     values: dict[str, list[str]] = {}
     for item in args.set:
@@ -187,7 +187,7 @@ def recompute_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m tasks.cli``."""
+    """Entry point of ``python -m tasks``."""
     parser = argparse.ArgumentParser(prog="insights", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("run", help="start embedded servers (if needed), web, batcher, workers and beat")
@@ -222,12 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings.from_env()
     if args.command == "replay":
-        from tasks.replay import replay_main  # only this command needs tqdm
+        from tasks.pipeline.replay import replay_main  # only this command needs tqdm
 
         app = create_insights(settings)
         return replay_main(rest, settings, resolve_handlers=app.resolve_handlers)
     if args.command == "tokens":
-        from web.auth import tokens_main  # the web layer owns tokens and policies
+        from tasks.ops.tokens import tokens_main
 
         return tokens_main(rest, settings)
     if rest:
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "conflicts":
             return conflicts_command(settings, args)
         return dead_letters(settings, args)
-    except InsightsError as exc:
+    except (InsightsError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,5 @@
-"""A workaround for kombu's Redis transport (celery 5.7 / kombu 5.7), applied by the application."""
+"""A workaround for kombu's Redis transport (celery 5.7 / kombu 5.7), applied once per process by
+``create_insights``."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""Connections and per-module resources, created lazily once per process."""
+"""Connections, stores and per-module resources, created lazily once per process."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pymongo
 import redis
@@ -13,6 +14,8 @@ from config.settings import Settings
 from tasks.storage.cache import Cache
 from tasks.storage.fs import FileStore
 from tasks.storage.mongo import database_name
+
+T = TypeVar("T")
 
 
 class Services:
@@ -27,12 +30,22 @@ class Services:
         self._pid = -1
         self._redis: redis.Redis | None = None
         self._mongo: pymongo.MongoClient[dict[str, Any]] | None = None
+        self._built: dict[str, Any] = {}
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._redis = None
             self._mongo = None
+            self._built = {}
+
+    def once(self, name: str, build: Callable[[], T]) -> T:
+        """What ``build`` makes (a store over these clients), built once per process under ``name``."""
+        self._check_fork()
+        if name not in self._built:
+            self._built[name] = build()
+        built: T = self._built[name]
+        return built
 
     @property
     def redis(self) -> redis.Redis:
@@ -69,3 +82,4 @@ class Services:
         if self._redis is not None:
             self._redis.close()
         self._mongo = self._redis = None
+        self._built = {}

@@ -18,9 +18,9 @@ from celery import chain, group
 from celery.canvas import Signature
 from celery.result import AsyncResult
 
-from tasks.checks import check_arguments
+from tasks.authoring.injection import bind_arguments, caller_arguments
+from tasks.core.checks import check_arguments
 from tasks.errors import ArgumentError, UnknownName
-from tasks.inject import bind_arguments, caller_arguments
 
 if TYPE_CHECKING:
     from tasks.app import Insights

@@ -33,15 +33,14 @@ import numpy as np
 import pandas as pd
 from bson import ObjectId
 
-CONTENT_TYPE = "application/x-insights-json"
-SERIALIZER_NAME = "insights-json"
+from config.celery import CONTENT_TYPE, SERIALIZER_NAME
+from tasks.codec.json_shape import MAX_DEPTH, unicode_text
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 _SAFE = _PLAIN - {float}  # plain types that are never NaN or inf
 _STR = frozenset({str})
 _CONTAINERS = _PLAIN | {dict, list}
 _RISKY = (tuple, dict, list, np.generic)  # json encodes these without default()
-_MAX_DEPTH = 100
 
 
 def _unsupported(obj: Any) -> TypeError:
@@ -55,7 +54,7 @@ def _unsupported(obj: Any) -> TypeError:
 def _needs_prepare(obj: Any) -> bool:
     """Tell whether obj holds a tuple, non-str key, ... (level by level, C loops)."""
     items = [obj]
-    for _ in range(_MAX_DEPTH):
+    for _ in range(MAX_DEPTH):
         kinds = set(map(type, items))
         if kinds <= _PLAIN:
             return False
@@ -232,13 +231,7 @@ def dumps(obj: Any) -> str:
 def _utf8_safe(text: str, as_ascii: Callable[[], str]) -> str:
     """``text``, or the all-ASCII encoding when text holds a lone surrogate (``"\\ud800"``), which
     no UTF-8 message can carry: the value then still travels, as a JSON escape."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return as_ascii()
-    return text
+    return text if text.isascii() or unicode_text(text) else as_ascii()
 
 
 def loads(data: str | bytes) -> Any:

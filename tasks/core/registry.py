@@ -18,10 +18,10 @@ from types import ModuleType
 from typing import Any
 
 from config.queues import CRON_PREFIX, HANDLER_PREFIX, QUERY_PREFIX, VIEW_PREFIX
-from tasks.decorators import Declaration, declarations_of
+from tasks.authoring.decorators import Declaration, declarations_of
+from tasks.authoring.injection import caller_arguments, required_arguments
+from tasks.core.memo import memo_policy
 from tasks.errors import DuplicateName, RegistrationError, RegistryFrozen, UnknownName
-from tasks.inject import caller_arguments, required_arguments
-from tasks.memo import memo_policy
 
 KINDS = ("view", "query", "handler", "property", "cron")
 TASK_PREFIX = {

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+from tasks.authoring.events import Event
+from tasks.authoring.injection import check_signature
 from tasks.errors import RegistrationError
-from tasks.events import Event
-from tasks.inject import check_signature
 
 F = TypeVar("F", bound=Callable[..., Any])
 

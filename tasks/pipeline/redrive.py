@@ -49,8 +49,8 @@ from celery.canvas import Signature
 from kombu.transport.redis import PRIORITY_STEPS
 from kombu.transport.redis import Channel as RedisChannel
 
-from tasks.batches import PENDING
-from tasks.dispatch import RECORD_BATCH_TASK, handler_signature, send_chord, stop_listening
+from tasks.pipeline.batch_store import PENDING
+from tasks.pipeline.dispatch import RECORD_BATCH_TASK, handler_signature, send_chord, stop_listening
 
 if TYPE_CHECKING:
     from tasks.app import Insights

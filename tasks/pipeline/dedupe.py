@@ -1,6 +1,6 @@
 """Idempotency: which handlers have not yet been given an event, by event id.
 
-One Redis key per event id (``tasks.event_ids``: scoped by sender) holds the event's
+One Redis key per event id (``tasks.authoring.event_ids``: scoped by sender) holds the event's
 fingerprint followed by the fingerprints of the handlers it was dispatched to. Claiming is
 one atomic script per batch chunk, so two batchers never dispatch the same event to the
 same handler. An event whose fingerprint differs from the one on record is a conflict:

@@ -12,9 +12,9 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tasks.authoring.injection import INJECTED, signature
+from tasks.codec.json_shape import MAX_DEPTH, too_deep, unicode_text
 from tasks.errors import ArgumentError
-from tasks.events import MAX_DEPTH, too_deep
-from tasks.inject import INJECTED, signature
 
 MAX_NAME_LENGTH = 100  # characters of an argument name (or object key)
 _MAPPING_ANNOTATIONS = ("dict", "Dict", "Mapping", "MutableMapping", "typing.Any", "Any")
@@ -78,12 +78,8 @@ def shorten(value: object, limit: int = 40) -> str:
 
 
 def _check_text(name: str, text: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ArgumentError(
-            f"argument {shorten(name)} holds text that is not valid Unicode (a lone surrogate)"
-        ) from None
+    if not unicode_text(text):
+        raise ArgumentError(f"argument {shorten(name)} holds text that is not valid Unicode (a lone surrogate)")
 
 
 def _takes_mapping(func: Callable[..., Any], name: str) -> bool:

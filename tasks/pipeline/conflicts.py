@@ -3,7 +3,7 @@
 The batcher does not dispatch such an event (handlers upsert by ``evt.id``, so it would
 either be dropped by them or overwrite the first one) and does not drop it silently: it
 keeps it here, with the sender, the id, both fingerprints and the time, counts it in the
-request's receipt (``conflicts``) and logs a warning. ``python -m tasks.cli conflicts list``
+request's receipt (``conflicts``) and logs a warning. ``python -m tasks conflicts list``
 shows them.
 
 Of the event itself only the first ``EVENT_KEPT_BYTES`` (4 KiB) of its canonical JSON are

@@ -4,7 +4,7 @@ A batch's events are stored once and read by each handler task; its record says,
 handler task, whether it succeeded, and which task messages were sent for it; a receipt
 (the intake stream entry id the sender got with its 202) lists the batches its events went
 into. Unfinished batches are indexed by dispatch time, so the batcher can find those whose
-task messages the broker lost and send them again (tasks/redrive.py).
+task messages the broker lost and send them again (tasks/pipeline/redrive.py).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class BatchStore:
         values = self._client.mget([done_key(batch_id, label) for label in labels])
         return {label: json.loads(raw) for label, raw in zip(labels, values, strict=True) if raw is not None}
 
-    # Unfinished batches (tasks/redrive.py) -------------------------------------------
+    # Unfinished batches (tasks/pipeline/redrive.py) -------------------------------------------
     def overdue(self, sent_before: float, count: int) -> list[str]:
         """Ids of unfinished batches whose tasks were last sent before ``sent_before`` (oldest first)."""
         ids: list[Any] = self._client.zrangebyscore(PENDING_INDEX, "-inf", sent_before, start=0, num=count)

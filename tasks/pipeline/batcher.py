@@ -2,15 +2,15 @@
 
 It reads the intake stream through a consumer group, gathers events until a batch is full
 (``batch_size``) or the oldest has waited ``batch_interval``, gives each event its id
-(``tasks.event_ids``: in its sender's scope), drops what every target handler already had
+(``tasks.authoring.event_ids``: in its sender's scope), drops what every target handler already had
 (dedupe by event id), sets aside an event that differs from the one on record under its id
-(a conflict, ``tasks.conflicts``), appends live events to the event log, dispatches, and
+(a conflict, ``tasks.pipeline.conflicts``), appends live events to the event log, dispatches, and
 only then acknowledges and deletes the stream entries. Entries of a batcher that died
 before acknowledging are taken over by a live one after ``claim_idle`` seconds and
 dispatched again without dedupe (at least once: handlers are idempotent by ``evt.id``),
 so a crash never loses an accepted event. Once dispatched, a batch is finished by its
 chord; a batcher also sends again the tasks of batches whose messages the broker lost
-(tasks/redrive.py), which acknowledgement and requeueing alone cannot bring back.
+(tasks/pipeline/redrive.py), which acknowledgement and requeueing alone cannot bring back.
 
 Senders share the pipeline fairly: each dispatch *round* takes at most ``batch_size`` events
 of each sender (the token that posted them), in the order the sender sent them, and a
@@ -36,14 +36,14 @@ from typing import TYPE_CHECKING, Any
 import redis
 from kombu.exceptions import KombuError
 
-from tasks.batches import DONE, Record
-from tasks.conflicts import Conflict, Conflicts
-from tasks.dedupe import Deduper
-from tasks.dispatch import Selection, dispatch
-from tasks.event_ids import canonical_json, fingerprint, identify
-from tasks.eventlog import EventLog
-from tasks.intake import GROUP
-from tasks.redrive import Redriver
+from tasks.authoring.event_ids import canonical_json, fingerprint, identify
+from tasks.pipeline.batch_store import DONE, Record
+from tasks.pipeline.conflicts import Conflict, Conflicts
+from tasks.pipeline.dedupe import Deduper
+from tasks.pipeline.dispatch import Selection, dispatch
+from tasks.pipeline.event_log import EventLog
+from tasks.pipeline.redrive import Redriver
+from tasks.pipeline.stream import GROUP
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -193,7 +193,7 @@ class Batcher:
         return taken
 
     def redrive(self) -> None:
-        """Send again the tasks of batches the broker lost (tasks/redrive.py); never stops the batcher."""
+        """Send again the tasks of batches the broker lost (tasks/pipeline/redrive.py); never stops the batcher."""
         try:
             self.redriver.run()
         except Exception:  # a safety net must not take the batcher down: look again next time
@@ -354,7 +354,7 @@ class Batcher:
         shown = ", ".join(sorted({c.id for c in found})[:5])
         log.warning(
             "batcher %s: %d event(s) differ from the event on record under their id (%s%s); not dispatched, "
-            "kept as conflicts (python -m tasks.cli conflicts list)",
+            "kept as conflicts (python -m tasks conflicts list)",
             self.consumer, len(found), shown, ", ..." if len(found) > 5 else "",
         )  # fmt: skip
 

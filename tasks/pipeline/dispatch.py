@@ -4,7 +4,7 @@ The batch's events are stored once in Redis; each header task gets the batch id 
 indices of the events meant for it. The chord's body, ``batch.record``, stores every
 outcome; handler tasks never raise, so the body runs once every header task has run. The
 batch's record names every task message sent (id, task, indices, queue), so that tasks the
-broker lost can be sent again (tasks/redrive.py).
+broker lost can be sent again (tasks/pipeline/redrive.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from celery import chord
 from celery.canvas import Signature
 
 from config.queues import shard_queue
-from tasks.batches import Record, TaskRef
-from tasks.shards import shard_of
+from tasks.pipeline.batch_store import Record, TaskRef
+from tasks.pipeline.shards import shard_of
 
 if TYPE_CHECKING:
     from tasks.app import Insights

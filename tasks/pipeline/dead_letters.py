@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from tasks.dispatch import dispatch
+from tasks.pipeline.dispatch import dispatch
 from tasks.storage.kept import KeptStream
 
 if TYPE_CHECKING:

@@ -38,7 +38,7 @@ class Intake:
         ``targets`` names handler tasks to deliver to (a replay to selected handlers);
         empty means every handler. ``sender`` is the scope the events are deduplicated in
         (the name of the API token that posted them; None: the anonymous scope). ``ids``
-        gives the events' ids (``tasks.event_ids``) instead of deriving them (a replay
+        gives the events' ids (``tasks.authoring.event_ids``) instead of deriving them (a replay
         passes what the event log recorded).
         """
         return self.submit_json(json.dumps(events, separators=(",", ":")), len(events), targets, sender, ids)
