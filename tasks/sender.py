@@ -94,8 +94,9 @@ def send_events(
     bytes or more are sent gzip-compressed.
 
     The answer is the server's JSON object, e.g. ``{"receipt": ..., "accepted": 2,
-    "duplicates": 0, "rejected": []}``. Events the server rejected individually (listed in
-    ``rejected``) do not make the call fail; a warning names how many there were.
+    "duplicates": 0, "rejected": [], "rejected_count": 0}``. Events the server rejected
+    individually (counted in ``rejected_count``, the first ones listed in ``rejected``) do
+    not make the call fail; a warning names how many there were.
 
     Raises ``SendError`` when the server refuses the request (any other 4xx: its body says
     why, and sending it again cannot help) or when every attempt failed; ``ValueError`` for
@@ -341,7 +342,7 @@ class EventSender:
             with self._lock:
                 self._counts["failed"] += len(batch)
             return []
-        rejected = min(len(_rejected(answer)), len(batch))
+        rejected = min(_rejected_count(answer), len(batch))
         with self._lock:
             self._counts["sent"] += len(batch) - rejected
             self._counts["failed"] += rejected
@@ -567,7 +568,7 @@ def _post(
             first = rejected[0] if isinstance(rejected[0], Mapping) else {}
             log.warning(
                 "the server rejected %d of %d events (first: #%s: %s)",
-                len(rejected),
+                _rejected_count(answer),
                 count,
                 first.get("index", "?"),
                 first.get("error", "no reason given"),
@@ -648,8 +649,17 @@ def _retry_delay(attempt: int, backoff: float, max_backoff: float, retry_after: 
 
 
 def _rejected(answer: Mapping[str, Any]) -> list[Any]:
+    """The rejections the server listed (the first ones: it counts them all in ``rejected_count``)."""
     rejected = answer.get("rejected")
     return rejected if isinstance(rejected, list) else []
+
+
+def _rejected_count(answer: Mapping[str, Any]) -> int:
+    """How many events the server rejected: ``rejected_count``, else (older servers) the listed ones."""
+    count = answer.get("rejected_count")
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        return count
+    return len(_rejected(answer))
 
 
 # -- encoding and checks ------------------------------------------------------------------

@@ -23,7 +23,7 @@ from tasks.core.policy import accepted_arguments
 from tasks.core.registry import Spec
 from tasks.errors import ArgumentError
 from web.errors import ApiError
-from web.limits import client_name
+from web.limits import charge, client_name
 
 api = Blueprint("api", __name__)
 
@@ -90,15 +90,19 @@ def module_file(module: str, filename: str) -> Response:
     if module not in app.registry.modules:
         raise ApiError(404, f"no module {module!r}")
     store = app.services.fs(module)
-    if not store.exists(filename) or store.path(filename).is_dir():
-        raise ApiError(404, f"no file {filename!r} in module {module!r} (never written, removed, or expired)")
+    missing = ApiError(404, f"no file {filename!r} in module {module!r} (never written, removed, or expired)")
+    try:  # a name the store refuses (outside it, control characters) names no file it serves
+        path = store.path(filename)
+        found = store.exists(filename) and not path.is_dir()
+    except ArgumentError:
+        raise missing from None
+    if not found:
+        raise missing
     name = PurePosixPath(filename).name
     image = INLINE_IMAGES.get(PurePosixPath(name).suffix.lower())
     if image is not None:
-        return send_file(store.path(filename), mimetype=image, max_age=0)
-    return send_file(
-        store.path(filename), mimetype="application/octet-stream", as_attachment=True, download_name=name, max_age=0
-    )
+        return send_file(path, mimetype=image, max_age=0)
+    return send_file(path, mimetype="application/octet-stream", as_attachment=True, download_name=name, max_age=0)
 
 
 @api.post("/run/<kind>/<name>")
@@ -152,6 +156,8 @@ def run_chain() -> Response:
 
     Body: ``{"steps": [{"query": "get_grades", "args": {"course": "c1"}}, {"view": "plot_grades"}]}``;
     a step ``{"group": [steps]}`` runs its steps in parallel and feeds the list of results on.
+    The chain counts against the client's rate as the tasks it starts (one per step and group
+    member): the request was charged one on arrival, the rest are charged before it is sent.
     """
     body = request_json()
     if not isinstance(body, dict) or "steps" not in body:
@@ -159,6 +165,8 @@ def run_chain() -> Response:
     app = insights()
     stages = [_permitted_stage(stage) for stage in parse_steps(body["steps"])]
     canvas = compose(app, stages)
+    tasks = sum(len(stage) if isinstance(stage, list) else 1 for stage in stages)
+    charge(tasks - 1, already=1)  # limit_rate charged the request itself
     try:
         result = canvas.apply_async()
     except OperationalError as exc:
@@ -182,17 +190,24 @@ def run_chain() -> Response:
 
 def _permitted_stage(stage: Stage) -> Stage:
     """With auth on, refuse steps the token may not call and apply its locked parameters to each
-    (``compose`` then checks every step's arguments, and that no step feeds a parameter it sets)."""
-    from web.auth import current_token  # web.auth imports this module
+    (``compose`` then checks every step's arguments, and that no step feeds a parameter it sets).
+
+    A step is checked like a request to ``/query/<name>``: under every name of its function,
+    so a denied function is not reachable through an alias, nor a private name (``_…``) at all."""
+    from web.auth import current_token, function_resources  # web.auth imports this module
 
     steps = stage if isinstance(stage, list) else [stage]
+    for step in steps:
+        if step.name.startswith("_"):
+            raise ApiError(403, f"{step.kind} names starting with '_' are private and not served")
     token = current_token()
     if token is None:
         return stage
     checked = []
     for step in steps:
-        if not token.policy.permits(f"{step.kind}:{step.name}"):
-            raise ApiError(403, f"this token may not use {step.kind}:{step.name}")
+        resources = function_resources(step.kind, step.name) or [f"{step.kind}:{step.name}"]
+        if not token.policy.permits(*resources):
+            raise ApiError(403, f"this token may not use {resources[0]}", resource=resources[0])
         spec = insights().registry.get(step.kind, step.name)
         args = token.policy.apply(step.args, takes=accepted_arguments(spec.func))
         checked.append(dataclasses.replace(step, args=args))
@@ -201,14 +216,16 @@ def _permitted_stage(stage: Stage) -> Stage:
 
 def _run(kind: str, name: str) -> Any:
     app, spec, arguments = _prepare(kind, name)
-    if arguments.get(MODE_ARGUMENT) == "refresh" and app.fresh_result(spec, arguments):
-        arguments = {**arguments, MODE_ARGUMENT: "use"}  # computed moments ago: a refresh would only add load
     hit, value = app.cached_result(spec, arguments)  # memoized and cached: no worker hop
     return value if hit else _await(app, spec, arguments)
 
 
 def _prepare(kind: str, name: str) -> tuple[Insights, Spec, dict[str, Any]]:
-    """The function a request names and the arguments it gives, checked against its parameters."""
+    """The function a request names and the arguments it gives, checked against its parameters.
+
+    An outside ``_memo=refresh`` of a result computed less than ``INSIGHTS_MEMO_MIN_REFRESH``
+    seconds ago becomes ``_memo=use`` (a refresh would only add load), for every route that
+    runs a function (``/view``, ``/query``, ``/run``)."""
     if name.startswith("_"):
         raise ApiError(403, f"{kind} names starting with '_' are private and not served")
     app = insights()
@@ -220,6 +237,8 @@ def _prepare(kind: str, name: str) -> tuple[Insights, Spec, dict[str, Any]]:
     check_arguments(spec.func, arguments)  # operator keys, bad text, objects, huge names: 400
     checked = split_mode(arguments)[1] if memo_policy(spec.func) else arguments
     bind_arguments(spec.label, spec.func, (), checked)
+    if arguments.get(MODE_ARGUMENT) == "refresh" and app.fresh_result(spec, arguments):
+        arguments = {**arguments, MODE_ARGUMENT: "use"}  # computed moments ago: serve it
     return app, spec, arguments
 
 

@@ -25,7 +25,8 @@ parameter (for iframes), else the ``insights_token`` cookie that posting the ``/
 form sets. With auth off (the embedded default) everything is allowed, and the app says so loudly.
 
 No link sets the cookie (login CSRF: another site could log a victim into its own
-account). ``GET /login`` only shows the form; ``POST /login`` refuses cross-site posts. An
+account). ``GET /login`` only shows the form; ``POST /login`` refuses cross-site posts.
+Logging out is ``POST /logout``, refusing cross-site posts too (``GET`` is 405). An
 embedded page (``/embed/…?access_token=T``, in an LMS iframe) sets no cookie either: it
 hands ``T`` to its own script in a ``<meta>`` tag, and the script sends it as a Bearer
 header (third-party iframes often get no cookies anyway).
@@ -142,12 +143,12 @@ def resources_of(endpoint: str, view_args: Mapping[str, Any]) -> list[str] | Non
     Endpoints this module does not know are ``endpoint:<name>`` (denied unless allowed).
     """
     if endpoint in ("api.run_view", "api.run_query"):
-        return _function_resources("view" if endpoint == "api.run_view" else "query", view_args["name"])
+        return function_resources("view" if endpoint == "api.run_view" else "query", view_args["name"])
     if endpoint in ("api.start_run", "dashboard.embed"):
-        return _function_resources(view_args["kind"], view_args["name"])
+        return function_resources(view_args["kind"], view_args["name"])
     if endpoint == "api.run_result":
         run = insights().runs.get(view_args["task_id"])
-        return None if run is None else _function_resources(str(run["kind"]), str(run["name"]))
+        return None if run is None else function_resources(str(run["kind"]), str(run["name"]))
     if endpoint == "health.health_report":
         return ["health"]
     if endpoint == "api.run_chain":
@@ -163,7 +164,10 @@ def resources_of(endpoint: str, view_args: Mapping[str, Any]) -> list[str] | Non
     return [f"endpoint:{endpoint}"]
 
 
-def _function_resources(kind: str, name: str) -> list[str] | None:
+def function_resources(kind: str, name: str) -> list[str] | None:
+    """The resources calling the ``kind`` function ``name`` uses: ``kind:name`` first, then
+    ``kind:<other name>`` for each of its other names (aliases), as ``Policy.permits`` takes
+    them (deny wins over every name); None for a kind that is not a view or a query."""
     if kind not in ("view", "query"):
         return None
     try:
@@ -240,7 +244,7 @@ def login_form() -> str:
 def login() -> BaseResponse:
     """Check the form's ``access_token`` and keep it in an HttpOnly cookie, then redirect to
     ``/`` (or to the form's ``next=/local/path``); 403 for a post from another site's page."""
-    _refuse_cross_site()
+    _refuse_cross_site("login")
     secret = request.form.get(TOKEN_PARAM, "")
     if not secret or _lookup(secret) is None:
         raise ApiError(401, "unknown or revoked token")
@@ -249,18 +253,36 @@ def login() -> BaseResponse:
     return response
 
 
-def _refuse_cross_site() -> None:
+def _refuse_cross_site(action: str) -> None:
     """403 unless the request comes from a page of this server: browsers say where a request
-    comes from in ``Sec-Fetch-Site`` (older ones only in ``Origin``, checked against ``Host``).
-    A client that sends neither is not a browser, and a login it posts forges nothing."""
+    comes from in ``Sec-Fetch-Site`` (older ones only in ``Origin``, checked against this
+    server's scheme and ``Host``: ``https://host`` posting to an ``http`` server is another
+    origin). A client that sends neither is not a browser, and what it posts forges nothing."""
     site = request.headers.get("Sec-Fetch-Site")
     origin = request.headers.get("Origin")
     if site is not None:
         cross = site not in ("same-origin", "none")  # none: the user's own navigation
     else:
-        cross = origin is not None and urlsplit(origin).netloc != request.host
+        ours = _origin_of(f"{request.scheme}://{request.host}")
+        cross = origin is not None and (ours is None or _origin_of(origin) != ours)
     if cross:
-        raise ApiError(403, "cross-site login refused: log in from this server's own /login page")
+        raise ApiError(403, f"cross-site {action} refused: {action} from this server's own pages")
+
+
+def _origin_of(url: str) -> tuple[str, str] | None:
+    """The origin of ``url`` (an ``Origin`` header, or this server's scheme and ``Host``): its
+    scheme and host, lower case, with a port only when not the scheme's default; None for
+    ``null`` or anything unreadable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), host if port is None or port == default else f"{host}:{port}"
 
 
 def local_path(target: str) -> str:
@@ -280,8 +302,15 @@ def local_path(target: str) -> str:
 
 
 @auth.route("/logout", methods=["GET", "POST"])
-def logout() -> Response:
-    """Forget the token cookie."""
-    response = jsonify({"logged_out": True})
+def logout() -> BaseResponse:
+    """Forget the token cookie (``POST`` only, from this server's pages: a link or another
+    site cannot log anyone out); then redirect (303) to the form's ``next=/local/path``, or
+    answer ``{"logged_out": true}``. ``GET`` is 405 (it is routed here so that it is 405
+    with auth on too, not 401)."""
+    if request.method != "POST":
+        raise ApiError(405, "log out with POST /logout (the dashboard's 'log out' button)", headers={"Allow": "POST"})
+    _refuse_cross_site("logout")
+    target = request.form.get("next")
+    response: BaseResponse = jsonify({"logged_out": True}) if target is None else redirect(local_path(target), 303)
     response.delete_cookie(COOKIE, httponly=True, samesite="Lax")
     return response

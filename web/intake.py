@@ -26,8 +26,10 @@ def post_events() -> tuple[Response, int]:
     lines, optionally gzip-compressed (``Content-Encoding: gzip``). A form or query string
     with a ``msg`` field (what ``logging.handlers.HTTPHandler`` sends) carries them in
     ``msg``. Items that are not events are refused by index, and so are events about another
-    user than the one the token locks (``user``); the rest are accepted. With auth on, the
-    events belong to the token's name: their ids are scoped by it.
+    user than the one the token locks (``user``); the rest are accepted. The answer lists
+    the first 100 refusals (``rejected``; ``tasks.pipeline.parsing.MAX_LISTED_REJECTIONS``)
+    and counts them all (``rejected_count``), so it stays small whatever was sent. With auth
+    on, the events belong to the token's name: their ids are scoped by it.
     """
     payload = _payload()
     parsed = parse_events(payload, event_check())
@@ -42,7 +44,12 @@ def post_events() -> tuple[Response, int]:
     except RedisError as exc:
         reason = f"the events could not be stored ({type(exc).__name__}); nothing was kept, send again"
         raise ApiError(503, reason) from None
-    body = {"receipt": receipt, "accepted": len(parsed.events), "rejected": parsed.rejected}
+    body = {
+        "receipt": receipt,
+        "accepted": len(parsed.events),
+        "rejected": parsed.rejected,
+        "rejected_count": parsed.rejected_count,
+    }
     return Response(dumps_plain(body), status=202, mimetype="application/json"), 202
 
 

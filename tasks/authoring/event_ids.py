@@ -4,8 +4,10 @@ An id has two parts, the sender's scope and a base id (see README, "Idempotency"
 
 - **Scope.** Events posted with an API token belong to that token's name (the sender); with
   auth off, and for replays without a sender, they belong to one anonymous scope. A named
-  sender's ids read ``<sender>:<base>`` (``%`` and ``:`` in the name written ``%25`` and
-  ``%3A``); anonymous ids are the base as is. One sender's ids never equal another's.
+  sender's ids read ``~@<sender>:<base>`` (``%`` and ``:`` in the name written ``%25`` and
+  ``%3A``); anonymous ids are the base as is. No base starts with ``~@`` (a string ``id``
+  starting with ``~`` is escaped, see below), so one scope's ids never equal another's,
+  the anonymous scope's included: an anonymous ``lms:e1`` is not token ``lms``'s ``e1``.
 - **Base.** The id the event carries, typed and qualified by its field: a string ``id``
   as is (``"5f0c…"``), a number ``id`` as ``~id.int:777001``, a string ``event_id`` as
   ``~event_id:abc``, a number one as ``~event_id.int:5``; a string ``id`` that itself starts
@@ -35,6 +37,7 @@ ID_FIELDS = ("id", "event_id")  # xAPI statements carry their UUID in "id"
 TIME_FIELDS = ("time", "timestamp", "stored")  # Open edX tracking logs; xAPI statements (stored: by the LRS)
 MAX_ID_LENGTH = 200
 TAG = "~"  # starts every base id that is not a string ``id`` taken as is
+NAMED = TAG + "@"  # starts every id in a named sender's scope; no base id starts with it
 _NAMESPACE_BYTES = NAMESPACE.bytes
 
 
@@ -73,10 +76,10 @@ def occurrence_id(event: Mapping[str, Any], occurrence: str | None) -> str | Non
 
 
 def scoped(base: str, sender: str | None) -> str:
-    """``base`` in the sender's scope: ``<sender>:<base>``, or ``base`` for the anonymous scope (None)."""
+    """``base`` in the sender's scope: ``~@<sender>:<base>``, or ``base`` for the anonymous scope (None)."""
     if sender is None:
         return base
-    return f"{sender.replace('%', '%25').replace(':', '%3A')}:{base}"
+    return f"{NAMED}{sender.replace('%', '%25').replace(':', '%3A')}:{base}"
 
 
 def _digest(canonical: str) -> bytes:

@@ -151,7 +151,10 @@ def conflicts_command(settings: Settings, args: argparse.Namespace) -> int:
     with redis.Redis.from_url(settings.redis) as client:
         for c in Conflicts(client, settings.conflicts_max).list(args.sender):
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(c["time"]))
-            event = json.dumps(c["event"], sort_keys=True)
+            if c["truncated"]:
+                event = f"{c['event_json']}… (cut: the first {len(c['event_json'].encode())} of {c['size']} bytes)"
+            else:
+                event = json.dumps(c["event"], sort_keys=True)
             print(
                 f"{c['entry']}  {when}  sender {c['sender'] or '-'}  id {c['id']}  "
                 f"on record {c['known']}, this {c['fingerprint']}  receipt {c['receipt']}  {event}"

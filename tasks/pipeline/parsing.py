@@ -13,14 +13,19 @@ from tasks.errors import InvalidEvent
 
 # A JSON escape of a UTF-16 surrogate (\ud800-\udfff): only text holding one can decode to a lone surrogate.
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+MAX_LISTED_REJECTIONS = 100  # refused items listed with their reason; beyond, they are only counted
+MAX_REASON_CHARS = 300  # a listed reason is cut to this (it may quote a value of the event)
 
 
 @dataclass
 class ParsedEvents:
-    """The events found in a request, and the items refused (by index, with the reason)."""
+    """The events found in a request, and the items refused: the first ``MAX_LISTED_REJECTIONS``
+    listed (by index, with the reason), all of them counted."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    #: How many items were refused, listed or not.
+    rejected_count: int = 0
     #: The body was a JSON array of objects and every item was accepted: it can be stored verbatim.
     verbatim: bool = False
 
@@ -32,8 +37,10 @@ def parse_events(payload: Any, check: Callable[[dict[str, Any]], str | None] | N
     of JSON strings, or newline-delimited JSON. Items that are not JSON objects, nest more
     than ``MAX_DEPTH`` levels, or hold a lone surrogate (``"\\ud800"``: not Unicode text) are
     reported in ``rejected`` by index (line number, for JSON lines), and so are events for
-    which ``check`` returns a reason (e.g. "is about user 'bob'", following "item 3 "). Raises
-    ``InvalidEvent`` when the body as a whole is unusable or holds no valid event.
+    which ``check`` returns a reason (e.g. "is about user 'bob'", following "item 3 "). Only
+    the first ``MAX_LISTED_REJECTIONS`` are listed, each reason cut to ``MAX_REASON_CHARS``;
+    ``rejected_count`` counts them all (so what reports them stays small whatever was sent).
+    Raises ``InvalidEvent`` when the body as a whole is unusable or holds no valid event.
     """
     decoded = isinstance(payload, (bytes, bytearray))  # strict UTF-8 decoding refuses surrogates itself
     if decoded:
@@ -68,12 +75,17 @@ def parse_events(payload: Any, check: Callable[[dict[str, Any]], str | None] | N
         if isinstance(item, dict):
             parsed.events.append(item)
             continue
+        parsed.rejected_count += 1
+        parsed.verbatim = False
+        if len(parsed.rejected) >= MAX_LISTED_REJECTIONS:
+            continue  # counted, not listed
         if isinstance(item, InvalidEvent):
             reason = str(item)
         else:
             reason = f"{where} is {_kind(item)}, not an event (a JSON object)"
+        if len(reason) > MAX_REASON_CHARS:
+            reason = reason[: MAX_REASON_CHARS - 1] + "…"
         parsed.rejected.append({"index": index, "error": reason})
-        parsed.verbatim = False
     if not parsed.events:
         if parsed.rejected:
             raise InvalidEvent(f"no valid event in the request; {parsed.rejected[0]['error']}")

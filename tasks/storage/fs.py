@@ -25,7 +25,16 @@ class FileStore:
         self._expiry_key = f"insights:fs:expiry:{module}"
 
     def path(self, filename: str) -> Path:
-        """The local path of ``filename``; refuses names that would leave the store."""
+        """The local path of ``filename``; refuses names that would leave the store, and names
+        holding a control character (CR, LF, ESC…: no HTTP header could name such a file, so
+        ``/fs`` could not serve it, and a log line could be forged with it)."""
+        path = self._resolve(filename)
+        if has_control_character(str(filename)):
+            raise ArgumentError(f"file name {filename!r} holds a control character; use printable names")
+        return path
+
+    def _resolve(self, filename: str) -> Path:
+        """``path`` without the control-character rule (for removing files named before it held)."""
         parts = PurePosixPath(str(filename).replace("\\", "/")).parts
         if not parts or parts[0].startswith("/") or any(p in ("..", "") for p in parts) or "\x00" in str(filename):
             raise ArgumentError(f"file name {filename!r} is not a relative path inside the module's store")
@@ -54,13 +63,16 @@ class FileStore:
     def remove(self, filename: str, recursive: bool = False) -> None:
         """Delete a file and its expiry; a folder, with everything in it, only if ``recursive``."""
         path = self.path(filename)
+        self._remove_path(path, self._key(filename), recursive)
+
+    def _remove_path(self, path: Path, key: str, recursive: bool) -> None:
         if path.is_dir():
             if not recursive:
-                raise ArgumentError(f"{filename!r} is a folder; remove(..., recursive=True) deletes it with its files")
+                raise ArgumentError(f"{key!r} is a folder; remove(..., recursive=True) deletes it with its files")
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-        self._client.zrem(self._expiry_key, self._key(filename))
+        self._client.zrem(self._expiry_key, key)
 
     def listdir(self, folder: str = "") -> list[str]:
         """Names of the live (unexpired) entries in ``folder``."""
@@ -68,7 +80,8 @@ class FileStore:
         if not base.is_dir():
             return []
         prefix = f"{folder.rstrip('/')}/" if folder else ""
-        return sorted(n for n in os.listdir(base) if not self.expired(prefix + n))
+        names = (n for n in os.listdir(base) if not has_control_character(n))  # such a name cannot be opened
+        return sorted(n for n in names if not self.expired(prefix + n))
 
     def expire(self, filename: str, seconds: float, days: float = 0, expires: bool = True) -> None:
         """Have ``filename`` removed ``days`` + ``seconds`` from now; ``expires=False`` keeps it."""
@@ -91,7 +104,10 @@ class FileStore:
         due: list[bytes] = self._client.zrangebyscore(self._expiry_key, "-inf", now or time.time())  # type: ignore[assignment]
         names = [n.decode() for n in due]
         for name in names:
-            self.remove(name, recursive=True)  # an expiry set on a folder covers what it holds
+            if has_control_character(name):  # named before such names were refused: remove it all the same
+                self._remove_path(self._resolve(name), name, recursive=True)
+            else:
+                self.remove(name, recursive=True)  # an expiry set on a folder covers what it holds
         return names
 
     def _key(self, filename: str) -> str:
@@ -135,3 +151,8 @@ class ReadOnlyFileStore:
 
 def _writing(mode: str) -> bool:
     return any(flag in mode for flag in "wax+")
+
+
+def has_control_character(name: str) -> bool:
+    """Whether ``name`` holds a control character (C0, DEL or C1: ``\\x00``-``\\x1f``, ``\\x7f``-``\\x9f``)."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name)

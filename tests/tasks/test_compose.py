@@ -94,6 +94,22 @@ def test_a_fed_value_cannot_replace_a_locked_parameter(
         assert response.get_json() != 2
 
 
+def test_a_chain_step_cannot_call_a_denied_query_by_its_alias(web: FlaskClient, store: TokenStore) -> None:
+    reader = as_token(web, new_token(store, "query:*", deny=("query:djt_three_name",)))
+    assert reader.get("/query/edx_djt_three_name").status_code == 403  # the direct route holds
+    for alias in ("edx_djt_three_name", "edx.djt_three_name"):
+        for steps in ([{"query": alias}], [{"query": "djt_event_count"}, {"group": [{"query": alias}]}]):
+            response = reader.post("/chain", json={"steps": steps})
+            assert response.status_code == 403, f"{alias}: {response.status_code} {response.get_data(as_text=True)!r}"
+            assert response.get_json()["resource"] == f"query:{alias}"
+    assert reader.post("/chain", json={"steps": [{"query": "djt_event_count"}]}).status_code == 200
+
+
+def test_a_chain_step_cannot_call_a_private_name(client: FlaskClient) -> None:
+    response = client.post("/chain", json={"steps": [{"query": "djt_event_count"}, {"query": "_secret"}]})
+    assert response.status_code == 403 and "private" in response.get_json()["error"]  # as /query/_secret
+
+
 def test_a_fed_value_holding_operator_keys_is_refused(client: FlaskClient) -> None:
     plant(client, "fed-operator", {"$ne": "ada"})
     steps = [{"query": "djt_cache_get", "args": {"key": "fed-operator"}}, {"query": "djt_user_event_count"}]

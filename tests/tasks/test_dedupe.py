@@ -21,6 +21,8 @@ from tasks.app import Insights, create_insights
 from tasks.authoring.event_ids import canonical_json, fingerprint
 from tasks.core.policy import Policy
 from tasks.core.tokens import TokenStore
+from tasks.pipeline.conflicts import EVENT_KEPT_BYTES
+from tasks.pipeline.conflicts import STREAM as CONFLICTS
 from tasks.pipeline.dedupe import KEY_PREFIX, Claim, Deduper
 from tasks.pipeline.dedupe import fingerprint as handler_token
 from tasks.pipeline.event_log import EventLog, Position
@@ -67,8 +69,19 @@ def test_another_senders_earlier_event_with_the_same_id_does_not_suppress_mine(
     send(their_client, {"id": shared, "run": run, "user": user, "posted_by": "someone else, first"})
     state = send(my_client, {"id": shared, "run": run, "user": user, "posted_by": "me"})
     assert state["duplicates"] == 0 and state["conflicts"] == 0
-    assert delivered(client, run) == {f"{theirs}:{shared}": 1, f"{mine}:{shared}": 1}
+    assert delivered(client, run) == {f"~@{theirs}:{shared}": 1, f"~@{mine}:{shared}": 1}
     assert counted(client, user) == 2
+
+
+def test_an_anonymous_event_cannot_suppress_a_named_senders_event(client: FlaskClient, secured: Insights) -> None:
+    name, sender = new_sender(secured)
+    user = f"scoped-{uuid.uuid4().hex}"
+    event = {"id": "e1", "user": user, "time": "2026-01-01T00:00:00Z"}
+    for planted in (f"{name}:e1", f"~@{name}:e1"):  # anonymous, planted first: the old form and the new
+        assert send(client, {**event, "id": planted})["conflicts"] == 0
+    state = send(sender, event)
+    assert state["duplicates"] == 0 and state["conflicts"] == 0, state
+    assert counted(client, user) == 3
 
 
 def test_a_numeric_id_and_a_string_id_and_an_id_and_an_event_id_do_not_collide(client: FlaskClient) -> None:
@@ -112,8 +125,30 @@ def test_a_differing_event_under_a_known_id_is_a_conflict_that_is_counted_kept_a
     assert kept[known]["fingerprint"] == fingerprint(canonical_json(changed))
     assert kept[known]["receipt"] == state["receipt"] and kept[known]["time"] > 0
     assert kept[within]["event"] == {"id": within, "run": run, "n": 2}
+    assert not kept[known]["truncated"] and kept[known]["size"] == len(canonical_json(changed))
     listed = cli("conflicts", "list").stdout
     assert known in listed and kept[known]["known"] in listed and '"grade": 1.0' in listed
+
+
+def test_a_conflicting_event_keeps_a_bounded_amount_of_redis_memory(
+    client: FlaskClient, insights: Insights, cli: CLI
+) -> None:
+    redis = insights.services.redis
+    event_id = f"conflict-size-{uuid.uuid4().hex}"
+    send(client, {"id": event_id, "user": "filler", "pad": ""})
+    before = redis.memory_usage(CONFLICTS, samples=0) or 0
+    big = {"id": event_id, "user": "filler", "pad": "x" * (2 * 1024 * 1024)}
+    state = send(client, big)
+    assert state["conflicts"] == 1
+    grown = (redis.memory_usage(CONFLICTS, samples=0) or 0) - before
+    assert grown < 256 * 1024, f"one conflict holds {grown} bytes of Redis memory"
+    kept = next(c for c in insights.conflicts.list() if c["id"] == event_id)
+    whole = canonical_json(big)
+    assert kept["truncated"] and kept["event"] is None and kept["size"] == len(whole)
+    assert kept["event_json"] == whole[:EVENT_KEPT_BYTES]
+    assert kept["fingerprint"] == fingerprint(whole)  # still tells which event it was
+    listed = next(line for line in cli("conflicts", "list").stdout.splitlines() if event_id in line)
+    assert f"(cut: the first {EVENT_KEPT_BYTES} of {len(whole)} bytes)" in listed
 
 
 def test_one_claim_call_tells_new_events_duplicates_new_handlers_and_conflicts_apart(insights: Insights) -> None:
@@ -144,7 +179,7 @@ def test_an_identical_re_send_with_an_id_is_still_deduplicated(client: FlaskClie
         send(poster, event)
         again = send(poster, event)
         assert (again["duplicates"], again["conflicts"]) == (1, 0)  # a success to the sender
-    assert delivered(client, run) == {event["id"]: 1, f"{name}:{event['id']}": 1}
+    assert delivered(client, run) == {event["id"]: 1, f"~@{name}:{event['id']}": 1}
     assert counted(client, user) == 2
 
 
@@ -184,7 +219,7 @@ def test_replaying_the_event_log_twice_changes_nothing(
     send(token_client, [plain, {**plain, "id": "a"}, {**plain, "time": "2026-11-01T00:00:00+00:00"}])
     before = delivered(client, run)
     assert len(before) == 5 and set(before.values()) == {1} and counted(client, user) == 5
-    assert sum(key.startswith(f"{name}:") for key in before) == 3
+    assert sum(key.startswith(f"~@{name}:") for key in before) == 3
 
     log = EventLog(worker.settings.event_log_dir)
 

@@ -28,11 +28,21 @@ def test_an_event_id_field_never_collides_with_an_id_field() -> None:
 
 
 def test_ids_are_scoped_by_sender_and_readable() -> None:
-    assert event_id({"id": "abc"}, sender="lms") == "lms:abc"
-    assert event_id({"id": "abc"}, sender="other") == "other:abc"
+    assert event_id({"id": "abc"}, sender="lms") == "~@lms:abc"
+    assert event_id({"id": "abc"}, sender="other") == "~@other:abc"
     assert event_id({"id": "abc"}) == "abc"  # the anonymous scope
     assert event_id({"id": "b:c"}, sender="a") != event_id({"id": "c"}, sender="a:b")  # ':' in a name is escaped
-    assert event_id({"id": "c"}, sender="a:b") == "a%3Ab:c"
+    assert event_id({"id": "c"}, sender="a:b") == "~@a%3Ab:c"
+
+
+def test_no_anonymous_id_is_a_named_senders_id() -> None:
+    for event in ({"id": "e1"}, {"id": 5}, {"event_id": "e1"}, {"user": "a"}):
+        named = event_id(event, sender="lms", occurrence="1-0/0")
+        assert named.startswith("~@lms:")
+        for anonymous in (named, named.removeprefix("~@"), "@" + named, "lms:e1"):  # whatever an anonymous id says
+            assert event_id({"id": anonymous}) != named
+            assert event_id({"id": anonymous}, sender="other") != named
+    assert event_id({"id": "~@lms:e1"}) == "~id:~@lms:e1"  # escaped, as every string id starting with '~'
 
 
 def test_an_event_without_id_or_time_is_one_occurrence_and_one_with_a_time_its_content() -> None:
@@ -40,7 +50,7 @@ def test_an_event_without_id_or_time_is_one_occurrence_and_one_with_a_time_its_c
     first = event_id(plain, occurrence="1764081912500-0/0")
     second = event_id(plain, occurrence="1764081912500-0/1")
     assert first == "~intake:1764081912500-0/0" and first != second
-    assert event_id(plain, sender="lms", occurrence="1-0/3") == "lms:~intake:1-0/3"
+    assert event_id(plain, sender="lms", occurrence="1-0/3") == "~@lms:~intake:1-0/3"
     for timed in ({"user": "alice", "time": "2026-11-01T00:00:00"}, {"user": "alice", "timestamp": "2026-11-01"}):
         assert event_id(timed, occurrence="1-0/0") == event_id(timed, occurrence="2-0/5") == event_id(timed)
     assert event_id(plain) == event_id(dict(plain))  # without an occurrence (replays): its content
@@ -61,7 +71,7 @@ def test_the_fingerprint_tells_events_apart_but_not_key_order() -> None:
 
 def test_an_event_made_without_an_id_derives_it_in_the_anonymous_scope() -> None:
     assert Event({"id": 5}).id == "~id.int:5"
-    assert Event({"id": 5}, id="lms:~id.int:5").id == "lms:~id.int:5"
+    assert Event({"id": 5}, id="~@lms:~id.int:5").id == "~@lms:~id.int:5"
 
 
 def test_identify_gives_the_event_id_and_the_fingerprint_at_once() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from tasks.authoring.events import Event
 from tasks.errors import InvalidEvent
-from tasks.pipeline.parsing import parse_events
+from tasks.pipeline.parsing import MAX_LISTED_REJECTIONS, MAX_REASON_CHARS, parse_events
 
 RAW = {"user": "ada", "event_type": "problem_check", "agent": "Mozilla/5.0 Firefox/120"}
 
@@ -172,6 +172,19 @@ def test_an_item_that_is_not_an_object_is_rejected_by_index(payload: Any, index:
     assert [r["index"] for r in parsed.rejected] == [index]
     assert message in parsed.rejected[0]["error"]
     assert parsed.events and not parsed.verbatim
+
+
+def test_refusals_are_counted_all_but_listed_first_and_short() -> None:
+    parsed = parse_events([ONE, *range(5 * MAX_LISTED_REJECTIONS)])
+    assert parsed.rejected_count == 5 * MAX_LISTED_REJECTIONS
+    assert [r["index"] for r in parsed.rejected] == list(range(1, MAX_LISTED_REJECTIONS + 1))
+
+    def about_ada(event: dict[str, Any]) -> str | None:
+        return None if event["user"] == "ada" else f"is about user {event['user']!r}"
+
+    parsed = parse_events([{"user": "ada"}, {"user": "x" * 100_000}], about_ada)  # a reason quoting a huge value
+    assert parsed.rejected_count == 1 and len(parsed.rejected[0]["error"]) == MAX_REASON_CHARS
+    assert parsed.rejected[0]["error"].startswith("item 1 is about user 'xxx")
 
 
 @pytest.mark.parametrize(("payload", "message"), [("[null]", "item 0 is null"), ("true", "item 0 is a boolean")])

@@ -121,3 +121,22 @@ def test_an_outside_refresh_of_a_fresh_result_serves_it_instead_of_recomputing(
     for _ in range(3):  # refreshes right after a computation add load, not freshness
         assert client.get(f"{url}&_memo=refresh").get_json()["computation"] == first
     app.services.close()
+
+
+def test_a_run_with_memo_refresh_of_a_fresh_result_does_not_recompute(settings: Settings, worker: Pipeline) -> None:
+    app = create_insights(dataclasses.replace(settings, memo_min_refresh=60.0))
+    client = create_app(app).test_client()
+    course = f"run-refresh-{uuid.uuid4().hex[:8]}"
+    first = client.get(f"/query/slow_total?course={course}&seconds=0").get_json()["computation"]
+
+    def finished(task: str) -> dict[str, Any] | None:
+        body: dict[str, Any] = client.get(f"/result/{task}").get_json()
+        return body if body.get("state") == "done" else None
+
+    try:
+        for _ in range(2):
+            task = client.post(f"/run/query/slow_total?course={course}&seconds=0&_memo=refresh").get_json()["task"]
+            body = wait_for(lambda t=task: finished(t), what="the run to finish")
+            assert body["result"]["computation"] == first, body
+    finally:
+        app.services.close()

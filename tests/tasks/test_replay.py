@@ -172,7 +172,7 @@ def test_a_tracking_log_replay_gives_content_ids_in_the_senders_scope(intake: In
     replay(intake, source, chunk_size=2, checkpoint=checkpoint, progress=False, sender="lms")
     expected = [event_id(event, sender="lms") for event in events]
     assert stream_entries(intake) == [("lms", expected[:2], 2), ("lms", expected[2:], 2)]
-    assert expected[2] == "lms:~id.int:5" and expected[3].startswith("lms:") and "~intake" not in expected[3]
+    assert expected[2] == "~@lms:~id.int:5" and expected[3].startswith("~@lms:") and "~intake" not in expected[3]
 
 
 # -- replay ------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from config.settings import Queues, Settings
 from tasks.app import Insights, create_insights
+from tasks.errors import ArgumentError
 from tests.conftest import send, wait_handled
 from web.app import create_app
 
@@ -238,6 +239,24 @@ def test_a_folder_of_a_module_store_is_404(client: FlaskClient, insights: Insigh
         response = client.get(f"/fs/grades/{path}")
         assert response.status_code == 404 and "no file" in error_of(response), path
     assert client.get(f"/fs/grades/{folder}/inner/plot.png").status_code == 200
+
+
+def test_a_stored_file_name_with_a_carriage_return_is_not_a_server_error(
+    client: FlaskClient, insights: Insights
+) -> None:
+    store = insights.services.fs("testmodule")
+    name = f"cr-{uuid.uuid4().hex[:6]}\rname.txt"
+    with pytest.raises(ArgumentError, match="control character"):  # no module can write such a name now
+        store.open(name, "w")
+    store.root.mkdir(parents=True, exist_ok=True)
+    (store.root / name).write_text("hello")  # one written before they were refused
+    try:
+        for encoded in (name.replace("\r", "%0D"), name.replace("\r", "%1B")):
+            response = client.get("/fs/testmodule/" + encoded)
+            assert response.status_code == 404 and "no file" in error_of(response), response.get_json()
+        assert client.get("/fs/testmodule/" + name.replace("\r", "%0A")).status_code == 404  # no route matches
+    finally:
+        (store.root / name).unlink()
 
 
 def store_files(insights: Insights, files: dict[str, bytes]) -> str:

@@ -97,9 +97,11 @@ def test_static_files_are_public_and_unknown_paths_need_a_token(web: FlaskClient
 SAME_ORIGIN = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}  # what a browser sends from /login
 
 
-def login(browser: FlaskClient, token: str, headers: dict[str, str] = SAME_ORIGIN, **form: str) -> Any:
+def login(
+    browser: FlaskClient, token: str, headers: dict[str, str] = SAME_ORIGIN, base_url: str | None = None, **form: str
+) -> Any:
     """Submit the login form as a browser does (the test client's host is localhost)."""
-    return browser.post("/login", data={"access_token": token, **form}, headers=headers)
+    return browser.post("/login", data={"access_token": token, **form}, headers=headers, base_url=base_url)
 
 
 def test_the_token_may_come_from_the_query_string_or_a_cookie_set_by_login(web: FlaskClient, store: TokenStore) -> None:
@@ -116,7 +118,11 @@ def test_the_token_may_come_from_the_query_string_or_a_cookie_set_by_login(web: 
     assert browser.get("/query/djt_event_count").status_code == 200
     assert browser.get("/").status_code == 200
     assert browser.get("/view/djt_fake_user_count").status_code == 403
-    assert browser.get("/logout").status_code == 200
+    assert 'action="/logout"' in browser.get("/").get_data(as_text=True)  # the dashboard's log out button
+    assert browser.get("/logout").status_code == 405  # a link logs no one out
+    assert browser.get("/query/djt_event_count").status_code == 200
+    logged_out = browser.post("/logout", data={"next": "/login"}, headers=SAME_ORIGIN)
+    assert logged_out.status_code == 303 and logged_out.headers["Location"] == "/login"
     assert browser.get("/query/djt_event_count").status_code == 401
 
     assert login(browser, "nope").status_code == 401
@@ -159,6 +165,40 @@ def test_a_cross_site_login_post_is_403_and_sets_no_cookie(
     assert refused.status_code == 403 and "cross-site" in error_of(refused)
     assert "Set-Cookie" not in refused.headers
     assert browser.get("/").status_code == 401
+
+
+def test_an_https_origin_posting_to_an_http_server_is_cross_site(web: FlaskClient, store: TokenStore) -> None:
+    browser = web.application.test_client()
+    token = new_token(store, "schema")
+    for origin in ("https://localhost", "http://localhost:8080", "null"):
+        refused = login(browser, token, headers={"Origin": origin})  # an older browser: Origin only
+        assert refused.status_code == 403 and "Set-Cookie" not in refused.headers, origin
+    for origin in ("http://localhost", "http://LOCALHOST:80"):
+        assert login(browser, token, headers={"Origin": origin}).status_code == 303, origin
+    secure = login(browser, token, headers={"Origin": "https://localhost"}, base_url="https://localhost")
+    assert secure.status_code == 303
+
+
+def test_logout_is_a_post_from_this_servers_pages(web: FlaskClient, store: TokenStore) -> None:
+    for method in ("GET", "HEAD"):
+        answer = web.open("/logout", method=method)  # no token: still 405, not 401
+        assert answer.status_code == 405 and answer.headers["Allow"] == "POST", method
+    assert web.get("/logout").get_json()["status"] == 405
+    browser = web.application.test_client()
+    token = new_token(store, "schema")
+    login(browser, token)
+    for headers in (
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://localhost"},
+    ):
+        refused = browser.post("/logout", headers=headers)  # another site's form logging the user out
+        assert refused.status_code == 403 and "cross-site logout" in error_of(refused)
+        assert "Set-Cookie" not in refused.headers
+    assert browser.get("/").status_code == 200  # still logged in
+    answer = browser.post("/logout", headers=SAME_ORIGIN)
+    assert answer.status_code == 200 and answer.get_json() == {"logged_out": True}
+    assert browser.get("/").status_code == 401
+    assert browser.post("/logout", data={"next": "//evil.example"}, headers=SAME_ORIGIN).status_code == 400
 
 
 def test_the_header_wins_and_a_bad_header_does_not_fall_back_to_the_cookie(web: FlaskClient, store: TokenStore) -> None:

@@ -189,5 +189,9 @@ def test_login_takes_the_token_from_the_form_and_refuses_a_cross_site_post(
                 evil.goto(evil_site)
             assert answer.value.status == 403
             assert victim.cookies() == []
+
+            page.click("form.logout button")  # logging out is the dashboard's button, a POST
+            page.wait_for_url(f"{base}/login")
+            assert context.cookies() == []
         finally:
             browser.close()

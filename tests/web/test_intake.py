@@ -1,4 +1,5 @@
-"""Event intake over real HTTP connections: request bodies as servers hand them to the app."""
+"""Event intake (web/intake.py), mostly over real HTTP connections: request bodies as servers
+hand them to the app, and what the app answers."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from flask.testing import FlaskClient
 
 from config.settings import Settings
 from tasks.app import Insights, create_insights
 from tasks.ops.embedded import free_port
+from tasks.pipeline.parsing import MAX_LISTED_REJECTIONS
 from tests.conftest import Pipeline, serving, wait_for
 from tests.faults.harness import Web
 from web.app import create_app
@@ -189,3 +192,16 @@ def test_an_event_with_a_lone_surrogate_is_rejected_by_index_and_recent_events_s
     mine = [event for event in recent.get_json() if event.get("run") == run]
     assert sorted(event["n"] for event in mine) == [0, 2]
     assert next(event for event in mine if event["n"] == 2)["emoji"] == "\U0001f600"
+
+
+# Answers ------------------------------------------------------------------------------------------
+def test_an_event_request_refused_item_by_item_answers_with_less_than_it_was_sent(client: FlaskClient) -> None:
+    body = b'[{"user":"amplifier","k":"' + uuid.uuid4().hex.encode() + b'"}' + b",1" * 128 * 1024 + b"]"
+    response = client.post("/event", data=body, content_type="application/json")
+    assert response.status_code == 202
+    sent, answered = len(body), len(response.data)
+    assert answered <= sent, f"a {sent} byte request was answered with {answered} bytes"
+    answer = response.get_json()
+    assert answer["accepted"] == 1 and answer["rejected_count"] == 128 * 1024
+    assert [r["index"] for r in answer["rejected"]] == list(range(1, MAX_LISTED_REJECTIONS + 1))
+    assert answered < 64 * 1024  # a small bound, whatever the body

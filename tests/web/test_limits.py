@@ -60,6 +60,24 @@ def test_a_client_has_at_most_max_runs_outstanding(strict: Insights) -> None:
     assert client.post("/run/query/djt_event_count").status_code == 202  # a delivered run frees its place
 
 
+def test_a_chain_counts_the_tasks_it_starts_against_the_clients_rate(strict: Insights) -> None:
+    tokens = TokenStore(strict.services.redis)
+    app = create_app(strict).test_client()
+    client = as_token(app, new_token(tokens, "query:*"))
+    steps = [{"group": [{"query": "djt_fake_user_count"}] * 20}, {"group": [{"query": "djt_readfile"}] * 20}]
+    response = client.post("/chain", json={"steps": steps})
+    assert response.status_code == 429, f"{response.status_code}: 40 tasks ran for a client allowed bursts of 3"
+    assert "starts 40 tasks" in response.get_json()["error"] and "Retry-After" not in response.headers  # never fits
+
+    three = [{"group": [{"query": "djt_fake_user_count"}] * 3}]
+    assert as_token(app, new_token(tokens, "query:*")).post("/chain", json={"steps": three}).status_code == 200
+    busy = as_token(app, new_token(tokens, "query:*"))
+    assert busy.post("/run/query/djt_event_count").status_code == 202  # one task of its burst of 3 used
+    refused = busy.post("/chain", json={"steps": three})  # 3 more: beyond the rate, nothing sent
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "too many requests" in refused.get_json()["error"]
+
+
 def test_a_run_nobody_polls_is_forgotten(strict: Insights) -> None:
     tokens = TokenStore(strict.services.redis)
     client = as_token(create_app(strict).test_client(), new_token(tokens, "query:*"))

@@ -223,6 +223,33 @@ def test_a_path_outside_the_store_is_refused(fs: FileStore, filename: str) -> No
         fs.get_url(filename)
 
 
+CONTROL = ["cr\rname.txt", "lf\nname.txt", "tab\tname", "esc\x1b[31m.txt", "del\x7f", "nel\x85name", "dir\r/a.txt"]
+
+
+@pytest.mark.parametrize("filename", CONTROL)
+def test_a_file_name_with_a_control_character_is_refused(fs: FileStore, filename: str) -> None:
+    with pytest.raises(ArgumentError, match="holds a control character"):
+        fs.path(filename)
+    with pytest.raises(ArgumentError, match="holds a control character"):
+        fs.open(filename, "w")
+    for refused in (fs.exists, fs.remove, fs.get_url):
+        with pytest.raises(ArgumentError):
+            refused(filename)
+    assert not fs.root.exists() or not any(fs.root.rglob("*"))  # nothing was created
+    assert fs.path("tüt é.txt").name == "tüt é.txt"  # printable text is fine
+
+
+def test_a_file_named_with_a_control_character_before_they_were_refused_is_hidden_and_swept(
+    fs: FileStore, redis_client: redis.Redis
+) -> None:
+    write(fs, "reports/kept.csv")
+    (fs.root / "reports" / "old\rname.csv").write_text("data")  # written before the rule held
+    assert fs.listdir("reports") == ["kept.csv"]  # it cannot be opened: not listed
+    redis_client.zadd(f"insights:fs:expiry:{fs.module}", {"reports/old\rname.csv": 0})
+    assert fs.sweep() == ["reports/old\rname.csv"]
+    assert not (fs.root / "reports" / "old\rname.csv").exists() and fs.listdir("reports") == ["kept.csv"]
+
+
 def test_removing_a_folder_is_refused_unless_asked_for(fs: FileStore) -> None:
     write(fs, "reports/a.csv")
     write(fs, "reports/deep/b.csv")
