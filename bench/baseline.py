@@ -8,6 +8,7 @@ ours: JSON, Redis broker and result backend, late acknowledgement.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import time
@@ -79,12 +80,11 @@ HANDLERS = (touch_a, touch_b, touch_c, touch_d)
 
 
 def worker_commands(worker_mode: str) -> dict[str, list[str]]:
-    """``python -m`` argument lists of the baseline worker(s), with the same pool as ours."""
-    base = ["celery", "-A", "bench.baseline", "worker", "-Q", QUEUE, "-l", "WARNING",
-            "--without-mingle", "--without-gossip"]  # fmt: skip
+    """Command lines of the baseline worker(s), started like ours with the same pool."""
+    commands = dataclasses.replace(deploy.COMMANDS, app="bench.baseline")
     if worker_mode == "prefork":
-        return {"baseline-worker": [*base, "-c", "2", "-n", "baseline-prefork@%h"]}
-    return {f"baseline-worker{i}": [*base, "-P", "solo", "-n", f"baseline-solo{i}@%h"] for i in range(2)}
+        return {"baseline-worker": commands.worker(QUEUE, concurrency=2, name="baseline-prefork@%h")}
+    return {f"baseline-worker{i}": commands.worker(QUEUE, solo=True, name=f"baseline-solo{i}@%h") for i in range(2)}
 
 
 def run(servers: deploy.Servers, events: list[list[dict]], worker_mode: str, logs: Path, db: int = 1) -> dict:

@@ -11,7 +11,6 @@ import contextlib
 import os
 import pkgutil
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -21,15 +20,18 @@ import psutil
 import redis
 
 from config.celery import SERIALIZER_NAME
+from config.processes import Commands
 from config.settings import ROOT, Settings
 from tasks.codec.serialization import register_kombu_serializer
 from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, free_port
 from tasks.pipeline.stream import GROUP, STREAM
 
 BUILTIN_MODULES = tuple(m.name for m in pkgutil.iter_modules([str(ROOT / "modules")]))
-WEB_MODES = {"sync": [], "gthread": ["-k", "gthread", "--threads", "4"]}
+WEB_MODES = {"sync": None, "gthread": 4}  # gunicorn threads per worker (None: sync workers)
 WORKER_MODES = ("prefork", "solo2")
 START_TIMEOUT = 90.0
+# How the benchmark starts processes (config/processes.py): quiet workers, logging at WARNING.
+COMMANDS = Commands(loglevel="WARNING", quiet=True)
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -41,11 +43,11 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start ``python -m <args>`` in the repository, in its own session, logging to ``log``."""
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` (a ``Commands`` line) in the repository, in its own session, logging to ``log``."""
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", *args],
+            command,
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -144,20 +146,18 @@ class Deployment:
         return f"http://127.0.0.1:{self.settings.web_port}"
 
     def commands(self) -> dict[str, list[str]]:
-        """The ``python -m`` argument lists of every process, by name."""
-        queues = ",".join(self.settings.queues.all())
-        worker = ["celery", "-A", "tasks.worker", "worker", "-Q", queues, "-l", "WARNING",
-                  "--without-mingle", "--without-gossip"]  # fmt: skip
+        """The command line of every process, by name."""
+        queues = self.settings.queues.all()
         bind = f"127.0.0.1:{self.settings.web_port}"
         commands = {
-            "web": ["gunicorn", "-w", "2", *WEB_MODES[self.web_mode], "-b", bind, "web.wsgi:app"],
-            "batcher": ["tasks", "batcher"],
+            "web": COMMANDS.web(bind, workers=2, threads=WEB_MODES[self.web_mode]),
+            "batcher": COMMANDS.batcher(),
         }
         if self.worker_mode == "prefork":
-            commands["worker"] = [*worker, "-c", "2", "-n", "bench-prefork@%h"]
+            commands["worker"] = COMMANDS.worker(queues, concurrency=2, name="bench-prefork@%h")
         else:
             for i in range(2):
-                commands[f"worker{i}"] = [*worker, "-P", "solo", "-n", f"bench-solo{i}@%h"]
+                commands[f"worker{i}"] = COMMANDS.worker(queues, solo=True, name=f"bench-solo{i}@%h")
         return commands
 
     def start(self) -> Deployment:

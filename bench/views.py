@@ -28,6 +28,7 @@ bench-views-baseline`` and ``celery -A bench.views:mirror worker -Q bench-views-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import os
@@ -191,9 +192,8 @@ def start_baseline(servers: deploy.Servers, logs: Path, which: str = "baseline")
     url = servers.url(db)
     servers.client(db).flushdb()
     celery.conf.update(broker_url=url, result_backend=url)
-    args = ["celery", "-A", target, "worker", "-Q", queue, "-c", "2", "-n", f"views-{which}@%h",
-            "-l", "WARNING", "--without-mingle", "--without-gossip"]  # fmt: skip
-    process = deploy.start(args, deploy.child_env({variable: url}), logs / f"{which}-worker.log")
+    command = dataclasses.replace(deploy.COMMANDS, app=target).worker(queue, concurrency=2, name=f"views-{which}@%h")
+    process = deploy.start(command, deploy.child_env({variable: url}), logs / f"{which}-worker.log")
     try:
         deploy.wait_until(lambda: deploy.ping_workers(url) >= 1, deploy.START_TIMEOUT, f"the {which} worker", [process])
     except BaseException:

@@ -29,6 +29,11 @@ def shard_queue(queues: Queues, kind: str, shard: int) -> str:
     return f"{queues.events}.{kind}.{shard}"
 
 
+def queues_of_shard(queues: Queues, shard: int) -> list[str]:
+    """The queues of one shard, one per kind, e.g. ``events.user.3`` and ``events.resource.3``."""
+    return [shard_queue(queues, kind, shard) for kind in SHARD_KINDS]
+
+
 def shard_queues(queues: Queues, shards: int) -> list[str]:
     """Every shard queue; each needs exactly one single-process consumer to keep order."""
     return [shard_queue(queues, kind, k) for kind in SHARD_KINDS for k in range(shards)]

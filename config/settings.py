@@ -1,85 +1,227 @@
-"""Settings read from the environment: the only place that reads ``os.environ``."""
+"""Settings read from the environment: the only place that reads ``os.environ``.
+
+Each setting is declared once, as a field of ``Settings`` (or ``Queues``) made by ``setting()``:
+its default, its environment variable and its one-line doc. ``Settings.from_env``,
+``Settings.to_env`` and the README's settings table (``settings_table()``; print it with
+``python -m config.settings --table``) are derived from those declarations. How a variable is
+read follows the field's type: ``int`` and ``float`` are positive numbers (empty: the default),
+``bool`` is on/off, ``tuple[str, ...]`` comma-separated names, ``str | None`` a URL (empty: unset),
+``str`` and ``Path`` as given; a declaration may bring its own ``parse`` / ``unparse``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-from collections.abc import Mapping
+import sys
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
+
+# The doc of a setting that shares the table row (and the doc) of the setting declared before it.
+SAME_ROW = "(same row as the setting above)"
 
 
 class ConfigError(ValueError):
     """A setting read from the environment is missing or malformed."""
 
 
+def setting(
+    default: T,
+    env: str,
+    doc: str,
+    *,
+    shown: str | None = None,
+    parse: Callable[[str, str], Any] | None = None,
+    unparse: Callable[[Any], str] | None = None,
+    default_from: Callable[[Mapping[str, Any]], Any] | None = None,
+) -> T:
+    """Declare one setting: a dataclass field with its ``default``, environment variable and doc.
+
+    ``shown``: the default as the README's table shows it (Markdown), when not the value itself;
+    ``parse(variable, raw)`` / ``unparse(value)``: instead of the ones of the field's type;
+    ``default_from(values)``: the default from the settings read before this one.
+    """
+    spec = {"env": env, "doc": doc, "shown": shown, "parse": parse, "unparse": unparse, "default_from": default_from}
+    return field(default=default, metadata={key: value for key, value in spec.items() if value is not None})
+
+
 @dataclass(frozen=True)
 class Queues:
     """Names of the queues each kind of task goes to by default."""
 
-    views: str = "views"
-    queries: str = "queries"
-    events: str = "events"
-    reports: str = "reports"
-    batch: str = "batch"
+    views: str = setting("views", "QUEUE_VIEWS", "queue names (also set the Procfile's `WORKER_QUEUES`)")
+    queries: str = setting("queries", "QUEUE_QUERIES", SAME_ROW)
+    events: str = setting("events", "QUEUE_EVENTS", SAME_ROW)
+    reports: str = setting("reports", "QUEUE_REPORTS", SAME_ROW)
+    batch: str = setting("batch", "QUEUE_BATCH", SAME_ROW)
 
     def all(self) -> tuple[str, ...]:
         """Every queue name, for a worker that consumes them all."""
         return (self.views, self.queries, self.events, self.reports, self.batch)
 
 
+def _module_packages(variable: str, raw: str) -> tuple[str, ...]:
+    return ("modules", *_names(variable, raw))
+
+
+def _extra_packages(packages: tuple[str, ...]) -> str:
+    return ",".join(p for p in packages if p != "modules")
+
+
+def _url_prefix(variable: str, raw: str) -> str:
+    return raw.rstrip("/")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed configuration of one Insights deployment."""
 
-    redis_url: str | None = None
-    broker_url: str | None = None
-    mongo_url: str | None = None
-    mongo_db_prefix: str = "insights_"
-    data_dir: Path = ROOT / "var"
-    fs_root: Path = ROOT / "var" / "files"
-    fs_url_prefix: str = "/fs"
-    module_packages: tuple[str, ...] = ("modules",)
-    exclude_modules: tuple[str, ...] = ()
-    queues: Queues = field(default_factory=Queues)
-    result_timeout: float = 30.0
-    result_expires: int = 24 * 3600
-    batch_record_ttl: int = 7 * 24 * 3600
-    max_request_bytes: int = 16 * 1024 * 1024
-    batch_size: int = 500
-    batch_interval: float = 0.1
-    dedupe_window: int = 7 * 24 * 3600
-    shards: int = 4
-    visibility_timeout: int = 3600
-    redrive_after: float = 60.0
-    handler_attempts: int = 3
-    handler_backoff: float = 0.5
-    deadletter_max: int = 100_000
-    conflicts_max: int = 100_000
-    web_host: str = "127.0.0.1"
-    web_port: int = 8000
-    auth: bool = False
-    task_events: bool = False
+    redis_url: str | None = setting(
+        None, "REDIS_URL", "result backend, cache, file expiry, batch records; broker unless `BROKER_URL`",
+        shown="embedded Redis",
+    )  # fmt: skip
+    broker_url: str | None = setting(
+        None, "BROKER_URL", "broker, e.g. `amqp://guest:guest@localhost:5672//` for RabbitMQ", shown="`REDIS_URL`"
+    )
+    mongo_url: str | None = setting(
+        None, "MONGO_URL", "MongoDB holding one database per module", shown="embedded nx-27017"
+    )
+    mongo_db_prefix: str = setting("insights_", "MONGO_DB_PREFIX", "prefix of module database names")
+    data_dir: Path = setting(
+        ROOT / "var", "INSIGHTS_DATA_DIR", "embedded servers' data, event log, file stores", shown="`./var`"
+    )
+    fs_root: Path = setting(
+        ROOT / "var" / "files", "INSIGHTS_FS_ROOT", "root of the module file stores",
+        shown="`$INSIGHTS_DATA_DIR/files`", default_from=lambda values: values["data_dir"] / "files",
+    )  # fmt: skip
+    fs_url_prefix: str = setting("/fs", "INSIGHTS_FS_URL_PREFIX", "URL prefix of `fs.get_url`", parse=_url_prefix)
+    module_packages: tuple[str, ...] = setting(
+        ("modules",), "INSIGHTS_MODULES",
+        "extra comma-separated packages of modules (or single modules) to load besides `modules`; an opt-in "
+        "module (`OPT_IN = True`) is loaded only when named itself: `modules.testmodule` loads the test module",
+        parse=_module_packages, unparse=_extra_packages,
+    )  # fmt: skip
+    exclude_modules: tuple[str, ...] = setting(
+        (), "INSIGHTS_EXCLUDE_MODULES", "module names not to load (e.g. `video`)"
+    )
+    queues: Queues = field(default_factory=Queues)  # QUEUE_VIEWS ... QUEUE_BATCH (declared in Queues)
+    result_timeout: float = setting(30.0, "INSIGHTS_RESULT_TIMEOUT", "seconds the web layer waits for a view or query")
+    result_expires: int = setting(24 * 3600, "INSIGHTS_RESULT_EXPIRES", "seconds Celery keeps task results")
+    batch_record_ttl: int = setting(
+        7 * 24 * 3600, "INSIGHTS_BATCH_RECORD_TTL",
+        "seconds batch records, receipts and undelivered batch events are kept",
+    )  # fmt: skip
+    max_request_bytes: int = setting(
+        16 * 1024 * 1024, "INSIGHTS_MAX_REQUEST_BYTES",
+        "largest accepted request body, in bytes as read (chunked or not) and after gzip decoding; larger is 413",
+    )  # fmt: skip
+    batch_size: int = setting(
+        500, "INSIGHTS_BATCH_SIZE",
+        "a batch is dispatched when it has this many events or its oldest has waited this many seconds; "
+        "each round takes at most a batch from each sender, in turn",
+    )  # fmt: skip
+    batch_interval: float = setting(0.1, "INSIGHTS_BATCH_INTERVAL", SAME_ROW)
+    dedupe_window: int = setting(
+        7 * 24 * 3600, "INSIGHTS_DEDUPE_WINDOW", "seconds an event id is remembered for deduplication"
+    )
+    shards: int = setting(4, "INSIGHTS_SHARDS", "shard queues per kind for `per_user` / `per_resource` handlers")
+    visibility_timeout: int = setting(
+        3600, "INSIGHTS_VISIBILITY_TIMEOUT",
+        "Redis broker: seconds before a dead worker's unacknowledged task is redelivered; "
+        "must exceed the longest task",
+    )  # fmt: skip
+    redrive_after: float = setting(
+        60.0, "INSIGHTS_REDRIVE_AFTER",
+        "Redis broker: seconds after which the batcher looks for a batch's task messages and sends again "
+        "those the broker lost (see *Durable acceptance*)",
+    )  # fmt: skip
+    handler_attempts: int = setting(
+        3, "INSIGHTS_HANDLER_ATTEMPTS", "default tries of a failing batch and the first retry delay (doubling)"
+    )
+    handler_backoff: float = setting(0.5, "INSIGHTS_HANDLER_BACKOFF", SAME_ROW)
+    deadletter_max: int = setting(100_000, "INSIGHTS_DEADLETTER_MAX", "dead letters kept (oldest trimmed beyond)")
+    conflicts_max: int = setting(
+        100_000, "INSIGHTS_CONFLICTS_MAX",
+        "conflicts kept (events that differ from the one on record under their id; oldest trimmed beyond)",
+    )  # fmt: skip
+    web_host: str = setting("127.0.0.1", "INSIGHTS_HOST", "where `bin/insights run` serves")
+    web_port: int = setting(8000, "INSIGHTS_PORT", SAME_ROW)
+    auth: bool = setting(False, "INSIGHTS_AUTH", "`on`: every request needs a token whose policy permits it")
+    task_events: bool = setting(
+        False, "INSIGHTS_TASK_EVENTS",
+        "`on`: workers always send Celery task events (they cost about a third of a worker's throughput; "
+        "Flower switches them on while it runs anyway)",
+    )  # fmt: skip
     # Scheduling (tasks/schedule.py): beat's lock and the file-store sweeper.
-    beat_lock_timeout: float = 60.0
-    sweep_interval: float = 300.0
+    beat_lock_timeout: float = setting(
+        60.0, "INSIGHTS_BEAT_LOCK_TIMEOUT", "seconds a dead beat holds the single-beat lock before a standby takes over"
+    )
+    sweep_interval: float = setting(
+        300.0, "INSIGHTS_SWEEP_INTERVAL", "seconds between runs of the file-store sweeper (deletes expired files)"
+    )
     # Operational defaults: event-log retention, /health's backlog threshold, per-kind time limits.
-    eventlog_retention_days: float = 30.0
-    health_max_backlog_age: float = 60.0
-    view_time_limit: float = 150.0
-    cron_time_limit: float = 1800.0
+    eventlog_retention_days: float = setting(
+        30.0, "INSIGHTS_EVENTLOG_RETENTION_DAYS",
+        "event-log segments last written longer ago are deleted by `maintenance.prune_event_log` (beat, daily)",
+    )  # fmt: skip
+    health_max_backlog_age: float = setting(
+        60.0, "INSIGHTS_HEALTH_MAX_BACKLOG_AGE",
+        "`/health` answers 503 (`status: unavailable`, with `reasons`) when the oldest entry waiting in the "
+        "intake stream is older than this many seconds; Celery queues are reported by length only "
+        "(their messages carry no send time)",
+    )  # fmt: skip
+    view_time_limit: float = setting(
+        150.0, "INSIGHTS_VIEW_TIME_LIMIT",
+        "hard time limit (seconds) of view and query tasks; soft limit a fifth less, at most a minute (`120`)",
+    )  # fmt: skip
+    cron_time_limit: float = setting(
+        1800.0, "INSIGHTS_CRON_TIME_LIMIT",
+        "hard time limit of `@cron` jobs and `maintenance.*` tasks (soft `1740`); handlers and `batch.record` "
+        "keep the global `600` (soft `540`); keep every limit under `INSIGHTS_VISIBILITY_TIMEOUT`",
+    )  # fmt: skip
     # Quotas and limits (docs/security.md): what one client may use of the deployment.
-    rate_limit: float = 20.0
-    rate_burst: int = 40
-    max_runs: int = 32
-    run_expires: int = 600
-    max_chain_steps: int = 20
-    max_group_width: int = 20
-    memo_min_refresh: float = 10.0
-    redis_maxmemory: str = "1gb"
-    web_threads: int = 8
+    rate_limit: float = setting(
+        20.0, "INSIGHTS_RATE_LIMIT",
+        "requests per second (and burst) one client — a token, or an address with auth off — may make to "
+        "`/view`, `/query`, `/run` and `/chain`; beyond it 429 with `Retry-After`",
+    )  # fmt: skip
+    rate_burst: int = setting(40, "INSIGHTS_RATE_BURST", SAME_ROW)
+    max_runs: int = setting(
+        32, "INSIGHTS_MAX_RUNS",
+        "runs (`POST /run`) one client may have started and not yet collected at `/result`; beyond it 429",
+    )  # fmt: skip
+    run_expires: int = setting(
+        600, "INSIGHTS_RUN_EXPIRES",
+        "seconds a run's result waits to be collected; then `/result` is 404 and `maintenance.expire_runs` "
+        "(beat, every minute) drops it",
+    )  # fmt: skip
+    max_chain_steps: int = setting(
+        20, "INSIGHTS_MAX_CHAIN_STEPS",
+        "steps of a composition and steps of one group in it; beyond them 400 before anything runs",
+    )  # fmt: skip
+    max_group_width: int = setting(20, "INSIGHTS_MAX_GROUP_WIDTH", SAME_ROW)
+    memo_min_refresh: float = setting(
+        10.0, "INSIGHTS_MEMO_MIN_REFRESH",
+        "seconds after a memoized result was computed during which an HTTP `_memo=refresh` is served that "
+        "result instead of recomputing",
+    )  # fmt: skip
+    redis_maxmemory: str = setting(
+        "1gb", "INSIGHTS_REDIS_MAXMEMORY",
+        "memory limit of the embedded Redis (`noeviction`: when full, writes fail — intake answers 503 — "
+        "and nothing is evicted)",
+    )  # fmt: skip
+    web_threads: int = setting(
+        8, "INSIGHTS_WEB_THREADS",
+        "threads per gunicorn worker (`gthread`): a slow or half-sent request holds a thread, not a worker",
+    )  # fmt: skip
 
     @property
     def broker(self) -> str:
@@ -114,132 +256,195 @@ class Settings:
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that reproduce these settings in a child process."""
-        env = {
-            "MONGO_DB_PREFIX": self.mongo_db_prefix,
-            "INSIGHTS_DATA_DIR": str(self.data_dir),
-            "INSIGHTS_FS_ROOT": str(self.fs_root),
-            "INSIGHTS_FS_URL_PREFIX": self.fs_url_prefix,
-            "INSIGHTS_MODULES": ",".join(p for p in self.module_packages if p != "modules"),
-            "INSIGHTS_EXCLUDE_MODULES": ",".join(self.exclude_modules),
-            "INSIGHTS_RESULT_TIMEOUT": str(self.result_timeout),
-            "INSIGHTS_RESULT_EXPIRES": str(self.result_expires),
-            "INSIGHTS_BATCH_RECORD_TTL": str(self.batch_record_ttl),
-            "INSIGHTS_MAX_REQUEST_BYTES": str(self.max_request_bytes),
-            "INSIGHTS_BATCH_SIZE": str(self.batch_size),
-            "INSIGHTS_BATCH_INTERVAL": str(self.batch_interval),
-            "INSIGHTS_DEDUPE_WINDOW": str(self.dedupe_window),
-            "INSIGHTS_SHARDS": str(self.shards),
-            "INSIGHTS_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
-            "INSIGHTS_REDRIVE_AFTER": str(self.redrive_after),
-            "INSIGHTS_HANDLER_ATTEMPTS": str(self.handler_attempts),
-            "INSIGHTS_HANDLER_BACKOFF": str(self.handler_backoff),
-            "INSIGHTS_DEADLETTER_MAX": str(self.deadletter_max),
-            "INSIGHTS_CONFLICTS_MAX": str(self.conflicts_max),
-            "INSIGHTS_HOST": self.web_host,
-            "INSIGHTS_PORT": str(self.web_port),
-            "INSIGHTS_AUTH": "on" if self.auth else "off",
-            "INSIGHTS_TASK_EVENTS": "on" if self.task_events else "off",
-            "INSIGHTS_BEAT_LOCK_TIMEOUT": str(self.beat_lock_timeout),
-            "INSIGHTS_SWEEP_INTERVAL": str(self.sweep_interval),
-            "INSIGHTS_EVENTLOG_RETENTION_DAYS": str(self.eventlog_retention_days),
-            "INSIGHTS_HEALTH_MAX_BACKLOG_AGE": str(self.health_max_backlog_age),
-            "INSIGHTS_VIEW_TIME_LIMIT": str(self.view_time_limit),
-            "INSIGHTS_CRON_TIME_LIMIT": str(self.cron_time_limit),
-            "INSIGHTS_RATE_LIMIT": str(self.rate_limit),
-            "INSIGHTS_RATE_BURST": str(self.rate_burst),
-            "INSIGHTS_MAX_RUNS": str(self.max_runs),
-            "INSIGHTS_RUN_EXPIRES": str(self.run_expires),
-            "INSIGHTS_MAX_CHAIN_STEPS": str(self.max_chain_steps),
-            "INSIGHTS_MAX_GROUP_WIDTH": str(self.max_group_width),
-            "INSIGHTS_MEMO_MIN_REFRESH": str(self.memo_min_refresh),
-            "INSIGHTS_REDIS_MAXMEMORY": self.redis_maxmemory,
-            "INSIGHTS_WEB_THREADS": str(self.web_threads),
-        }
-        urls = {"REDIS_URL": self.redis_url, "BROKER_URL": self.broker_url, "MONGO_URL": self.mongo_url}
-        env.update({name: url for name, url in urls.items() if url})
-        env.update({f"QUEUE_{kind.upper()}": getattr(self.queues, kind) for kind in Queues.__dataclass_fields__})
-        return env
+        return _to_env(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from environment variables (see the README's settings table)."""
-        env = os.environ if environ is None else environ
-        data_dir = Path(env.get("INSIGHTS_DATA_DIR", str(ROOT / "var")))
-        extra = _names(env.get("INSIGHTS_MODULES", ""))
-        return cls(
-            redis_url=env.get("REDIS_URL") or None,
-            broker_url=env.get("BROKER_URL") or None,
-            mongo_url=env.get("MONGO_URL") or None,
-            mongo_db_prefix=env.get("MONGO_DB_PREFIX", "insights_"),
-            data_dir=data_dir,
-            fs_root=Path(env.get("INSIGHTS_FS_ROOT", str(data_dir / "files"))),
-            fs_url_prefix=env.get("INSIGHTS_FS_URL_PREFIX", "/fs").rstrip("/"),
-            module_packages=("modules", *extra),
-            exclude_modules=_names(env.get("INSIGHTS_EXCLUDE_MODULES", "")),
-            queues=Queues(
-                views=env.get("QUEUE_VIEWS", "views"),
-                queries=env.get("QUEUE_QUERIES", "queries"),
-                events=env.get("QUEUE_EVENTS", "events"),
-                reports=env.get("QUEUE_REPORTS", "reports"),
-                batch=env.get("QUEUE_BATCH", "batch"),
-            ),
-            result_timeout=_number(env, "INSIGHTS_RESULT_TIMEOUT", 30.0),
-            result_expires=int(_number(env, "INSIGHTS_RESULT_EXPIRES", 24 * 3600)),
-            batch_record_ttl=int(_number(env, "INSIGHTS_BATCH_RECORD_TTL", 7 * 24 * 3600)),
-            max_request_bytes=int(_number(env, "INSIGHTS_MAX_REQUEST_BYTES", 16 * 1024 * 1024)),
-            batch_size=int(_number(env, "INSIGHTS_BATCH_SIZE", 500)),
-            batch_interval=_number(env, "INSIGHTS_BATCH_INTERVAL", 0.1),
-            dedupe_window=int(_number(env, "INSIGHTS_DEDUPE_WINDOW", 7 * 24 * 3600)),
-            shards=int(_number(env, "INSIGHTS_SHARDS", 4)),
-            visibility_timeout=int(_number(env, "INSIGHTS_VISIBILITY_TIMEOUT", 3600)),
-            redrive_after=_number(env, "INSIGHTS_REDRIVE_AFTER", 60.0),
-            handler_attempts=int(_number(env, "INSIGHTS_HANDLER_ATTEMPTS", 3)),
-            handler_backoff=_number(env, "INSIGHTS_HANDLER_BACKOFF", 0.5),
-            deadletter_max=int(_number(env, "INSIGHTS_DEADLETTER_MAX", 100_000)),
-            conflicts_max=int(_number(env, "INSIGHTS_CONFLICTS_MAX", 100_000)),
-            web_host=env.get("INSIGHTS_HOST", "127.0.0.1"),
-            web_port=int(_number(env, "INSIGHTS_PORT", 8000)),
-            auth=_flag(env, "INSIGHTS_AUTH"),
-            task_events=_flag(env, "INSIGHTS_TASK_EVENTS"),
-            beat_lock_timeout=_number(env, "INSIGHTS_BEAT_LOCK_TIMEOUT", 60.0),
-            sweep_interval=_number(env, "INSIGHTS_SWEEP_INTERVAL", 300.0),
-            eventlog_retention_days=_number(env, "INSIGHTS_EVENTLOG_RETENTION_DAYS", 30.0),
-            health_max_backlog_age=_number(env, "INSIGHTS_HEALTH_MAX_BACKLOG_AGE", 60.0),
-            view_time_limit=_number(env, "INSIGHTS_VIEW_TIME_LIMIT", 150.0),
-            cron_time_limit=_number(env, "INSIGHTS_CRON_TIME_LIMIT", 1800.0),
-            rate_limit=_number(env, "INSIGHTS_RATE_LIMIT", 20.0),
-            rate_burst=int(_number(env, "INSIGHTS_RATE_BURST", 40)),
-            max_runs=int(_number(env, "INSIGHTS_MAX_RUNS", 32)),
-            run_expires=int(_number(env, "INSIGHTS_RUN_EXPIRES", 600)),
-            max_chain_steps=int(_number(env, "INSIGHTS_MAX_CHAIN_STEPS", 20)),
-            max_group_width=int(_number(env, "INSIGHTS_MAX_GROUP_WIDTH", 20)),
-            memo_min_refresh=_number(env, "INSIGHTS_MEMO_MIN_REFRESH", 10.0),
-            redis_maxmemory=env.get("INSIGHTS_REDIS_MAXMEMORY", "1gb"),
-            web_threads=int(_number(env, "INSIGHTS_WEB_THREADS", 8)),
+        return _from_env(cls, os.environ if environ is None else environ)
+
+    @staticmethod
+    def variable(name: str) -> str:
+        """The environment variable of the setting ``name`` (a field of ``Settings``)."""
+        declared = _declarations(Settings)[name]
+        if isinstance(declared, type):
+            raise KeyError(f"{name} is a group of settings, each with its own variable")
+        return declared.env
+
+
+# Reading and writing the declarations ---------------------------------------------------------
+@dataclass(frozen=True)
+class Declared:
+    """One declared setting, with the parser and writer of its type filled in."""
+
+    name: str
+    env: str
+    doc: str
+    default: Any
+    shown: str
+    parse: Callable[[str, str], Any]  # (variable, raw value) -> value
+    unparse: Callable[[Any], str]
+    blank_is_unset: bool  # an empty variable gives the default (numbers, URLs)
+    optional: bool  # None (or empty) is left out of to_env
+    default_from: Callable[[Mapping[str, Any]], Any] | None
+
+
+_DECLARATIONS: dict[type, dict[str, Declared | type]] = {}
+
+
+def _declarations(cls: type) -> dict[str, Declared | type]:
+    """The settings a dataclass declares, by field name: a ``Declared``, or the dataclass of a
+    group of settings declared there (``Queues``)."""
+    if cls not in _DECLARATIONS:
+        _DECLARATIONS[cls] = _declare(cls)
+    return _DECLARATIONS[cls]
+
+
+def _declare(cls: type) -> dict[str, Declared | type]:
+    hints = typing.get_type_hints(cls)
+    found: dict[str, Declared | type] = {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            found[f.name] = kind
+            continue
+        if "env" not in f.metadata:
+            raise TypeError(f"{cls.__name__}.{f.name} is not declared with setting()")
+        parse, unparse, show, blank_is_unset = _by_type(kind, f"{cls.__name__}.{f.name}")
+        shown = f.metadata.get("unparse", show)(f.default)
+        found[f.name] = Declared(
+            name=f.name,
+            env=f.metadata["env"],
+            doc=f.metadata["doc"],
+            default=f.default,
+            shown=f.metadata.get("shown") or (f"`{shown}`" if shown else "—"),
+            parse=f.metadata.get("parse", parse),
+            unparse=f.metadata.get("unparse", unparse),
+            blank_is_unset=blank_is_unset,
+            optional=type(None) in typing.get_args(kind),
+            default_from=f.metadata.get("default_from"),
         )
+    return found
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "off", "false", "no"):
+def _by_type(
+    kind: Any, where: str
+) -> tuple[Callable[[str, str], Any], Callable[[Any], str], Callable[[Any], str], bool]:
+    """(parse, unparse, show in the table, blank is unset) of a field type."""
+    if kind is bool:
+        return _flag, _on_off, _on_off, False
+    if kind is int:
+        return _integer, str, str, True
+    if kind is float:
+        return _number, str, _short_number, True
+    if kind is str:
+        return _text, str, str, False
+    if kind is Path:
+        return _path, str, str, False
+    if typing.get_origin(kind) is tuple:
+        return _names, ",".join, ",".join, False
+    if set(typing.get_args(kind)) == {str, type(None)}:
+        return _url, str, str, True
+    raise TypeError(f"{where}: no parser for settings of type {kind}")
+
+
+def _from_env(cls: type[T], env: Mapping[str, str]) -> T:
+    values: dict[str, Any] = {}
+    for name, declared in _declarations(cls).items():
+        if isinstance(declared, type):
+            values[name] = _from_env(declared, env)
+            continue
+        raw = env.get(declared.env)
+        if raw is None or (raw == "" and declared.blank_is_unset):
+            values[name] = declared.default_from(values) if declared.default_from else declared.default
+        else:
+            values[name] = declared.parse(declared.env, raw)
+    return cls(**values)
+
+
+def _to_env(settings: Any) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name, declared in _declarations(type(settings)).items():
+        value = getattr(settings, name)
+        if isinstance(declared, type):
+            env.update(_to_env(value))
+        elif not (declared.optional and not value):
+            env[declared.env] = declared.unparse(value)
+    return env
+
+
+def _rows(cls: type) -> list[Declared]:
+    """Every setting declared by ``cls`` (and its groups), in declaration order."""
+    rows: list[Declared] = []
+    for declared in _declarations(cls).values():
+        rows += _rows(declared) if isinstance(declared, type) else [declared]
+    return rows
+
+
+def settings_table() -> str:
+    """The README's settings table (Markdown), one row per setting or group of settings."""
+    rows: list[tuple[list[str], list[str], str]] = []
+    for declared in _rows(Settings):
+        if declared.doc == SAME_ROW:
+            rows[-1][0].append(declared.env)
+            rows[-1][1].append(declared.shown)
+        else:
+            rows.append(([declared.env], [declared.shown], declared.doc))
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for names, shown, doc in rows:
+        lines.append(f"| {', '.join(f'`{name}`' for name in names)} | {', '.join(shown)} | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+# Parsers -------------------------------------------------------------------------------------
+def _flag(variable: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("", "0", "off", "false", "no"):
         return False
-    if raw in ("1", "on", "true", "yes"):
+    if value in ("1", "on", "true", "yes"):
         return True
-    raise ConfigError(f"{name} must be on or off, got {raw!r}")
+    raise ConfigError(f"{variable} must be on or off, got {value!r}")
 
 
-def _names(raw: str) -> tuple[str, ...]:
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
+
+
+def _names(variable: str, raw: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in raw.split(",") if name.strip())
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _number(variable: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        raise ConfigError(f"{variable} must be a number, got {raw!r}") from None
     if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
+        raise ConfigError(f"{variable} must be a positive number, got {raw!r}")
     return value
+
+
+def _integer(variable: str, raw: str) -> int:
+    return int(_number(variable, raw))
+
+
+def _short_number(value: float) -> str:
+    return str(value).removesuffix(".0")
+
+
+def _text(variable: str, raw: str) -> str:
+    return raw
+
+
+def _path(variable: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def _url(variable: str, raw: str) -> str | None:
+    return raw or None
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--table"]:
+        sys.exit("usage: python -m config.settings --table   (prints the README's settings table)")
+    print(settings_table(), end="")

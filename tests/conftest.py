@@ -24,6 +24,7 @@ import redis
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
+from config.processes import Commands
 from config.queues import shard_queues
 from config.settings import ROOT, Settings
 from tasks.app import Insights, create_insights
@@ -115,11 +116,14 @@ def insights(settings: Settings) -> Iterator[Insights]:
     app.services.close()
 
 
-def start_process(settings: Settings, args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``python -m <args>`` with ``settings`` in its environment, logging to ``log_path``."""
+# How the tests start processes (config/processes.py): workers skip mingle and gossip to start fast.
+COMMANDS = Commands(quiet=True)
+
+
+def start_process(settings: Settings, command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``command`` (a ``COMMANDS`` line) with ``settings`` in its environment, logging to ``log_path``."""
     env = {**os.environ, **settings.to_env()}
     with open(log_path, "ab") as log:
-        command = [sys.executable, "-m", *args]
         return subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -129,13 +133,10 @@ def start_worker(
     settings: Settings, log_path: Path, queues: list[str] | None = None, solo: bool = False
 ) -> subprocess.Popen[bytes]:  # in its own process group: a test may SIGKILL the whole worker
     """Start a real ``celery worker`` process (every kind queue by default; ``solo`` for shard queues)."""
-    pool = ["-P", "solo"] if solo else ["-c", "2"]
-    return start_process(
-        settings,
-        ["celery", "-A", "tasks.worker", "worker", "-Q", ",".join(queues or settings.queues.all()), *pool,
-         "-l", "INFO", "--without-mingle", "--without-gossip", "-n", f"test-{time.monotonic_ns()}@%h"],
-        log_path,
-    )  # fmt: skip
+    command = COMMANDS.worker(
+        queues or settings.queues.all(), solo=solo, concurrency=2, name=f"test-{time.monotonic_ns()}@%h"
+    )
+    return start_process(settings, command, log_path)
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -165,7 +166,7 @@ class Pipeline:
         self.add_worker()
         self.add_worker(shards[0::2], solo=True)
         self.add_worker(shards[1::2], solo=True)
-        self.batcher = start_process(self.settings, ["tasks", "batcher"], self.logs / "batcher.log")
+        self.batcher = start_process(self.settings, COMMANDS.batcher(), self.logs / "batcher.log")
         self.wait_for_workers()
         wait_for(lambda: self._consumers() > 0 or self.batcher.poll() is not None, what="the batcher to start")
         assert self.batcher.poll() is None, (self.logs / "batcher.log").read_text()[-3000:]

@@ -23,6 +23,7 @@ from types import FrameType
 
 import redis
 
+from config.processes import Commands
 from config.queues import shard_queues
 from config.settings import ConfigError, Settings
 from tasks.app import create_insights
@@ -51,23 +52,19 @@ def embedded_urls(settings: Settings, stack: ExitStack) -> dict[str, str]:
     return urls
 
 
-def process_commands(settings: Settings) -> dict[str, list[str]]:
-    """The web, worker and beat command lines for this machine."""
-    python = sys.executable
-    queues = ",".join(settings.queues.all())
-    shards = ",".join(shard_queues(settings.queues, settings.shards))
-    celery = [python, "-m", "celery", "-A", "tasks.worker"]
+def process_commands(settings: Settings, commands: Commands | None = None) -> dict[str, list[str]]:
+    """The web, batcher, worker and beat command lines for this machine (config/processes.py)."""
+    commands = commands or Commands()
     return {
         # Threads, so a slow or half-sent request holds one thread, not a whole worker.
-        "web": [python, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", str(settings.web_threads),
-                "-b", f"{settings.web_host}:{settings.web_port}", "web.wsgi:app"],
-        "batcher": [python, "-m", "tasks", "batcher"],
-        "worker": [*celery, "worker", "-Q", queues, "-l", "INFO", "-c", "2", "-n", "main@%h"],
+        "web": commands.web(f"{settings.web_host}:{settings.web_port}", workers=2, threads=settings.web_threads),
+        "batcher": commands.batcher(),
+        "worker": commands.worker(settings.queues.all(), concurrency=2, name="main@%h"),
         # One single-process consumer for every shard queue keeps per-user/per-resource order.
-        "shards": [*celery, "worker", "-Q", shards, "-l", "INFO", "-P", "solo", "-n", "shards@%h"],
+        "shards": commands.worker(shard_queues(settings.queues, settings.shards), solo=True, name="shards@%h"),
         # RedBeat keeps the schedule and a single-beat lock in Redis (config/celery.py): no -s file.
-        "beat": [*celery, "beat", "-l", "INFO"],
-    }  # fmt: skip
+        "beat": commands.beat(),
+    }
 
 
 def run(settings: Settings, demo: bool = False) -> int:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
+import sys
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery import Celery
 
 from config.celery import SERIALIZER_NAME, celery_config
 from config.queues import task_routes
-from config.settings import ROOT, ConfigError, Queues, Settings
+from config.settings import ROOT, ConfigError, Queues, Settings, settings_table
 
 
 # Settings ----------------------------------------------------------------------------
@@ -130,6 +135,60 @@ def test_to_env_round_trips_through_from_env(tmp_path: Path) -> None:
 
     assert Settings.from_env(settings.to_env()) == settings
     assert Settings.from_env(Settings().to_env()) == Settings()
+
+
+def other_value(kind: Any, default: Any) -> Any:
+    """A value of a setting's type that is not its default (and survives to_env/from_env)."""
+    if kind is bool:
+        return not default
+    if kind in (int, float):
+        return kind(default * 3 + 1)
+    if kind is Path:
+        return Path("/elsewhere") / default.name
+    if typing.get_origin(kind) is tuple:
+        return (*default, "extra.names")
+    return f"{default or 'set'}-other"
+
+
+def test_every_setting_survives_to_env_and_from_env() -> None:
+    """Each field differs from its default: a setting to_env forgets (or from_env misreads) fails here."""
+    hints = typing.get_type_hints(Settings)
+    changed = {
+        f.name: other_value(hints[f.name], f.default) for f in dataclasses.fields(Settings) if f.name != "queues"
+    }
+    settings = Settings(**changed, queues=Queues(**{q: f"{q}-other" for q in Queues.__dataclass_fields__}))
+
+    assert all(getattr(settings, name) != getattr(Settings(), name) for name in Settings.__dataclass_fields__)
+    assert Settings.from_env(settings.to_env()) == settings
+
+
+def test_each_setting_has_its_own_variable() -> None:
+    variables = Settings(redis_url="r", broker_url="b", mongo_url="m").to_env()
+
+    assert len(variables) == len(Settings.__dataclass_fields__) - 1 + len(Queues.__dataclass_fields__)
+    assert Settings.variable("web_threads") == "INSIGHTS_WEB_THREADS"
+
+
+@pytest.mark.parametrize("value", ["maybe", "2"])
+def test_a_flag_that_is_not_on_or_off_is_a_config_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="INSIGHTS_AUTH must be on or off"):
+        Settings.from_env({"INSIGHTS_AUTH": value})
+
+
+def test_the_readme_settings_table_is_generated_from_the_declarations() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("| variable | default | meaning |")
+    end = readme.index("\n\n", start) + 1
+
+    assert readme[start:end] == settings_table(), "regenerate it: python -m config.settings --table"
+
+
+def test_the_settings_table_prints_from_the_command_line() -> None:
+    printed = subprocess.run(
+        [sys.executable, "-m", "config.settings", "--table"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+
+    assert printed.stdout == settings_table()
 
 
 # Queue routing -----------------------------------------------------------------------

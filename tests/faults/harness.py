@@ -38,6 +38,7 @@ from typing import Any
 import pymongo
 import redis
 
+from config.processes import Commands
 from config.queues import shard_queues
 from config.settings import ROOT, Settings
 from tasks.app import Insights, create_insights
@@ -89,7 +90,7 @@ class Web:
 
     def start(self, timeout: float = 30.0) -> Web:
         """Start gunicorn and wait until it answers HTTP."""
-        command = [*process_commands(self.settings)["web"], "--graceful-timeout", "5"]
+        command = process_commands(self.settings, Commands(graceful_timeout=5))["web"]
         env = {**os.environ, **self.settings.to_env()}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(

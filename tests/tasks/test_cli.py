@@ -14,7 +14,9 @@ from typing import Any
 
 import psutil
 
-from config.settings import ROOT
+from config.processes import Commands
+from config.settings import ROOT, Settings
+from tasks.ops.cli import process_commands
 from tasks.ops.embedded import free_port
 from tests.conftest import wait_for
 
@@ -56,3 +58,20 @@ def test_run_starts_everything_with_embedded_servers_and_stops_cleanly(tmp_path:
         assert process.wait(timeout=60) == 0, (tmp_path / "run.log").read_text()[-3000:]
     assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
     assert "Couldn't ack" not in (tmp_path / "run.log").read_text()
+
+
+def test_run_starts_web_batcher_workers_and_beat_from_the_settings() -> None:
+    settings = Settings(web_host="0.0.0.0", web_port=9000, web_threads=3, shards=2)
+    commands = process_commands(settings, Commands(python="/py"))
+
+    assert commands == {
+        "web": ["/py", "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "3", "-b", "0.0.0.0:9000",
+                "web.wsgi:app"],
+        "batcher": ["/py", "-m", "tasks", "batcher"],
+        "worker": ["/py", "-m", "celery", "-A", "tasks.worker", "worker", "-Q", "views,queries,events,reports,batch",
+                   "-c", "2", "-l", "INFO", "-n", "main@%h"],
+        "shards": ["/py", "-m", "celery", "-A", "tasks.worker", "worker", "-Q",
+                   "events.user.0,events.user.1,events.resource.0,events.resource.1", "-P", "solo", "-l", "INFO",
+                   "-n", "shards@%h"],
+        "beat": ["/py", "-m", "celery", "-A", "tasks.worker", "beat", "-l", "INFO"],
+    }  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 from config.settings import ROOT, Settings
 from tasks.app import Insights
 from tasks.ops.embedded import free_port
-from tests.conftest import Pipeline, stop_process, wait_for
+from tests.conftest import COMMANDS, Pipeline, stop_process, wait_for
 
 
 def fetch(url: str) -> Any:
@@ -29,7 +28,7 @@ def test_flower_shows_our_tasks_by_name_and_our_queues(
 ) -> None:
     port = free_port()
     env = {**os.environ, **settings.to_env(), "FLOWER_UNAUTHENTICATED_API": "1"}
-    command = [sys.executable, "-m", "celery", "-A", "tasks.worker", "flower", f"--port={port}", "--address=127.0.0.1"]
+    command = COMMANDS.flower(port, address="127.0.0.1")
     with open(tmp_path / "flower.log", "wb") as log:
         flower = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

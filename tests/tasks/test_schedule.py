@@ -28,7 +28,7 @@ from tasks.core.registry import Registry, Spec
 from tasks.errors import RegistrationError
 from tasks.schedule import DEFAULT_KEEP, REPORTS_FOLDER, celery_schedule, write_report
 from tasks.storage.fs import FileStore
-from tests.conftest import Pipeline, start_process, stop_process, wait_for
+from tests.conftest import COMMANDS, Pipeline, start_process, stop_process, wait_for
 from tests.sample_modules import scheduled
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -280,7 +280,7 @@ def beats(settings: Settings, logs: Path, count: int = 1) -> Iterator[list[tuple
     try:
         for _ in range(count):
             log = logs / f"beat-{time.monotonic_ns()}.log"
-            started.append((start_process(settings, ["celery", "-A", "tasks.worker", "beat", "-l", "INFO"], log), log))
+            started.append((start_process(settings, COMMANDS.beat(), log), log))
         yield started
     finally:
         for process, _ in started:
