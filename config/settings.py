@@ -190,8 +190,10 @@ class Settings:
     # Quotas and limits (docs/security.md): what one client may use of the deployment.
     rate_limit: float = setting(
         20.0, "INSIGHTS_RATE_LIMIT",
-        "requests per second (and burst) one client — a token, or an address with auth off — may make to "
-        "`/view`, `/query`, `/run` and `/chain`; beyond it 429 with `Retry-After`",
+        "tasks per second (and burst) one client — a token, or an address with auth off — may start through "
+        "`/view`, `/query`, `/run` and `/chain`: a request is one task, a chain one per step and group member "
+        "(charged before it is sent); beyond it 429 with `Retry-After`; a chain of more tasks than the burst "
+        "is always 429",
     )  # fmt: skip
     rate_burst: int = setting(40, "INSIGHTS_RATE_BURST", SAME_ROW)
     max_runs: int = setting(
@@ -210,8 +212,8 @@ class Settings:
     max_group_width: int = setting(20, "INSIGHTS_MAX_GROUP_WIDTH", SAME_ROW)
     memo_min_refresh: float = setting(
         10.0, "INSIGHTS_MEMO_MIN_REFRESH",
-        "seconds after a memoized result was computed during which an HTTP `_memo=refresh` is served that "
-        "result instead of recomputing",
+        "seconds after a memoized result was computed during which an HTTP `_memo=refresh` (`/view`, "
+        "`/query`, `/run`) is served that result instead of recomputing",
     )  # fmt: skip
     redis_maxmemory: str = setting(
         "1gb", "INSIGHTS_REDIS_MAXMEMORY",
