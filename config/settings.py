@@ -38,6 +38,7 @@ class Settings:
     broker_url: str | None = None
     mongo_url: str | None = None
     mongo_db_prefix: str = "insights_"
+    redis_prefix: str = "insights:"
     data_dir: Path = ROOT / "var"
     fs_root: Path = ROOT / "var" / "files"
     fs_url_prefix: str = "/fs"
@@ -116,6 +117,7 @@ class Settings:
         """The environment variables that reproduce these settings in a child process."""
         env = {
             "MONGO_DB_PREFIX": self.mongo_db_prefix,
+            "INSIGHTS_REDIS_PREFIX": self.redis_prefix,
             "INSIGHTS_DATA_DIR": str(self.data_dir),
             "INSIGHTS_FS_ROOT": str(self.fs_root),
             "INSIGHTS_FS_URL_PREFIX": self.fs_url_prefix,
@@ -171,6 +173,7 @@ class Settings:
             broker_url=env.get("BROKER_URL") or None,
             mongo_url=env.get("MONGO_URL") or None,
             mongo_db_prefix=env.get("MONGO_DB_PREFIX", "insights_"),
+            redis_prefix=env.get("INSIGHTS_REDIS_PREFIX", "insights:"),
             data_dir=data_dir,
             fs_root=Path(env.get("INSIGHTS_FS_ROOT", str(data_dir / "files"))),
             fs_url_prefix=env.get("INSIGHTS_FS_URL_PREFIX", "/fs").rstrip("/"),

@@ -33,6 +33,7 @@ from tasks.pipeline.dispatch import RECORD_BATCH_TASK, dispatch, select_all
 from tasks.pipeline.handling import run_handler_task
 from tasks.pipeline.stream import Intake
 from tasks.schedule import bind_schedule, list_reports
+from tasks.storage.keys import Keys
 from tasks.storage.services import Services
 
 if TYPE_CHECKING:
@@ -61,34 +62,39 @@ class Insights:
         self.finalized = False
 
     @property
+    def keys(self) -> Keys:
+        """The names of this deployment's Redis keys (under ``INSIGHTS_REDIS_PREFIX``)."""
+        return self.services.keys
+
+    @property
     def store(self) -> BatchStore:
         """Events, records and receipts of batches."""
-        return BatchStore(self.services.redis, self.settings.batch_record_ttl)
+        return BatchStore(self.services.redis, self.settings.batch_record_ttl, self.keys)
 
     @property
     def memo(self) -> Memo:
         """Cached results of memoized queries."""
-        return Memo(self.services.redis)
+        return Memo(self.services.redis, self.keys)
 
     @property
     def intake(self) -> Intake:
-        """The durable intake stream the web app appends accepted events to."""
-        return Intake(self.services.redis)
+        """The durable intake stream the web app appends accepted events to and batchers read."""
+        return Intake(self.services.redis, self.keys.intake_stream, self.keys.intake_unreadable)
 
     @property
     def runs(self) -> Runs:
         """Runs started over HTTP without waiting, by client."""
-        return Runs(self.services.redis, self.settings.run_expires)
+        return Runs(self.services.redis, self.settings.run_expires, self.keys)
 
     @property
     def dead_letters(self) -> DeadLetters:
         """Events handlers failed on after every retry."""
-        return DeadLetters(self.services.redis, self.settings.deadletter_max)
+        return DeadLetters(self.services.redis, self.settings.deadletter_max, self.keys)
 
     @property
     def conflicts(self) -> Conflicts:
         """Events that arrived under a known id but differ from the event on record."""
-        return Conflicts(self.services.redis, self.settings.conflicts_max)
+        return Conflicts(self.services.redis, self.settings.conflicts_max, self.keys)
 
     # Set-up -------------------------------------------------------------------------
     def load_modules(self) -> list[str]:
@@ -157,8 +163,9 @@ class Insights:
             return self._call(spec, args, kwargs or {})
         mode, kwargs = split_mode(kwargs or {})
         bound, leftovers = bind_arguments(spec.label, spec.func, args, kwargs)
-        key = Memo.key(spec.module, spec.name, {**bound, **leftovers}, policy)
-        return self.memo.get_or_compute(key, policy, lambda: self._call(spec, args, kwargs), mode)
+        memo = self.memo
+        key = memo.key(spec.module, spec.name, {**bound, **leftovers}, policy)
+        return memo.get_or_compute(key, policy, lambda: self._call(spec, args, kwargs), mode)
 
     def cached_result(self, spec: Spec, arguments: dict[str, Any]) -> tuple[bool, Any]:
         """For a memoized query called with ``arguments``: (True, cached result) or (False, None).
@@ -172,7 +179,8 @@ class Insights:
         if mode not in ("use", "cached"):
             return False, None
         bound, leftovers = bind_arguments(spec.label, spec.func, (), arguments)
-        hit, value = self.memo.lookup(Memo.key(spec.module, spec.name, {**bound, **leftovers}, policy))
+        memo = self.memo
+        hit, value = memo.lookup(memo.key(spec.module, spec.name, {**bound, **leftovers}, policy))
         if mode == "cached" and not hit:
             raise CacheMiss(f"{spec.label} has no cached result for these arguments; call it without _memo=cached")
         return hit, value
@@ -184,7 +192,8 @@ class Insights:
         if policy is None:
             return False
         bound, leftovers = bind_arguments(spec.label, spec.func, (), split_mode(arguments)[1])
-        age = self.memo.age(Memo.key(spec.module, spec.name, {**bound, **leftovers}, policy), policy)
+        memo = self.memo
+        age = memo.age(memo.key(spec.module, spec.name, {**bound, **leftovers}, policy), policy)
         return age is not None and age < self.settings.memo_min_refresh
 
     def _call(self, spec: Spec, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:

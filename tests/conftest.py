@@ -283,7 +283,7 @@ def web(secured: Insights) -> FlaskClient:
 @pytest.fixture
 def store(secured: Insights) -> TokenStore:
     """The token store of the auth-on deployment."""
-    return TokenStore(secured.services.redis)
+    return TokenStore(secured.services.redis, secured.keys)
 
 
 def new_token(store: TokenStore, *allow: str, deny: tuple[str, ...] = (), **locked: str) -> str:

@@ -121,7 +121,8 @@ def may_read_receipt(sender: str | None) -> bool:
 
 def token_store() -> TokenStore:
     """The token store on the app's Redis."""
-    return TokenStore(insights().services.redis)
+    app = insights()
+    return TokenStore(app.services.redis, app.keys)
 
 
 def init_auth(app: Flask) -> None:

@@ -16,7 +16,6 @@ from redis.exceptions import RedisError
 
 from web.errors import ApiError
 
-RATE_PREFIX = "insights:rate:"  # + client: the time its bucket is next empty (ms)
 LIMITED_ENDPOINTS = frozenset({"api.run_view", "api.run_query", "api.start_run", "api.run_chain"})
 
 # KEYS[1]: the client's bucket; ARGV[1]: ms per request; ARGV[2]: burst (requests).
@@ -55,7 +54,7 @@ def limit_rate() -> None:
     insights = current_app.extensions["insights"]
     limit, burst = insights.settings.rate_limit, insights.settings.rate_burst
     try:
-        wait_ms = insights.services.redis.eval(_GCRA, 1, RATE_PREFIX + client_name(), 1000.0 / limit, burst)
+        wait_ms = insights.services.redis.eval(_GCRA, 1, insights.keys.rate(client_name()), 1000.0 / limit, burst)
     except RedisError as exc:
         raise ApiError(503, f"quotas cannot be checked ({type(exc).__name__}); try again shortly") from None
     if wait_ms:

@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 RECOVER_EVERY = 10.0  # seconds between looks for abandoned entries; well under claim_idle
 IN_FLIGHT = 2  # batches of one request being handled at once while it is spread over rounds
 STALL_AFTER = 60.0  # seconds after which a request's next batch goes even if its last ones are not recorded done
-REJECTED = "insights:intake:unreadable"  # entries the batcher could not decode (kept for inspection)
 
 
 @dataclass
@@ -99,10 +98,11 @@ class Batcher:
         self.settings = app.settings
         self.client = app.services.redis
         self.stream = app.intake.stream
+        self.rejected = app.intake.unreadable  # entries the batcher could not decode (kept for inspection)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_idle = claim_idle
-        self.deduper = Deduper(self.client, self.settings.dedupe_window)
-        self.conflict_store = Conflicts(self.client, self.settings.conflicts_max)
+        self.deduper = Deduper(self.client, self.settings.dedupe_window, app.keys)
+        self.conflict_store = Conflicts(self.client, self.settings.conflicts_max, app.keys)
         self.conflicts: list[Conflict] = []  # found while dispatching, kept before the entries are acknowledged
         self.event_log = EventLog(self.settings.event_log_dir)
         self.pending: list[Entry] = []  # read, not yet all dispatched
@@ -219,11 +219,11 @@ class Batcher:
     def _set_aside(self, entry_id: str, fields: dict[bytes, bytes], exc: Exception) -> None:
         """Move an entry that cannot be read to a stream of its own, so it neither blocks nor vanishes."""
         log.error(
-            "batcher %s: intake entry %s cannot be read (%s); moved to %s", self.consumer, entry_id, exc, REJECTED
+            "batcher %s: intake entry %s cannot be read (%s); moved to %s", self.consumer, entry_id, exc, self.rejected
         )
         pipe = self.client.pipeline()
         kept: dict[Any, Any] = {**fields, b"entry": entry_id, b"error": repr(exc)[:500]}
-        pipe.xadd(REJECTED, kept, maxlen=10_000, approximate=True)
+        pipe.xadd(self.rejected, kept, maxlen=10_000, approximate=True)
         pipe.xack(self.stream, GROUP, entry_id)
         pipe.xdel(self.stream, entry_id)
         pipe.execute()

@@ -18,8 +18,7 @@ from typing import Any
 import redis
 
 from tasks.storage.kept import KeptStream
-
-STREAM = "insights:conflicts"
+from tasks.storage.keys import Keys
 
 
 @dataclass(frozen=True)
@@ -37,8 +36,8 @@ class Conflict:
 class Conflicts:
     """Conflicting events in a bounded Redis stream (the oldest trimmed beyond ``max_entries``)."""
 
-    def __init__(self, client: redis.Redis, max_entries: int) -> None:
-        self._stream = KeptStream(client, STREAM, max_entries)
+    def __init__(self, client: redis.Redis, max_entries: int, keys: Keys) -> None:
+        self._stream = KeptStream(client, keys.conflicts, max_entries)
 
     def add(self, conflicts: Sequence[Conflict]) -> None:
         """Keep conflicting events (one round trip for all)."""

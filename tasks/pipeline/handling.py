@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis as redis_lib
 from celery.exceptions import SoftTimeLimitExceeded
 
-from tasks.pipeline.batch_store import done_key
-
 if TYPE_CHECKING:
     from tasks.app import Insights
     from tasks.core.registry import Spec
@@ -99,7 +97,7 @@ def run_handler_task(app: Insights, spec: Spec, batch_id: str, indices: list[int
     chord, and so its record, unfinished.
     """
     redis = app.services.redis
-    done = done_key(batch_id, label)
+    done = app.keys.done(batch_id, label)
     finished = patiently(lambda: redis.get(done))
     if finished is not None:
         outcome: dict[str, Any] = json.loads(finished)

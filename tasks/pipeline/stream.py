@@ -15,16 +15,17 @@ from typing import Any
 
 import redis
 
-STREAM = "insights:intake"
 GROUP = "batchers"
 
 
 class Intake:
-    """Appends accepted events to the intake stream."""
+    """Appends accepted events to the intake stream ``stream``; batchers set aside entries they
+    cannot read in the stream ``unreadable``."""
 
-    def __init__(self, client: redis.Redis, stream: str = STREAM) -> None:
+    def __init__(self, client: redis.Redis, stream: str, unreadable: str) -> None:
         self._client = client
         self.stream = stream
+        self.unreadable = unreadable
 
     def submit(
         self,

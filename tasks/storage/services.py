@@ -12,11 +12,12 @@ from pymongo.database import Database
 from config.settings import Settings
 from tasks.storage.cache import Cache
 from tasks.storage.fs import FileStore
+from tasks.storage.keys import Keys
 from tasks.storage.mongo import database_name
 
 
 class Services:
-    """Redis and MongoDB clients plus each module's ``mongodb``, ``fs`` and ``cache``.
+    """Redis and MongoDB clients, the Redis key names, plus each module's ``mongodb``, ``fs`` and ``cache``.
 
     Clients are made on first use and remade after a fork, so a prefork worker's children
     never share the parent's sockets.
@@ -24,6 +25,7 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.keys = Keys(settings.redis_prefix)
         self._pid = -1
         self._redis: redis.Redis | None = None
         self._mongo: pymongo.MongoClient[dict[str, Any]] | None = None
@@ -56,11 +58,11 @@ class Services:
 
     def fs(self, module: str) -> FileStore:
         """The file store that belongs to ``module``."""
-        return FileStore(self.settings.fs_root, module, self.settings.fs_url_prefix, self.redis)
+        return FileStore(self.settings.fs_root, module, self.settings.fs_url_prefix, self.redis, self.keys)
 
     def cache(self, module: str) -> Cache:
         """The cache namespace that belongs to ``module``."""
-        return Cache(self.redis, module)
+        return Cache(self.redis, module, self.keys)
 
     def close(self) -> None:
         """Close the clients this process opened."""

@@ -21,7 +21,7 @@ from tasks.app import Insights, create_insights
 from tasks.authoring.event_ids import canonical_json, fingerprint
 from tasks.core.policy import Policy
 from tasks.core.tokens import TokenStore
-from tasks.pipeline.dedupe import KEY_PREFIX, Claim, Deduper
+from tasks.pipeline.dedupe import Claim, Deduper
 from tasks.pipeline.dedupe import fingerprint as handler_token
 from tasks.pipeline.event_log import EventLog, Position
 from tasks.pipeline.replay import Item, read_event_log, replay
@@ -41,7 +41,7 @@ def secured(settings: Settings, worker: Pipeline) -> Iterator[Insights]:
 def new_sender(secured: Insights) -> tuple[str, FlaskClient]:
     """A fresh API token allowed to post events: its name and a client presenting it."""
     name = f"lms-{uuid.uuid4().hex[:8]}"
-    secret = TokenStore(secured.services.redis).create(name, Policy(("event",)))
+    secret = TokenStore(secured.services.redis, secured.keys).create(name, Policy(("event",)))
     client = create_app(secured).test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
     return name, client
@@ -117,7 +117,7 @@ def test_a_differing_event_under_a_known_id_is_a_conflict_that_is_counted_kept_a
 
 
 def test_one_claim_call_tells_new_events_duplicates_new_handlers_and_conflicts_apart(insights: Insights) -> None:
-    deduper = Deduper(insights.services.redis, 60)
+    deduper = Deduper(insights.services.redis, 60, insights.keys)
     ids = [f"claim-{uuid.uuid4().hex}-{n}" for n in range(3)]
     prints = [fingerprint(canonical_json({"n": n})) for n in range(3)]
     assert deduper.claim(ids, prints, ["h.a"]) == [Claim(("h.a",))] * 3
@@ -128,9 +128,9 @@ def test_one_claim_call_tells_new_events_duplicates_new_handlers_and_conflicts_a
 
 def test_a_dedupe_key_from_before_fingerprints_takes_the_first_one_it_meets(insights: Insights) -> None:
     redis = insights.services.redis
-    deduper = Deduper(redis, 60)
+    deduper = Deduper(redis, 60, insights.keys)
     old = f"legacy-{uuid.uuid4().hex}"
-    redis.set(KEY_PREFIX + old, handler_token("handler.a"), ex=60)  # as written before fingerprints were kept
+    redis.set(insights.keys.seen(old), handler_token("handler.a"), ex=60)  # as written before fingerprints were kept
     assert deduper.claim([old], ["f1"], ["handler.a", "handler.b"]) == [Claim(("handler.b",))]
     assert deduper.claim([old], ["f2"], ["handler.a", "handler.b"]) == [Claim((), known="f1")]
     assert deduper.claim([old], ["f1"], ["handler.a", "handler.b"]) == [Claim(())]
@@ -165,7 +165,7 @@ class RecordingIntake(Intake):
     """The real intake stream, remembering the receipt of every chunk submitted."""
 
     def __init__(self, intake: Intake) -> None:
-        super().__init__(intake._client, intake.stream)
+        super().__init__(intake._client, intake.stream, intake.unreadable)
         self.receipts: list[str] = []
 
     def submit(self, events: Sequence[dict[str, Any]], *args: Any, **kwargs: Any) -> str:
