@@ -24,7 +24,8 @@ from config.processes import Commands
 from config.settings import ROOT, Settings
 from tasks.codec.serialization import register_kombu_serializer
 from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, free_port
-from tasks.pipeline.stream import GROUP, STREAM
+from tasks.pipeline.stream import GROUP
+from tasks.storage.keys import Keys
 
 BUILTIN_MODULES = tuple(m.name for m in pkgutil.iter_modules([str(ROOT / "modules")]))
 WEB_MODES = {"sync": None, "gthread": 4}  # gunicorn threads per worker (None: sync workers)
@@ -187,7 +188,7 @@ class Deployment:
 
     def _batcher_ready(self) -> bool:
         try:
-            return bool(self.servers.client(0).xinfo_consumers(STREAM, GROUP))
+            return bool(self.servers.client(0).xinfo_consumers(Keys(self.settings.redis_prefix).intake_stream, GROUP))
         except redis.ResponseError:
             return False
 

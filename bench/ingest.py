@@ -30,6 +30,7 @@ from bench import baseline, deploy
 from bench.load import make_bodies, make_events, percentiles, post_all, post_paced, wait_done
 from bench.spy import Profile, Recording, py_spy
 from tasks.pipeline.batch_store import BatchStore
+from tasks.storage.keys import Keys
 
 TARGET_RATE = 50_000
 TARGET_RATIO = 3.0
@@ -66,7 +67,7 @@ def throughput(
 ) -> Throughput:
     """POST ``events`` as fast as ``clients`` threads can; time until every receipt is done."""
     bodies = make_bodies(events, per_request, uuid.uuid4().hex[:12])
-    store = BatchStore(servers.client(0), 3600)
+    store = BatchStore(servers.client(0), 3600, Keys(dep.settings.redis_prefix))
     before = process_cpu(dep, servers)
     accepted = post_all(dep.base_url, bodies, clients)
     posted = time.time()
@@ -85,7 +86,11 @@ def latency(dep: deploy.Deployment, servers: deploy.Servers, rate: float, second
     requests = max(1, round(rate * seconds / per_request))
     bodies = make_bodies(requests * per_request, per_request, uuid.uuid4().hex[:12])
     accepted = post_paced(dep.base_url, bodies, per_request / rate)
-    finished = wait_done(BatchStore(servers.client(0), 3600), [a.receipt for a in accepted], timeout=60.0)
+    finished = wait_done(
+        BatchStore(servers.client(0), 3600, Keys(dep.settings.redis_prefix)),
+        [a.receipt for a in accepted],
+        timeout=60.0,
+    )
     waits = [(finished[a.receipt] - a.accepted) * 1000 for a in accepted if a.receipt in finished]
     answer = percentiles(waits)
     answer["requests"] = len(accepted)
@@ -97,7 +102,11 @@ def latency(dep: deploy.Deployment, servers: deploy.Servers, rate: float, second
 def warm_up(dep: deploy.Deployment, servers: deploy.Servers) -> None:
     """One small round trip, so first-use costs (connections, imports) are not measured."""
     accepted = post_all(dep.base_url, make_bodies(1000, 500, uuid.uuid4().hex[:12]), 2)
-    wait_done(BatchStore(servers.client(0), 3600), [a.receipt for a in accepted], timeout=60.0)
+    wait_done(
+        BatchStore(servers.client(0), 3600, Keys(dep.settings.redis_prefix)),
+        [a.receipt for a in accepted],
+        timeout=60.0,
+    )
 
 
 def trial(

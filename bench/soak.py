@@ -49,7 +49,7 @@ from bench import deploy
 from bench.load import Accepted, Poster, make_events, post_all, wait_done
 from config.settings import ROOT
 from tasks.pipeline.batch_store import DONE, BatchStore
-from tasks.pipeline.stream import STREAM
+from tasks.storage.keys import Keys
 
 PROCESSES = ("web", "batcher", "worker", "redis")
 KOMBU_PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport: queue key of priority p is f"{queue}\x06\x16{p}"
@@ -226,8 +226,9 @@ class Sampler:
             for priority in KOMBU_PRIORITIES:
                 pipe.llen(f"{queue}{KOMBU_PRIORITY_SEPARATOR}{priority}")
         pipe.hlen(UNACKED)
-        pipe.xlen(STREAM)
-        pipe.xrange(STREAM, count=1)
+        stream = Keys(self.dep.settings.redis_prefix).intake_stream
+        pipe.xlen(stream)
+        pipe.xrange(stream, count=1)
         pipe.info("memory")
         pipe.info("stats")
         answers: list[Any] = pipe.execute()
@@ -450,7 +451,11 @@ def plot(samples: list[Sample], load_end: float, path: Path, title: str) -> None
 def warm_up(dep: deploy.Deployment, servers: deploy.Servers) -> None:
     """A small round trip, so first-use costs (imports, connections) are not in the first samples."""
     accepted = post_all(dep.base_url, [json.dumps(list(make_events(500))).encode()] * 2, 2)
-    wait_done(BatchStore(servers.client(0), 3600), [a.receipt for a in accepted], timeout=60.0)
+    wait_done(
+        BatchStore(servers.client(0), 3600, Keys(dep.settings.redis_prefix)),
+        [a.receipt for a in accepted],
+        timeout=60.0,
+    )
 
 
 def soak(args: argparse.Namespace, root: Path) -> bool:
@@ -466,7 +471,7 @@ def soak(args: argparse.Namespace, root: Path) -> bool:
             warm_up(dep, servers)
             seconds = args.minutes * 60
             load = Load(dep.base_url, args.rate, seconds, args.per_request, args.clients)
-            store = BatchStore(servers.client(0), dep.settings.batch_record_ttl)
+            store = BatchStore(servers.client(0), dep.settings.batch_record_ttl, Keys(dep.settings.redis_prefix))
             sampler = Sampler(dep, servers, Progress(store, load))
             print(
                 f"soak: {args.rate:,.0f} events/s in {args.per_request}-event requests for {args.minutes:g} min, "

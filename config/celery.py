@@ -57,10 +57,10 @@ def celery_config(settings: Settings, queue_overrides: Mapping[str, str] | None 
         # Beat (tasks/schedule.py): RedBeat keeps the schedule in Redis and holds a lock there
         # while it runs, so a second beat started by mistake waits for the lock (and takes over
         # when the first stops, or lock_timeout after it died) instead of sending every job twice.
+        # Its key prefix (redbeat_key_prefix) is set with the schedule (tasks/schedule.py).
         "beat_scheduler": "redbeat.RedBeatScheduler",
         "redbeat_redis_url": settings.redis,
         "redbeat_redis_options": {},
-        "redbeat_key_prefix": "insights:beat",
         "redbeat_lock_timeout": int(max(2, settings.beat_lock_timeout)),
         # Beat extends its lock every loop and a waiting beat retries this often: well under the timeout.
         "beat_max_loop_interval": max(1.0, settings.beat_lock_timeout / 5),

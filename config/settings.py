@@ -95,6 +95,11 @@ class Settings:
         None, "MONGO_URL", "MongoDB holding one database per module", shown="embedded nx-27017"
     )
     mongo_db_prefix: str = setting("insights_", "MONGO_DB_PREFIX", "prefix of module database names")
+    redis_prefix: str = setting(
+        "insights:", "INSIGHTS_REDIS_PREFIX",
+        "prefix of every Redis key of ours (`tasks/storage/keys.py` lists them): deployments sharing a Redis "
+        "each take their own, and their own queues (`QUEUE_*`)",
+    )  # fmt: skip
     data_dir: Path = setting(
         ROOT / "var", "INSIGHTS_DATA_DIR", "embedded servers' data, event log, file stores", shown="`./var`"
     )

@@ -19,10 +19,11 @@ from tasks.authoring.render import running_module
 from tasks.codec.serialization import register_kombu_serializer
 from tasks.core.callers import Caller
 from tasks.core.kombu_fix import tolerate_collected_redis_transport
-from tasks.core.memo import Memo, memo_key, memo_policy, split_mode
+from tasks.core.memo import Memo, memo_policy, split_mode
 from tasks.core.registry import Registry, Spec
 from tasks.core.runs import Runs
 from tasks.core.steps import Call, Step, feed, memoize, present, through
+from tasks.core.tokens import TokenStore
 from tasks.errors import ArgumentError, CacheMiss
 from tasks.pipeline.batch_store import BatchStore
 from tasks.pipeline.conflicts import Conflicts
@@ -31,6 +32,7 @@ from tasks.pipeline.dispatch import RECORD_BATCH_TASK, dispatch, select_all
 from tasks.pipeline.handling import run_handler_task
 from tasks.pipeline.stream import Intake
 from tasks.schedule import bind_schedule, list_reports
+from tasks.storage.keys import Keys
 from tasks.storage.services import Services, running_services
 
 if TYPE_CHECKING:
@@ -62,36 +64,52 @@ class Insights:
         self.task_steps: list[Step] = [feed, present(self.services.fs), *self.call_steps]
 
     @property
+    def keys(self) -> Keys:
+        """The names of this deployment's Redis keys (under ``INSIGHTS_REDIS_PREFIX``)."""
+        return self.services.keys
+
+    @property
     def store(self) -> BatchStore:
         """Events, records and receipts of batches."""
-        return self.services.once("store", lambda: BatchStore(self.services.redis, self.settings.batch_record_ttl))
+        return self.services.once(
+            "store", lambda: BatchStore(self.services.redis, self.settings.batch_record_ttl, self.keys)
+        )
 
     @property
     def memo(self) -> Memo:
         """Cached results of memoized queries."""
-        return self.services.once("memo", lambda: Memo(self.services.redis))
+        return self.services.once("memo", lambda: Memo(self.services.redis, self.keys))
 
     @property
     def intake(self) -> Intake:
-        """The durable intake stream the web app appends accepted events to."""
-        return self.services.once("intake", lambda: Intake(self.services.redis))
+        """The durable intake stream the web app appends accepted events to and batchers read."""
+        return self.services.once(
+            "intake", lambda: Intake(self.services.redis, self.keys.intake_stream, self.keys.intake_unreadable)
+        )
 
     @property
     def runs(self) -> Runs:
         """Runs started over HTTP without waiting, by client."""
-        return self.services.once("runs", lambda: Runs(self.services.redis, self.settings.run_expires))
+        return self.services.once("runs", lambda: Runs(self.services.redis, self.settings.run_expires, self.keys))
 
     @property
     def dead_letters(self) -> DeadLetters:
         """Events handlers failed on after every retry."""
         return self.services.once(
-            "dead_letters", lambda: DeadLetters(self.services.redis, self.settings.deadletter_max)
+            "dead_letters", lambda: DeadLetters(self.services.redis, self.settings.deadletter_max, self.keys)
         )
+
+    @property
+    def tokens(self) -> TokenStore:
+        """API tokens and their policies."""
+        return self.services.once("tokens", lambda: TokenStore(self.services.redis, self.keys))
 
     @property
     def conflicts(self) -> Conflicts:
         """Events that arrived under a known id but differ from the event on record."""
-        return self.services.once("conflicts", lambda: Conflicts(self.services.redis, self.settings.conflicts_max))
+        return self.services.once(
+            "conflicts", lambda: Conflicts(self.services.redis, self.settings.conflicts_max, self.keys)
+        )
 
     # Set-up -------------------------------------------------------------------------
     def load_modules(self) -> list[str]:
@@ -164,7 +182,7 @@ class Insights:
         mode, arguments = split_mode(arguments)
         if mode not in ("use", "cached"):
             return False, None
-        hit, value = self.memo.lookup(memo_key(spec, (), arguments, policy))
+        hit, value = self.memo.lookup(self.memo.key_of(spec, (), arguments, policy))
         if mode == "cached" and not hit:
             raise CacheMiss(f"{spec.label} has no cached result for these arguments; call it without _memo=cached")
         return hit, value
@@ -175,7 +193,7 @@ class Insights:
         policy = memo_policy(spec.func)
         if policy is None:
             return False
-        age = self.memo.age(memo_key(spec, (), split_mode(arguments)[1], policy), policy)
+        age = self.memo.age(self.memo.key_of(spec, (), split_mode(arguments)[1], policy), policy)
         return age is not None and age < self.settings.memo_min_refresh
 
     def _invoke(self, call: Call) -> Any:

@@ -176,7 +176,8 @@ def _runs(params: Any) -> list[dict[str, Any]]:
 
 # Binding to Celery and beat ---------------------------------------------------------------
 def bind_schedule(app: Insights) -> None:
-    """At finalize: a task per ``@cron`` spec, the maintenance tasks, and ``beat_schedule`` holding them."""
+    """At finalize: a task per ``@cron`` spec, the maintenance tasks, and ``beat_schedule`` holding them
+    (kept by RedBeat under the deployment's Redis prefix)."""
     # not at import: config.settings imports tasks
     from config.beat import EXPIRE_RUNS_TASK, PRUNE_EVENT_LOG_TASK, SWEEP_TASK, static_schedule
 
@@ -211,6 +212,7 @@ def bind_schedule(app: Insights) -> None:
             entry["options"] = {"expires": max(1.0, spec.options["run_every"])}
         entries[spec.task_name] = entry
     app.celery.conf.beat_schedule = entries
+    app.celery.conf.redbeat_key_prefix = app.keys.beat  # RedBeat's schedule and lock in Redis
 
 
 def _target(app: Insights, spec: Spec) -> Spec:

@@ -173,8 +173,12 @@ class Pipeline:
         return self
 
     def add_worker(self, queues: list[str] | None = None, solo: bool = False) -> subprocess.Popen[bytes]:
-        """Start one more worker (not waiting for it)."""
+        """Start one more worker (not waiting for it): by default on every kind queue and every queue
+        a module names for its functions (``queue=``, the original's ``source_queue``)."""
         log = self.logs / f"worker-{len(self.workers)}.log"
+        if queues is None:
+            named = {self.insights.queue_of(spec) for spec in self.insights.registry if spec.queue}
+            queues = sorted(set(self.settings.queues.all()) | named)
         process = start_worker(self.settings, log, queues, solo)
         self.workers.append(process)
         return process
@@ -284,7 +288,7 @@ def web(secured: Insights) -> FlaskClient:
 @pytest.fixture
 def store(secured: Insights) -> TokenStore:
     """The token store of the auth-on deployment."""
-    return TokenStore(secured.services.redis)
+    return secured.tokens
 
 
 def new_token(store: TokenStore, *allow: str, deny: tuple[str, ...] = (), **locked: str) -> str:

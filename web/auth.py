@@ -44,7 +44,7 @@ from redis.exceptions import RedisError
 from werkzeug.wrappers import Response as BaseResponse
 
 from tasks.core.policy import TOKEN_PARAM, accepted_arguments
-from tasks.core.tokens import Token, TokenStore
+from tasks.core.tokens import Token
 from tasks.errors import UnknownName
 from tasks.pipeline.shards import named
 from web.api import insights, request_json
@@ -120,11 +120,6 @@ def may_read_receipt(sender: str | None) -> bool:
     return token is None or token.name == sender
 
 
-def token_store() -> TokenStore:
-    """The token store on the app's Redis."""
-    return TokenStore(insights().services.redis)
-
-
 def init_auth(app: Flask) -> None:
     """Add ``/login`` and ``/logout``; with auth on, require a permitting token on every
     request but static files; with auth off, warn loudly once."""
@@ -191,7 +186,7 @@ def _presented_token() -> tuple[str, str] | None:
 
 def _lookup(secret: str) -> Token | None:
     try:
-        return token_store().lookup(secret)
+        return insights().tokens.lookup(secret)
     except RedisError as exc:
         raise ApiError(503, f"tokens cannot be checked ({type(exc).__name__}); try again shortly") from None
 

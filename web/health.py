@@ -87,13 +87,9 @@ def _queue_lengths(app: Insights) -> dict[str, int]:
 
 def _intake(app: Insights) -> dict[str, Any]:
     """Events accepted but not yet batched: how many entries, how long the oldest has waited, and whether that is ok."""
-    client = app.services.redis
-    oldest: Any = client.xrange(app.intake.stream, count=1)
-    age = None
-    if oldest:
-        entry_id = oldest[0][0]
-        millis = int((entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)).split("-")[0])
-        age = round(max(0.0, time.time() - millis / 1000), 3)
+    intake = app.intake
+    waited = intake.oldest_age()
+    age = None if waited is None else round(waited, 3)
     limit = app.settings.health_max_backlog_age
     ok = age is None or age <= limit
-    return {"backlog": app.intake.backlog(), "oldest_seconds": age, "max_seconds": limit, "ok": ok}
+    return {"backlog": intake.backlog(), "oldest_seconds": age, "max_seconds": limit, "ok": ok}

@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 
 from web.errors import ApiError
 
-RATE_PREFIX = "insights:rate:"  # + client: the time its bucket is next empty (ms)
 LIMITED_ENDPOINTS = frozenset({"api.run_view", "api.run_query", "api.start_run", "api.run_chain"})
 
 # KEYS[1]: the client's bucket; ARGV[1]: ms per task; ARGV[2]: burst (tasks); ARGV[3]: cost
@@ -75,7 +74,9 @@ def charge(tasks: int, already: int = 0) -> None:
     if tasks <= 0:
         return
     try:
-        wait_ms = insights.services.redis.eval(_GCRA, 1, RATE_PREFIX + client_name(), 1000.0 / limit, burst, tasks)
+        wait_ms = insights.services.redis.eval(
+            _GCRA, 1, insights.keys.rate(client_name()), 1000.0 / limit, burst, tasks
+        )
     except RedisError as exc:
         raise ApiError(503, f"quotas cannot be checked ({type(exc).__name__}); try again shortly") from None
     if wait_ms:

@@ -22,6 +22,7 @@ import redis
 from tasks.authoring.injection import bind_arguments
 from tasks.codec.serialization import dumps, loads
 from tasks.errors import ArgumentError, CacheMiss, RegistrationError
+from tasks.storage.keys import Keys
 
 if TYPE_CHECKING:
     from tasks.core.registry import Spec
@@ -70,12 +71,6 @@ def split_mode(arguments: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return mode, rest
 
 
-def memo_key(spec: Spec, args: Sequence[Any], kwargs: Mapping[str, Any], policy: MemoPolicy) -> str:
-    """The cache key of calling ``spec``'s function with these arguments (no ``_memo`` among them)."""
-    bound, leftovers = bind_arguments(spec.label, spec.func, args, kwargs)
-    return Memo.key(spec.module, spec.name, {**bound, **leftovers}, policy)
-
-
 def _key_value(value: Any) -> Any:
     return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
@@ -83,11 +78,11 @@ def _key_value(value: Any) -> Any:
 class Memo:
     """Cached results, locks and completion notices of memoized queries, in Redis."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._client = client
+        self._keys = keys
 
-    @staticmethod
-    def key(module: str, name: str, arguments: Mapping[str, Any], policy: MemoPolicy) -> str:
+    def key(self, module: str, name: str, arguments: Mapping[str, Any], policy: MemoPolicy) -> str:
         """The cache key of a call: function plus its non-ignored arguments.
 
         A number and its decimal string share an entry (``n=42`` from Python, ``n=42`` in a
@@ -95,7 +90,12 @@ class Memo:
         """
         kept = {k: _key_value(v) for k, v in sorted(arguments.items()) if k not in policy.ignores}
         digest = hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
-        return f"insights:memo:{module}:{name}:{digest}"
+        return self._keys.memo(module, name, digest)
+
+    def key_of(self, spec: Spec, args: Sequence[Any], kwargs: Mapping[str, Any], policy: MemoPolicy) -> str:
+        """The cache key of calling ``spec``'s function with these arguments (no ``_memo`` among them)."""
+        bound, leftovers = bind_arguments(spec.label, spec.func, args, kwargs)
+        return self.key(spec.module, spec.name, {**bound, **leftovers}, policy)
 
     def lookup(self, key: str) -> tuple[bool, Any]:
         """(True, value) when a result is cached, else (False, None)."""
@@ -121,16 +121,17 @@ class Memo:
             if hit:
                 return value
             if mode == "cached":
-                raise CacheMiss(f"no cached result yet for {key.split(':', 3)[-1]}; call without _memo=cached")
+                name_and_digest = ":".join(key.rsplit(":", 2)[1:])
+                raise CacheMiss(f"no cached result yet for {name_and_digest}; call without _memo=cached")
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(f"{key}:done")
+        pubsub.subscribe(self._keys.memo_done(key))
         try:
             return self._compute_once(key, policy, compute, pubsub, fresh=mode == "refresh")
         finally:
             pubsub.close()
 
     def _compute_once(self, key: str, policy: MemoPolicy, compute: Callable[[], Any], pubsub: Any, fresh: bool) -> Any:
-        lock, me = f"{key}:lock", uuid.uuid4().hex
+        lock, me = self._keys.memo_lock(key), uuid.uuid4().hex
         deadline = time.monotonic() + policy.timeout * 3
         while time.monotonic() < deadline:
             if not fresh:  # subscribed first, so a result stored from now on cannot be missed
@@ -144,7 +145,7 @@ class Memo:
                     return value
                 finally:
                     self._release(lock, me)
-                    self._client.publish(f"{key}:done", "1")
+                    self._client.publish(self._keys.memo_done(key), "1")
             fresh = False  # someone else is computing: their result is fresh enough
             wait = max(0.01, (self._client.pttl(lock) or 0) / 1000)
             pubsub.get_message(timeout=wait)

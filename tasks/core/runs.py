@@ -15,21 +15,20 @@ from typing import Any
 
 import redis
 
-RUN_PREFIX = "insights:run:"  # + task id: JSON {"kind", "name", "owner"}
-CLIENT_PREFIX = "insights:runs:client:"  # + client: sorted set of its outstanding task ids by deadline
-DEADLINES = "insights:runs:deadlines"  # sorted set: every outstanding task id by deadline
+from tasks.storage.keys import Keys
 
 
 class Runs:
     """The outstanding runs of every client, in Redis."""
 
-    def __init__(self, client: redis.Redis, expires: float) -> None:
+    def __init__(self, client: redis.Redis, expires: float, keys: Keys) -> None:
         self._redis = client
         self.expires = expires
+        self._keys = keys
 
     def outstanding(self, client: str) -> int:
         """How many runs ``client`` started that were neither delivered nor expired."""
-        key = CLIENT_PREFIX + client
+        key = self._keys.runs_of(client)
         pipe = self._redis.pipeline()
         pipe.zremrangebyscore(key, "-inf", time.time())
         pipe.zcard(key)
@@ -40,32 +39,32 @@ class Runs:
         deadline = time.time() + self.expires
         meta = json.dumps({"kind": kind, "name": name, "client": client, "owner": owner})
         pipe = self._redis.pipeline()
-        pipe.set(RUN_PREFIX + task_id, meta, ex=max(1, int(self.expires)))
-        pipe.zadd(CLIENT_PREFIX + client, {task_id: deadline})
-        pipe.expire(CLIENT_PREFIX + client, max(1, int(self.expires)))
-        pipe.zadd(DEADLINES, {task_id: deadline})
+        pipe.set(self._keys.run(task_id), meta, ex=max(1, int(self.expires)))
+        pipe.zadd(self._keys.runs_of(client), {task_id: deadline})
+        pipe.expire(self._keys.runs_of(client), max(1, int(self.expires)))
+        pipe.zadd(self._keys.run_deadlines, {task_id: deadline})
         pipe.execute()
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         """A run's record, or None (unknown, delivered or expired)."""
-        raw = self._redis.get(RUN_PREFIX + task_id)
+        raw = self._redis.get(self._keys.run(task_id))
         return None if raw is None else dict(json.loads(raw))
 
     def finish(self, task_id: str, run: dict[str, Any]) -> None:
         """Forget a delivered run's record."""
         pipe = self._redis.pipeline()
-        pipe.delete(RUN_PREFIX + task_id)
-        pipe.zrem(CLIENT_PREFIX + str(run.get("client")), task_id)
-        pipe.zrem(DEADLINES, task_id)
+        pipe.delete(self._keys.run(task_id))
+        pipe.zrem(self._keys.runs_of(str(run.get("client"))), task_id)
+        pipe.zrem(self._keys.run_deadlines, task_id)
         pipe.execute()
 
     def expire(self, forget: Callable[[str], None], now: float | None = None) -> int:
         """Call ``forget`` (drop the Celery result) for every run past its deadline; returns how many."""
-        found: list[bytes] = self._redis.zrangebyscore(DEADLINES, "-inf", now or time.time())  # type: ignore[assignment]
+        found: list[bytes] = self._redis.zrangebyscore(self._keys.run_deadlines, "-inf", now or time.time())  # type: ignore[assignment]
         due = [_text(t) for t in found]
         for task_id in due:
             forget(task_id)
-            self._redis.zrem(DEADLINES, task_id)
+            self._redis.zrem(self._keys.run_deadlines, task_id)
         return len(due)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from tasks.core.checks import check_arguments
 from tasks.core.compose import INTO_ARGUMENT
-from tasks.core.memo import Memo, memo_key, memo_policy, split_mode
+from tasks.core.memo import Memo, memo_policy, split_mode
 from tasks.core.presentation import present_view_result
 from tasks.core.registry import Spec
 from tasks.storage.fs import FileStore
@@ -77,7 +77,8 @@ def memoize(memo: Callable[[], Memo]) -> Step:
         if policy is None:
             return next(call)
         mode, kwargs = split_mode(call.kwargs)
-        key = memo_key(call.spec, call.args, kwargs, policy)
-        return memo().get_or_compute(key, policy, lambda: next(replace(call, kwargs=kwargs)), mode)
+        store = memo()
+        key = store.key_of(call.spec, call.args, kwargs, policy)
+        return store.get_or_compute(key, policy, lambda: next(replace(call, kwargs=kwargs)), mode)
 
     return step

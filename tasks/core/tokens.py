@@ -17,9 +17,7 @@ from redis.exceptions import WatchError
 
 from tasks.core.policy import Policy
 from tasks.errors import InsightsError
-
-TOKENS_KEY = "insights:auth:tokens"  # Redis hash: sha256 hex digest of a token -> JSON record
-NAMES_KEY = "insights:auth:names"  # Redis hash: token name -> digest
+from tasks.storage.keys import Keys
 
 
 @dataclass(frozen=True)
@@ -53,8 +51,10 @@ class TokenStore:
     """Tokens in Redis, stored only as digests. Looking a token up hashes it first, so the
     lookup's timing depends on the digest, never on how much of a secret was guessed right."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
+        self._tokens = keys.tokens  # hash: digest of a token -> its JSON record
+        self._names = keys.token_names  # hash: token name -> digest
 
     def create(self, name: str, policy: Policy) -> str:
         """Store a new token named ``name`` (unique) with ``policy``; returns its secret, which
@@ -66,12 +66,12 @@ class TokenStore:
         record = json.dumps(Token(name, policy, time.time()).to_json())
         with self.redis.pipeline() as pipe:
             try:
-                pipe.watch(NAMES_KEY)
-                if pipe.hexists(NAMES_KEY, name):
+                pipe.watch(self._names)
+                if pipe.hexists(self._names, name):
                     raise TokenError(f"a token named {name!r} exists; revoke it first or choose another name")
                 pipe.multi()
-                pipe.hset(NAMES_KEY, name, key)
-                pipe.hset(TOKENS_KEY, key, record)
+                pipe.hset(self._names, name, key)
+                pipe.hset(self._tokens, key, record)
                 pipe.execute()
             except WatchError:
                 raise TokenError(f"tokens changed while creating {name!r}; try again") from None
@@ -79,21 +79,21 @@ class TokenStore:
 
     def revoke(self, name: str) -> bool:
         """Revoke the token named ``name`` at once; False if there is none."""
-        key = self.redis.hget(NAMES_KEY, name)
+        key = self.redis.hget(self._names, name)
         if key is None:
             return False
         with self.redis.pipeline() as pipe:
-            pipe.hdel(TOKENS_KEY, key)
-            pipe.hdel(NAMES_KEY, name)
+            pipe.hdel(self._tokens, key)
+            pipe.hdel(self._names, name)
             pipe.execute()
         return True
 
     def lookup(self, token: str) -> Token | None:
         """The live token whose secret is ``token``, or None (unknown or revoked)."""
-        record = self.redis.hget(TOKENS_KEY, digest(token))
+        record = self.redis.hget(self._tokens, digest(token))
         return Token.from_json(json.loads(record)) if record is not None else None
 
     def list(self) -> builtins.list[Token]:
         """Every live token, by name (no secrets: they are not stored)."""
-        records = self.redis.hgetall(TOKENS_KEY).values()
+        records = self.redis.hgetall(self._tokens).values()
         return sorted((Token.from_json(json.loads(r)) for r in records), key=lambda t: t.name)

@@ -32,6 +32,7 @@ from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
 from tasks.pipeline.batcher import Batcher
 from tasks.pipeline.conflicts import Conflicts
 from tasks.pipeline.dead_letters import retry_dead_letters
+from tasks.storage.keys import Keys
 
 log = logging.getLogger("insights")
 
@@ -146,7 +147,7 @@ def dead_letters(settings: Settings, args: argparse.Namespace) -> int:
 def conflicts_command(settings: Settings, args: argparse.Namespace) -> int:
     """List events refused as conflicts: a different event under an id already on record."""
     with redis.Redis.from_url(settings.redis) as client:
-        for c in Conflicts(client, settings.conflicts_max).list(args.sender):
+        for c in Conflicts(client, settings.conflicts_max, Keys(settings.redis_prefix)).list(args.sender):
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(c["time"]))
             if c["truncated"]:
                 event = f"{c['event_json']}… (cut: the first {len(c['event_json'].encode())} of {c['size']} bytes)"

@@ -16,6 +16,7 @@ from tasks.authoring.injection import INJECTED
 from tasks.core.policy import RESOURCE_HELP, RESOURCES, TOKEN_PARAM, Policy
 from tasks.core.tokens import TokenError, TokenStore
 from tasks.errors import InsightsError
+from tasks.storage.keys import Keys
 
 
 def tokens_main(argv: list[str], settings: Settings) -> int:
@@ -41,7 +42,7 @@ def tokens_main(argv: list[str], settings: Settings) -> int:
     actions.add_parser("list", help="list tokens: name, created, allow, deny, locked (never secrets)")
     args = parser.parse_args(argv)
     try:
-        store = TokenStore(redis.Redis.from_url(settings.redis))
+        store = TokenStore(redis.Redis.from_url(settings.redis), Keys(settings.redis_prefix))
         if args.action == "create":
             policy = Policy(tuple(args.allow), tuple(args.deny), _locks(args.lock))
             for pattern in (*policy.allow, *policy.deny):

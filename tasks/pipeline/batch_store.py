@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 
+from tasks.storage.keys import Keys
+
 PENDING = "pending"
 DONE = "done"
 QUEUED = "queued"
@@ -28,13 +30,6 @@ Record = list[Any]
 # into the batch or None for all, "queue": the queue it was sent to}; keyed by label.
 TaskRef = dict[str, Any]
 
-PENDING_INDEX = "insights:batches:pending"  # sorted set: unfinished batch id -> when last sent
-
-
-def done_key(batch_id: str, label: str) -> str:
-    """Where a handler task keeps its outcome once it has handled its events of a batch."""
-    return f"insights:done:{batch_id}:{label}"
-
 
 def _encode_record(record: Record) -> str:
     if len(record) > 3:  # the raw event's JSON is known: do not encode it again
@@ -45,19 +40,20 @@ def _encode_record(record: Record) -> str:
 class BatchStore:
     """Events, records and receipts of batches, kept for ``ttl`` seconds."""
 
-    def __init__(self, client: redis.Redis, ttl: int) -> None:
+    def __init__(self, client: redis.Redis, ttl: int, keys: Keys) -> None:
         self._client = client
         self._ttl = ttl
+        self._keys = keys
 
     # Events -------------------------------------------------------------------------
     def put_events(self, batch_id: str, records: Sequence[Record]) -> None:
         """Store a batch's events (``[id, received, raw]`` each) for its handler tasks."""
         body = "[" + ",".join(_encode_record(record) for record in records) + "]"
-        self._client.set(f"insights:batchdata:{batch_id}", body, ex=self._ttl)
+        self._client.set(self._keys.batch_events(batch_id), body, ex=self._ttl)
 
     def events(self, batch_id: str) -> list[Record]:
         """A batch's events; KeyError when they are gone (batch finished or expired)."""
-        raw = self._client.get(f"insights:batchdata:{batch_id}")
+        raw = self._client.get(self._keys.batch_events(batch_id))
         if raw is None:
             raise KeyError(f"the events of batch {batch_id} are no longer stored")
         records: list[Record] = json.loads(raw)
@@ -90,16 +86,16 @@ class BatchStore:
             "resent": 0,
         }
         pipe = self._client.pipeline()
-        pipe.set(f"insights:batch:{batch_id}", json.dumps(record), ex=self._ttl)
+        pipe.set(self._keys.batch(batch_id), json.dumps(record), ex=self._ttl)
         if tasks:
-            pipe.zadd(PENDING_INDEX, {batch_id: now})
+            pipe.zadd(self._keys.pending_batches, {batch_id: now})
         pipe.execute()
 
     def finish(self, batch_id: str, outcomes: Iterable[dict[str, Any]]) -> dict[str, Any]:
         """Record every handler task's outcome; the batch is done and its events are dropped.
 
         Outcomes not given (a batch whose lost tasks were sent again in a chord of their own)
-        are read from what each handler task kept (``done_key``).
+        are read from what each handler task kept (``Keys.done``).
         """
         record = self.get(batch_id) or {"batch": batch_id, "handlers": {}}
         for outcome in outcomes:
@@ -111,45 +107,45 @@ class BatchStore:
         record["finished"] = time.time()
         record["failed"] = sorted(name for name, o in record["handlers"].items() if o and not o["ok"])
         pipe = self._client.pipeline()
-        pipe.set(f"insights:batch:{batch_id}", json.dumps(record), ex=self._ttl)
-        pipe.delete(f"insights:batchdata:{batch_id}")
-        pipe.zrem(PENDING_INDEX, batch_id)
+        pipe.set(self._keys.batch(batch_id), json.dumps(record), ex=self._ttl)
+        pipe.delete(self._keys.batch_events(batch_id))
+        pipe.zrem(self._keys.pending_batches, batch_id)
         pipe.execute()
         return record
 
     def get(self, batch_id: str) -> dict[str, Any] | None:
         """The record of a batch, or None if unknown or expired."""
-        raw = self._client.get(f"insights:batch:{batch_id}")
+        raw = self._client.get(self._keys.batch(batch_id))
         return None if raw is None else json.loads(raw)
 
     def get_many(self, batch_ids: Sequence[str]) -> list[dict[str, Any] | None]:
         """The records of several batches (None for each unknown or expired one)."""
         if not batch_ids:
             return []
-        values = self._client.mget([f"insights:batch:{batch_id}" for batch_id in batch_ids])
+        values = self._client.mget([self._keys.batch(batch_id) for batch_id in batch_ids])
         return [None if raw is None else json.loads(raw) for raw in values]
 
     def done_outcomes(self, batch_id: str, labels: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The outcomes handler tasks kept for these labels of a batch (labels not done are left out)."""
         if not labels:
             return {}
-        values = self._client.mget([done_key(batch_id, label) for label in labels])
+        values = self._client.mget([self._keys.done(batch_id, label) for label in labels])
         return {label: json.loads(raw) for label, raw in zip(labels, values, strict=True) if raw is not None}
 
     # Unfinished batches (tasks/pipeline/redrive.py) -------------------------------------------
     def overdue(self, sent_before: float, count: int) -> list[str]:
         """Ids of unfinished batches whose tasks were last sent before ``sent_before`` (oldest first)."""
-        ids: list[Any] = self._client.zrangebyscore(PENDING_INDEX, "-inf", sent_before, start=0, num=count)
+        ids: list[Any] = self._client.zrangebyscore(self._keys.pending_batches, "-inf", sent_before, start=0, num=count)
         return [i.decode() if isinstance(i, bytes) else i for i in ids]
 
     def forget(self, batch_id: str) -> None:
         """Drop a batch from the unfinished ones (its record expired or is done)."""
-        self._client.zrem(PENDING_INDEX, batch_id)
+        self._client.zrem(self._keys.pending_batches, batch_id)
 
     def resent(self, batch_id: str, tasks: Mapping[str, str], body: str | None) -> bool:
         """Note that the tasks of these labels (new task ids) and the chord's ``batch.record``
         were sent again; returns False if the batch finished meanwhile (nothing noted)."""
-        key = f"insights:batch:{batch_id}"
+        key = self._keys.batch(batch_id)
         noted = False
 
         def note(pipe: Any) -> None:
@@ -158,7 +154,7 @@ class BatchStore:
             record = None if raw is None else json.loads(raw)
             pipe.multi()
             if record is None or record["state"] != PENDING:
-                pipe.zrem(PENDING_INDEX, batch_id)
+                pipe.zrem(self._keys.pending_batches, batch_id)
                 noted = False
                 return
             for label, task_id in tasks.items():
@@ -166,7 +162,7 @@ class BatchStore:
             record["body"] = body
             record["resent"] = record.get("resent", 0) + 1
             pipe.set(key, json.dumps(record), ex=self._ttl)
-            pipe.zadd(PENDING_INDEX, {batch_id: time.time()})
+            pipe.zadd(self._keys.pending_batches, {batch_id: time.time()})
             noted = True
 
         self._client.transaction(note, key)
@@ -177,12 +173,12 @@ class BatchStore:
         """Record, per receipt, the batches its events went into and how many were duplicates."""
         pipe = self._client.pipeline()
         for receipt, link in links.items():
-            pipe.set(f"insights:receipt:{receipt}", json.dumps(link), ex=self._ttl)
+            pipe.set(self._keys.receipt(receipt), json.dumps(link), ex=self._ttl)
         pipe.execute()
 
     def receipt(self, receipt: str) -> dict[str, Any]:
         """Where a request's events are: queued, pending in batches, or done (with failures)."""
-        raw = self._client.get(f"insights:receipt:{receipt}")
+        raw = self._client.get(self._keys.receipt(receipt))
         if raw is None:
             return {"receipt": receipt, "state": QUEUED}
         link = json.loads(raw)

@@ -43,7 +43,7 @@ from tasks.pipeline.dedupe import Deduper
 from tasks.pipeline.dispatch import Selection, dispatch
 from tasks.pipeline.event_log import EventLog
 from tasks.pipeline.redrive import Redriver
-from tasks.pipeline.stream import GROUP
+from tasks.pipeline.stream import Intake, entry_time
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 RECOVER_EVERY = 10.0  # seconds between looks for abandoned entries; well under claim_idle
 IN_FLIGHT = 2  # batches of one request being handled at once while it is spread over rounds
 STALL_AFTER = 60.0  # seconds after which a request's next batch goes even if its last ones are not recorded done
-REJECTED = "insights:intake:unreadable"  # entries the batcher could not decode (kept for inspection)
 
 
 @dataclass
@@ -85,7 +84,7 @@ class Entry:
     @property
     def received(self) -> float:
         """When the web app accepted the events (the stream entry's timestamp)."""
-        return int(self.id.split("-")[0]) / 1000
+        return entry_time(self.id)
 
 
 Part = tuple[Entry, int, list[dict[str, Any]]]  # an entry, the index of its first event dispatched now, those events
@@ -98,11 +97,11 @@ class Batcher:
         self.app = app
         self.settings = app.settings
         self.client = app.services.redis
-        self.stream = app.intake.stream
+        self.intake: Intake = app.intake
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_idle = claim_idle
-        self.deduper = Deduper(self.client, self.settings.dedupe_window)
-        self.conflict_store = Conflicts(self.client, self.settings.conflicts_max)
+        self.deduper = Deduper(self.client, self.settings.dedupe_window, app.keys)
+        self.conflict_store = Conflicts(self.client, self.settings.conflicts_max, app.keys)
         self.conflicts: list[Conflict] = []  # found while dispatching, kept before the entries are acknowledged
         self.event_log = EventLog(self.settings.event_log_dir)
         self.pending: list[Entry] = []  # read, not yet all dispatched
@@ -115,7 +114,7 @@ class Batcher:
     def run(self, stop: threading.Event) -> None:
         """Batch until ``stop`` is set, then flush what is pending."""
         self.ensure_group()
-        log.info("batcher %s reading %s", self.consumer, self.stream)
+        log.info("batcher %s reading %s", self.consumer, self.intake.stream)
         failures = 0
         while not stop.is_set():
             try:
@@ -133,12 +132,7 @@ class Batcher:
 
     def ensure_group(self) -> None:
         """Create the stream and its consumer group if needed, and join the group (visible in XINFO)."""
-        try:
-            self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self.client.xgroup_createconsumer(self.stream, GROUP, self.consumer)
+        self.intake.join(self.consumer)
 
     def step(self, max_block: float = 1.0) -> None:
         """Read what arrived (waiting at most until the pending batch is due) and flush if due."""
@@ -151,42 +145,26 @@ class Batcher:
             self.redrive()
         wait = max_block if not self.pending else max(0.0, self.oldest + self.settings.batch_interval - now)
         if wait > 0:
-            answer: Any = self.client.xreadgroup(
-                GROUP, self.consumer, {self.stream: ">"}, count=100, block=max(1, int(wait * 1000))
-            )
-            for _, entries in answer or []:
-                for entry_id, fields in entries:
-                    self._add(entry_id, fields, recovered=False)
+            for entry_id, fields in self.intake.read(self.consumer, block=wait):
+                self._add(entry_id, fields, recovered=False)
         due = self.pending and time.monotonic() - self.oldest >= self.settings.batch_interval
         if self.pending_events >= self.settings.batch_size or due:
             self.flush()
 
     def _reread_own(self) -> None:
         """After an error: take back the entries this batcher read but did not dispatch."""
-        answer: Any = self.client.xreadgroup(GROUP, self.consumer, {self.stream: "0"}, count=10_000)
-        for _, entries in answer or []:
-            for entry_id, fields in entries:
-                if fields:
-                    self._add(entry_id, fields, recovered=True)
+        for entry_id, fields in self.intake.read_own(self.consumer):
+            self._add(entry_id, fields, recovered=True)
         self.reread_own = False
 
     def recover(self) -> int:
         """Take over entries another batcher read but never acknowledged; returns how many."""
-        mine: list[Any] = [entry.id for entry in self.pending]
-        if mine:  # entries still being dispatched, round by round, are not abandoned: reset their idle time
-            self.client.xclaim(self.stream, GROUP, self.consumer, 0, mine, justid=True)
-        start, taken = "0-0", 0
-        while True:
-            answer: Any = self.client.xautoclaim(
-                self.stream, GROUP, self.consumer, int(self.claim_idle * 1000), start_id=start, count=100
-            )
-            start, entries = _text(answer[0]), answer[1]
-            for entry_id, fields in entries:
-                if fields:
-                    self._add(entry_id, fields, recovered=True)
-                    taken += 1
-            if start == "0-0" or not entries:
-                break
+        # Entries still being dispatched, round by round, are not abandoned: reset their idle time.
+        self.intake.keep(self.consumer, [entry.id for entry in self.pending])
+        taken = 0
+        for entry_id, fields in self.intake.claim(self.consumer, self.claim_idle):
+            self._add(entry_id, fields, recovered=True)
+            taken += 1
         if taken:
             log.warning("batcher %s took over %d unacknowledged intake entries", self.consumer, taken)
             self.flush()
@@ -199,7 +177,7 @@ class Batcher:
         except Exception:  # a safety net must not take the batcher down: look again next time
             log.exception("batcher %s: looking for lost batch tasks failed", self.consumer)
 
-    def _add(self, entry_id: bytes | str, fields: dict[bytes, bytes], recovered: bool) -> None:
+    def _add(self, entry_id: str, fields: dict[bytes, bytes], recovered: bool) -> None:
         targets = _text(fields.get(b"targets", b""))
         sender = _text(fields.get(b"sender", b"")) or None
         try:
@@ -208,9 +186,9 @@ class Batcher:
             if ids is not None and (len(ids) != len(events) or not all(isinstance(i, str) for i in ids)):
                 raise ValueError(f"{len(ids)} ids for {len(events)} events, or an id that is not a string")
         except (KeyError, ValueError, TypeError, RecursionError) as exc:
-            self._set_aside(_text(entry_id), fields, exc)
+            self._set_aside(entry_id, fields, exc)
             return
-        entry = Entry(_text(entry_id), events, tuple(t for t in targets.split(",") if t), recovered, sender, ids)
+        entry = Entry(entry_id, events, tuple(t for t in targets.split(",") if t), recovered, sender, ids)
         if not self.pending:
             self.oldest = time.monotonic()
         self.pending.append(entry)
@@ -219,14 +197,13 @@ class Batcher:
     def _set_aside(self, entry_id: str, fields: dict[bytes, bytes], exc: Exception) -> None:
         """Move an entry that cannot be read to a stream of its own, so it neither blocks nor vanishes."""
         log.error(
-            "batcher %s: intake entry %s cannot be read (%s); moved to %s", self.consumer, entry_id, exc, REJECTED
+            "batcher %s: intake entry %s cannot be read (%s); moved to %s",
+            self.consumer,
+            entry_id,
+            exc,
+            self.intake.unreadable,
         )
-        pipe = self.client.pipeline()
-        kept: dict[Any, Any] = {**fields, b"entry": entry_id, b"error": repr(exc)[:500]}
-        pipe.xadd(REJECTED, kept, maxlen=10_000, approximate=True)
-        pipe.xack(self.stream, GROUP, entry_id)
-        pipe.xdel(self.stream, entry_id)
-        pipe.execute()
+        self.intake.set_aside(entry_id, fields, repr(exc))
 
     def flush(self, whole: bool = False) -> None:
         """Dispatch a round (``_round``) and keep the conflicts; then acknowledge and delete the
@@ -249,11 +226,7 @@ class Batcher:
         if not done:
             return
         self.app.store.link_receipts({e.id: e.link() for e in done})
-        ids = [e.id for e in done]
-        pipe = self.client.pipeline()
-        pipe.xack(self.stream, GROUP, *ids)
-        pipe.xdel(self.stream, *ids)
-        pipe.execute()
+        self.intake.ack([e.id for e in done])
 
     def _round(self, whole: bool) -> list[Part]:
         """What this round dispatches: per sender, in its order, up to ``batch_size`` events of its

@@ -23,8 +23,8 @@ from typing import Any
 import redis
 
 from tasks.storage.kept import KeptStream
+from tasks.storage.keys import Keys
 
-STREAM = "insights:conflicts"
 EVENT_KEPT_BYTES = 4096  # of a conflicting event's JSON, at most this much is kept
 
 
@@ -43,8 +43,8 @@ class Conflict:
 class Conflicts:
     """Conflicting events in a bounded Redis stream (the oldest trimmed beyond ``max_entries``)."""
 
-    def __init__(self, client: redis.Redis, max_entries: int) -> None:
-        self._stream = KeptStream(client, STREAM, max_entries)
+    def __init__(self, client: redis.Redis, max_entries: int, keys: Keys) -> None:
+        self._stream = KeptStream(client, keys.conflicts, max_entries)
 
     def add(self, conflicts: Sequence[Conflict]) -> None:
         """Keep conflicting events (one round trip for all), each cut to its first ``EVENT_KEPT_BYTES``."""

@@ -11,18 +11,17 @@ import redis
 
 from tasks.pipeline.dispatch import dispatch
 from tasks.storage.kept import KeptStream
+from tasks.storage.keys import Keys
 
 if TYPE_CHECKING:
     from tasks.app import Insights
-
-STREAM = "insights:deadletters"
 
 
 class DeadLetters:
     """A bounded Redis stream of failed (handler, events) pairs with error and traceback."""
 
-    def __init__(self, client: redis.Redis, max_entries: int) -> None:
-        self._stream = KeptStream(client, STREAM, max_entries)
+    def __init__(self, client: redis.Redis, max_entries: int, keys: Keys) -> None:
+        self._stream = KeptStream(client, keys.dead_letters, max_entries)
 
     def add(self, handler: str, events: Sequence[Sequence[Any]], error: str, traceback: str, batch: str) -> str:
         """Keep events (``[id, received, raw]`` each) that ``handler`` failed on; returns the letter's id."""

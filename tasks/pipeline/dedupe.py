@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import redis
 
-KEY_PREFIX = "insights:seen:"
+from tasks.storage.keys import Keys
 
 # KEYS: one per event; ARGV[1]: ttl seconds; ARGV[2]: h, the number of handlers;
 # ARGV[3 .. 2+h]: ",<fingerprint>," per handler; ARGV[3+h]: the events' fingerprints, all of
@@ -80,9 +80,10 @@ def fingerprint(handler: str) -> str:
 class Deduper:
     """Claims (event, handler) pairs so that each is dispatched once within the window."""
 
-    def __init__(self, client: redis.Redis, window: int) -> None:
+    def __init__(self, client: redis.Redis, window: int, keys: Keys) -> None:
         self._client = client
         self._window = window
+        self._keys = keys
         self._claim = client.register_script(_CLAIM)
 
     def claim(self, event_ids: Sequence[str], prints: Sequence[str], handlers: Sequence[str]) -> list[Claim]:
@@ -93,7 +94,7 @@ class Deduper:
         if not event_ids or not handlers:
             return [NOTHING] * len(event_ids)
         tokens = {fingerprint(h): h for h in handlers}
-        keys = [KEY_PREFIX + event_id for event_id in event_ids]
+        keys = [self._keys.seen(event_id) for event_id in event_ids]
         width = len(prints[0])
         if any(len(p) != width for p in prints):
             raise ValueError("event fingerprints must all have the same length")

@@ -23,7 +23,6 @@ import redis as redis_lib
 from celery.exceptions import SoftTimeLimitExceeded
 
 from tasks.authoring.injection import EVENT, EVENTS, caller_arguments
-from tasks.pipeline.batch_store import done_key
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -129,7 +128,7 @@ def run_handler_task(app: Insights, spec: Spec, batch_id: str, indices: list[int
     chord, and so its record, unfinished.
     """
     redis = app.services.redis
-    done = done_key(batch_id, label)
+    done = app.keys.done(batch_id, label)
     finished = patiently(lambda: redis.get(done))
     if finished is not None:
         outcome: dict[str, Any] = json.loads(finished)

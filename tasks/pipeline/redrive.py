@@ -20,7 +20,7 @@ snapshot of the broker (its queues and its ``unacked`` hash, read in one MULTI) 
 for their task messages. A handler task that has no outcome yet and whose message is
 nowhere is lost: it is sent again, with the batch's other lost tasks, in a chord of their
 own whose ``batch.record`` completes the record from the outcomes every handler task keeps
-(``batches.done_key``). A batch whose handler tasks all ran but whose ``batch.record`` is
+(``Keys.done``). A batch whose handler tasks all ran but whose ``batch.record`` is
 nowhere gets that task alone. After ``MAX_REDRIVES`` re-sends the events of the handler
 tasks still missing are dead-lettered (``deadletters retry`` sends them again) and the
 batch is finished with those handlers failed.
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOCK = "insights:redrive:lock"  # one batcher looks at a time
 MAX_SCAN = 10_000  # queued broker messages one look may read; a longer backlog postpones redrives
 MAX_REDRIVES = 3  # re-sends of one batch before its missing handler tasks' events are dead-lettered
 CANDIDATES = 500  # overdue batches looked at per pass
@@ -100,7 +99,7 @@ class Redriver:
         if not candidates:
             return done
         client = self.app.services.redis
-        if not client.set(LOCK, uuid.uuid4().hex, nx=True, px=5_000):
+        if not client.set(self.app.keys.redrive_lock, uuid.uuid4().hex, nx=True, px=5_000):  # one batcher looks
             return done
         queues = {ref["queue"] for r in store.get_many(candidates) if r for ref in r.get("tasks", {}).values()}
         queues.add(self._record_queue())

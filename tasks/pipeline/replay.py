@@ -40,7 +40,8 @@ from config.settings import Settings
 from tasks.authoring.event_ids import event_id
 from tasks.errors import InsightsError
 from tasks.pipeline.event_log import EventLog, Position, json_object
-from tasks.pipeline.stream import STREAM, Intake
+from tasks.pipeline.stream import Intake
+from tasks.storage.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -387,12 +388,13 @@ def replay_main(
     settings: Settings,
     resolve_handlers: Callable[[list[str]], list[str]] = lambda names: names,
     *,
-    stream: str = STREAM,
+    stream: str | None = None,
 ) -> int:
     """``insights replay``; ``argv`` are the arguments after ``replay``.
 
     ``resolve_handlers`` turns the ``--handlers`` names into handler task names (it may raise
-    ``UnknownName``, ``ValueError`` or ``LookupError``: exit 2); ``stream`` is the intake stream.
+    ``UnknownName``, ``ValueError`` or ``LookupError``: exit 2); ``stream`` is the intake stream
+    (default: the deployment's).
 
     Returns 0 when the replay finished, 1 when it was interrupted or failed (the checkpoint
     is kept: run the same command again to continue), 2 for bad arguments or a checkpoint
@@ -441,10 +443,12 @@ def replay_main(
         EventLogSource(EventLog(settings.event_log_dir)) if args.log else TrackingLogs(args.files)
     )
     checkpoint = args.checkpoint or settings.data_dir / "replay.checkpoint"
+    keys = Keys(settings.redis_prefix)
     client = redis.Redis.from_url(url)
+    intake = Intake(client, stream or keys.intake_stream, keys.intake_unreadable)
     try:
         stats = replay(
-            Intake(client, stream), source, targets=targets, rate=args.rate, chunk_size=args.chunk,
+            intake, source, targets=targets, rate=args.rate, chunk_size=args.chunk,
             checkpoint=checkpoint, progress=not args.no_progress, sender=args.sender,
         )  # fmt: skip
     except CheckpointError as error:

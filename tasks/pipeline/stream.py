@@ -1,31 +1,47 @@
-"""Durable intake: accepted events are appended to a Redis stream before the sender hears 202.
+"""The intake stream: accepted events, held durably from the sender's 202 until a batcher has dispatched them.
 
-Each request (or replay chunk) becomes one stream entry holding its events as a JSON array,
-the sender they came from (the API token's name; none for the anonymous scope) and, for
-replays, their ids. The batcher reads entries through a consumer group and acknowledges
-them only after their events have been dispatched, so a crash anywhere after 202 loses
-nothing.
+Each request (or replay chunk) becomes one entry of a Redis stream holding its events as a
+JSON array (``events``, their number ``n``), the handler tasks it is meant for
+(``targets``: empty for every handler), the sender it came from (``sender``: the API
+token's name; absent for the anonymous scope) and, for replays, the events' ids (``ids``).
+The receipt the sender gets is the entry id.
+
+The protocol, all of it here (``Intake``): the web app appends entries (``submit``). Batchers
+read them through one consumer group (``join``, ``read``), dispatch their events, and only
+then acknowledge and delete them (``ack``), so a crash anywhere after 202 loses nothing:
+an entry a batcher read but never acknowledged stays in the group's pending list, and a
+live batcher takes it over once it has been idle long enough (``claim``), while a batcher
+still dispatching an entry round by round keeps it from looking idle (``keep``). After an
+error a batcher takes back what it had read (``read_own``). An entry that cannot be decoded
+is moved to a stream of its own (``set_aside``), so it neither blocks nor vanishes.
+``backlog`` and ``oldest_age`` tell whether the batchers keep up (``/health``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import redis
 
-STREAM = "insights:intake"
-GROUP = "batchers"
+GROUP = "batchers"  # the consumer group every batcher reads the stream in
+UNREADABLE_MAX = 10_000  # entries set aside as unreadable that are kept (the oldest trimmed beyond)
+
+# A stream entry as read: its id and its fields as stored.
+RawEntry = tuple[str, dict[bytes, bytes]]
 
 
 class Intake:
-    """Appends accepted events to the intake stream."""
+    """The intake stream ``stream``; unreadable entries are set aside in the stream ``unreadable``."""
 
-    def __init__(self, client: redis.Redis, stream: str = STREAM) -> None:
+    def __init__(self, client: redis.Redis, stream: str, unreadable: str) -> None:
         self._client = client
         self.stream = stream
+        self.unreadable = unreadable
 
+    # The web app: appending -----------------------------------------------------------
     def submit(
         self,
         events: Sequence[dict[str, Any]],
@@ -73,6 +89,84 @@ class Intake:
         sender = found[0][1].get(b"sender")
         return True, sender.decode() if sender is not None else None
 
+    # Batchers: reading through the consumer group -------------------------------------
+    def join(self, consumer: str) -> None:
+        """Create the stream and its consumer group if needed, and join the group as ``consumer`` (visible in XINFO)."""
+        try:
+            self._client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._client.xgroup_createconsumer(self.stream, GROUP, consumer)
+
+    def read(self, consumer: str, block: float, count: int = 100) -> list[RawEntry]:
+        """Entries no batcher has read yet, at most ``count``, waiting up to ``block`` seconds for the first;
+        they are ``consumer``'s until acknowledged."""
+        answer: Any = self._client.xreadgroup(
+            GROUP, consumer, {self.stream: ">"}, count=count, block=max(1, int(block * 1000))
+        )
+        return [(_text(entry_id), fields) for _, entries in answer or [] for entry_id, fields in entries]
+
+    def read_own(self, consumer: str, count: int = 10_000) -> list[RawEntry]:
+        """The entries ``consumer`` read and has not acknowledged (to take them back after an error)."""
+        answer: Any = self._client.xreadgroup(GROUP, consumer, {self.stream: "0"}, count=count)
+        return [(_text(entry_id), fields) for _, entries in answer or [] for entry_id, fields in entries if fields]
+
+    def keep(self, consumer: str, entry_ids: Sequence[str]) -> None:
+        """Reset the idle time of entries ``consumer`` is still dispatching, so that nobody ``claim``s them."""
+        if entry_ids:
+            self._client.xclaim(self.stream, GROUP, consumer, 0, list(entry_ids), justid=True)
+
+    def claim(self, consumer: str, min_idle: float, count: int = 100) -> Iterator[RawEntry]:
+        """Take over, for ``consumer``, the entries read but not acknowledged for ``min_idle`` seconds
+        (their batcher died), ``count`` at a time."""
+        start = "0-0"
+        while True:
+            answer: Any = self._client.xautoclaim(
+                self.stream, GROUP, consumer, int(min_idle * 1000), start_id=start, count=count
+            )
+            start, entries = _text(answer[0]), answer[1]
+            for entry_id, fields in entries:
+                if fields:  # an entry deleted meanwhile has none
+                    yield _text(entry_id), fields
+            if start == "0-0" or not entries:
+                return
+
+    def ack(self, entry_ids: Sequence[str]) -> None:
+        """Acknowledge and delete entries whose events are all dispatched."""
+        if not entry_ids:
+            return
+        pipe = self._client.pipeline()
+        pipe.xack(self.stream, GROUP, *entry_ids)
+        pipe.xdel(self.stream, *entry_ids)
+        pipe.execute()
+
+    def set_aside(self, entry_id: str, fields: dict[bytes, bytes], error: str) -> None:
+        """Move an entry that cannot be read, with why, to the ``unreadable`` stream (acknowledged and deleted here)."""
+        pipe = self._client.pipeline()
+        kept: dict[Any, Any] = {**fields, b"entry": entry_id, b"error": error[:500]}
+        pipe.xadd(self.unreadable, kept, maxlen=UNREADABLE_MAX, approximate=True)
+        pipe.xack(self.stream, GROUP, entry_id)
+        pipe.xdel(self.stream, entry_id)
+        pipe.execute()
+
+    # Monitoring ---------------------------------------------------------------------------
     def backlog(self) -> int:
         """Entries waiting in the stream (not yet acknowledged or deleted by the batcher)."""
         return int(self._client.xlen(self.stream))
+
+    def oldest_age(self, now: float | None = None) -> float | None:
+        """Seconds the oldest entry in the stream has waited (None: the stream is empty)."""
+        oldest: Any = self._client.xrange(self.stream, count=1)
+        if not oldest:
+            return None
+        return max(0.0, (time.time() if now is None else now) - entry_time(_text(oldest[0][0])))
+
+
+def entry_time(entry_id: str) -> float:
+    """When an entry was appended (the milliseconds of its id), in seconds since the epoch."""
+    return int(entry_id.split("-")[0]) / 1000
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -8,14 +8,15 @@ import redis
 
 from tasks.codec.serialization import dumps, loads
 from tasks.errors import ReadOnlyError
+from tasks.storage.keys import Keys
 
 
 class Cache:
     """Key/value cache of one analytics module; values keep numpy/pandas/datetime types."""
 
-    def __init__(self, client: redis.Redis, module: str) -> None:
+    def __init__(self, client: redis.Redis, module: str, keys: Keys) -> None:
         self._client = client
-        self._prefix = f"insights:cache:{module}:"
+        self._prefix = keys.cache(module)
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default`` when absent or expired."""

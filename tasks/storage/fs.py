@@ -12,17 +12,18 @@ from urllib.parse import quote
 import redis
 
 from tasks.errors import ArgumentError, ReadOnlyError
+from tasks.storage.keys import Keys
 
 
 class FileStore:
     """Files of one analytics module under ``root/<module>``; expiry times are kept in Redis."""
 
-    def __init__(self, root: Path, module: str, url_prefix: str, client: redis.Redis) -> None:
+    def __init__(self, root: Path, module: str, url_prefix: str, client: redis.Redis, keys: Keys) -> None:
         self.root = Path(root) / module
         self.module = module
         self._url_prefix = url_prefix.rstrip("/")
         self._client = client
-        self._expiry_key = f"insights:fs:expiry:{module}"
+        self._expiry_key = keys.fs_expiry(module)
 
     def path(self, filename: str) -> Path:
         """The local path of ``filename``; refuses names that would leave the store, and names

@@ -7,19 +7,18 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pymongo
 import redis
 from pymongo.database import Database
 
+from config.settings import Settings
 from tasks.errors import RegistrationError
 from tasks.storage.cache import Cache, ReadOnlyCache
 from tasks.storage.fs import FileStore, ReadOnlyFileStore
+from tasks.storage.keys import Keys
 from tasks.storage.mongo import ReadOnlyDatabase, database_name
-
-if TYPE_CHECKING:  # config.settings imports tasks.errors, whose package imports this module
-    from config.settings import Settings
 
 # While a module's function runs: the services it runs with, and how to turn a module name
 # (or its Python package) into a loaded analytics module's name (Registry.module_named).
@@ -29,7 +28,7 @@ T = TypeVar("T")
 
 
 class Services:
-    """Redis and MongoDB clients plus each module's ``mongodb``, ``fs`` and ``cache``.
+    """Redis and MongoDB clients, the Redis key names, plus each module's ``mongodb``, ``fs`` and ``cache``.
 
     Clients are made on first use and remade after a fork, so a prefork worker's children
     never share the parent's sockets.
@@ -37,6 +36,7 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.keys = Keys(settings.redis_prefix)
         self._pid = -1
         self._redis: redis.Redis | None = None
         self._mongo: pymongo.MongoClient[dict[str, Any]] | None = None
@@ -79,11 +79,11 @@ class Services:
 
     def fs(self, module: str) -> FileStore:
         """The file store that belongs to ``module``."""
-        return FileStore(self.settings.fs_root, module, self.settings.fs_url_prefix, self.redis)
+        return FileStore(self.settings.fs_root, module, self.settings.fs_url_prefix, self.redis, self.keys)
 
     def cache(self, module: str) -> Cache:
         """The cache namespace that belongs to ``module``."""
-        return Cache(self.redis, module)
+        return Cache(self.redis, module, self.keys)
 
     def close(self) -> None:
         """Close the clients this process opened."""

@@ -314,7 +314,7 @@ class Deployment:
         """Receipts (202 answers) whose batches are not all recorded as done: ``GET /receipt``
         would say ``pending`` although the handlers ran (a chord whose body never ran)."""
         client = self.app.services.redis
-        receipts = [key.decode().rsplit(":", 1)[1] for key in client.scan_iter("insights:receipt:*", count=1000)]
+        receipts = [key.decode().rsplit(":", 1)[1] for key in client.scan_iter(self.app.keys.receipt("*"), count=1000)]
         return sum(1 for receipt in receipts if self.app.store.receipt(receipt)["state"] != "done")
 
     # ---- results

@@ -138,7 +138,7 @@ def test_an_unreadable_intake_entry_is_set_aside_and_does_not_stop_the_batcher(
     run = uuid.uuid4().hex
     send(client, [{"run": run, "n": 1}])  # handled after the bad entry: the batcher went on
     assert delivered(client, run) == {next(iter(delivered(client, run))): 1}
-    kept = [fields for _, fields in redis.xrange("insights:intake:unreadable") if fields[b"entry"] == bad]
+    kept = [fields for _, fields in redis.xrange(insights.keys.intake_unreadable) if fields[b"entry"] == bad]
     assert kept and kept[0][b"events"] == b"[{not json"
     assert not redis.xrange(insights.intake.stream, min=bad, max=bad)
 

@@ -49,9 +49,6 @@ def on_rabbitmq(settings: Settings, tmp_path: Path) -> Iterator[tuple[Insights, 
         mongo_db_prefix=f"amqp{tag}_",
         data_dir=tmp_path / "data",
         fs_root=tmp_path / "data" / "files",
-        # The original-style sample module pins a handler to the literal queue "reports", which
-        # this deployment renames: nothing here would consume it.
-        exclude_modules=("original",),
     )
     app = create_insights(own)
     pipeline = Pipeline(app, tmp_path).start()

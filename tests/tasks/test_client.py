@@ -29,7 +29,6 @@ from tasks.client import (
 )
 from tasks.core.functions import UNKNOWN_DEFAULT
 from tasks.core.policy import Policy
-from tasks.core.tokens import TokenStore
 from tasks.ops.embedded import free_port
 from tests.conftest import send, serving
 
@@ -139,7 +138,7 @@ def test_remote_schema_is_read_once_until_refreshed(live_server: str) -> None:
 def test_remote_token_on_an_auth_server(settings: Settings, worker: Any, alice_events: dict[str, int]) -> None:
     with deployment(settings, auth=True) as app, serving(app) as url:
         policy = Policy(allow=("schema", "query:djt_user_event_count"), locked={"user": "alice"})
-        token = TokenStore(app.services.redis).create(f"client-test-{free_port()}", policy)
+        token = app.tokens.create(f"client-test-{free_port()}", policy)
         client = Client.remote(url, token=token)
         assert client.query.djt_user_event_count() == 3  # the server applies the token's lock
         assert client.query.djt_user_event_count("alice") == 3

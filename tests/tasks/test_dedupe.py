@@ -20,10 +20,8 @@ from config.settings import Settings
 from tasks.app import Insights, create_insights
 from tasks.authoring.event_ids import canonical_json, fingerprint
 from tasks.core.policy import Policy
-from tasks.core.tokens import TokenStore
 from tasks.pipeline.conflicts import EVENT_KEPT_BYTES
-from tasks.pipeline.conflicts import STREAM as CONFLICTS
-from tasks.pipeline.dedupe import KEY_PREFIX, Claim, Deduper
+from tasks.pipeline.dedupe import Claim, Deduper
 from tasks.pipeline.dedupe import fingerprint as handler_token
 from tasks.pipeline.event_log import EventLog, Position
 from tasks.pipeline.replay import Item, read_event_log, replay
@@ -43,7 +41,7 @@ def secured(settings: Settings, worker: Pipeline) -> Iterator[Insights]:
 def new_sender(secured: Insights) -> tuple[str, FlaskClient]:
     """A fresh API token allowed to post events: its name and a client presenting it."""
     name = f"lms-{uuid.uuid4().hex[:8]}"
-    secret = TokenStore(secured.services.redis).create(name, Policy(("event",)))
+    secret = secured.tokens.create(name, Policy(("event",)))
     client = create_app(secured).test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
     return name, client
@@ -136,11 +134,11 @@ def test_a_conflicting_event_keeps_a_bounded_amount_of_redis_memory(
     redis = insights.services.redis
     event_id = f"conflict-size-{uuid.uuid4().hex}"
     send(client, {"id": event_id, "user": "filler", "pad": ""})
-    before = redis.memory_usage(CONFLICTS, samples=0) or 0
+    before = redis.memory_usage(insights.keys.conflicts, samples=0) or 0
     big = {"id": event_id, "user": "filler", "pad": "x" * (2 * 1024 * 1024)}
     state = send(client, big)
     assert state["conflicts"] == 1
-    grown = (redis.memory_usage(CONFLICTS, samples=0) or 0) - before
+    grown = (redis.memory_usage(insights.keys.conflicts, samples=0) or 0) - before
     assert grown < 256 * 1024, f"one conflict holds {grown} bytes of Redis memory"
     kept = next(c for c in insights.conflicts.list() if c["id"] == event_id)
     whole = canonical_json(big)
@@ -152,7 +150,7 @@ def test_a_conflicting_event_keeps_a_bounded_amount_of_redis_memory(
 
 
 def test_one_claim_call_tells_new_events_duplicates_new_handlers_and_conflicts_apart(insights: Insights) -> None:
-    deduper = Deduper(insights.services.redis, 60)
+    deduper = Deduper(insights.services.redis, 60, insights.keys)
     ids = [f"claim-{uuid.uuid4().hex}-{n}" for n in range(3)]
     prints = [fingerprint(canonical_json({"n": n})) for n in range(3)]
     assert deduper.claim(ids, prints, ["h.a"]) == [Claim(("h.a",))] * 3
@@ -163,9 +161,9 @@ def test_one_claim_call_tells_new_events_duplicates_new_handlers_and_conflicts_a
 
 def test_a_dedupe_key_from_before_fingerprints_takes_the_first_one_it_meets(insights: Insights) -> None:
     redis = insights.services.redis
-    deduper = Deduper(redis, 60)
+    deduper = Deduper(redis, 60, insights.keys)
     old = f"legacy-{uuid.uuid4().hex}"
-    redis.set(KEY_PREFIX + old, handler_token("handler.a"), ex=60)  # as written before fingerprints were kept
+    redis.set(insights.keys.seen(old), handler_token("handler.a"), ex=60)  # as written before fingerprints were kept
     assert deduper.claim([old], ["f1"], ["handler.a", "handler.b"]) == [Claim(("handler.b",))]
     assert deduper.claim([old], ["f2"], ["handler.a", "handler.b"]) == [Claim((), known="f1")]
     assert deduper.claim([old], ["f1"], ["handler.a", "handler.b"]) == [Claim(())]
@@ -200,7 +198,7 @@ class RecordingIntake(Intake):
     """The real intake stream, remembering the receipt of every chunk submitted."""
 
     def __init__(self, intake: Intake) -> None:
-        super().__init__(intake._client, intake.stream)
+        super().__init__(intake._client, intake.stream, intake.unreadable)
         self.receipts: list[str] = []
 
     def submit(self, events: Sequence[dict[str, Any]], *args: Any, **kwargs: Any) -> str:

@@ -18,6 +18,7 @@ from tasks.app import create_insights
 from tasks.core.memo import Memo, MemoPolicy, memoize_query, split_mode
 from tasks.errors import ArgumentError, CacheMiss, RegistrationError
 from tasks.ops.embedded import EmbeddedRedis
+from tasks.storage.keys import Keys
 from tests.conftest import Pipeline, wait_for
 from web.app import create_app
 
@@ -65,14 +66,14 @@ def test_refresh_cache_only_and_clear_modes(client: FlaskClient) -> None:
 @pytest.fixture
 def memo(tmp_path: Any) -> Any:
     with EmbeddedRedis(tmp_path, persist=False) as server:
-        yield Memo(redis_lib.Redis.from_url(server.url)), redis_lib.Redis.from_url(server.url)
+        yield Memo(redis_lib.Redis.from_url(server.url), Keys()), redis_lib.Redis.from_url(server.url)
 
 
 def test_a_crashed_computation_releases_the_waiters_after_its_timeout(memo: Any) -> None:
     cache, client = memo
     policy = MemoPolicy(cache_time=60, timeout=0.4)
-    key = Memo.key("m", "q", {"a": 1}, policy)
-    client.set(f"{key}:lock", "a crashed worker", px=400)  # held by a computation that died
+    key = cache.key("m", "q", {"a": 1}, policy)
+    client.set(Keys.memo_lock(key), "a crashed worker", px=400)  # held by a computation that died
     started = time.monotonic()
     assert cache.get_or_compute(key, policy, lambda: "recomputed") == "recomputed"
     assert 0.3 <= time.monotonic() - started < 2
@@ -81,7 +82,7 @@ def test_a_crashed_computation_releases_the_waiters_after_its_timeout(memo: Any)
 def test_waiters_are_woken_by_the_result_not_by_polling(memo: Any) -> None:
     cache, _ = memo
     policy = MemoPolicy(cache_time=60, timeout=30)
-    key = Memo.key("m", "q", {"a": 2}, policy)
+    key = cache.key("m", "q", {"a": 2}, policy)
     computing, calls = threading.Event(), []
 
     def slow() -> str:

@@ -23,8 +23,7 @@ import pytest
 
 from config.settings import Settings
 from tasks.app import Insights, create_insights
-from tasks.pipeline.batch_store import PENDING_INDEX
-from tasks.pipeline.redrive import LOCK, MAX_REDRIVES, Redriver
+from tasks.pipeline.redrive import MAX_REDRIVES, Redriver
 from tasks.storage.mongo import database_name
 
 COUNT = "handler.pipeline.count_deliveries"
@@ -51,7 +50,7 @@ def app(settings: Settings, tmp_path: Path) -> Iterator[Insights]:
 
 def look(app: Insights) -> Any:
     """One redrive pass as the batcher makes it, as if the batches were sent long ago."""
-    app.services.redis.delete(LOCK)  # the batcher looks every 10 s; the lock lasts 5 s
+    app.services.redis.delete(app.keys.redrive_lock)  # the batcher looks every 10 s; the lock lasts 5 s
     return Redriver(app).run(now=time.time() + app.settings.redrive_after + 1)
 
 
@@ -106,9 +105,9 @@ def test_the_record_names_every_task_message_and_the_batch_is_indexed_until_done
     assert {ref["id"] for ref in record["tasks"].values()} == sent
     ref = record["tasks"][COUNT]
     assert (ref["task"], ref["indices"], ref["queue"]) == (COUNT, None, "events")
-    assert app.services.redis.zscore(PENDING_INDEX, batch) is not None
+    assert app.services.redis.zscore(app.keys.pending_batches, batch) is not None
     app.record_batch([], batch)
-    assert app.services.redis.zscore(PENDING_INDEX, batch) is None
+    assert app.services.redis.zscore(app.keys.pending_batches, batch) is None
 
 
 def test_tasks_queued_or_held_unacknowledged_are_not_sent_again(app: Insights) -> None:
@@ -161,7 +160,7 @@ def test_a_handler_task_the_broker_lost_is_sent_again_once_the_others_have_run(a
     assert record is not None
     assert record["state"] == "done" and record["failed"] == []
     assert all(o is not None and o["ok"] for o in record["handlers"].values())  # the others' kept outcomes
-    assert app.services.redis.zscore(PENDING_INDEX, batch) is None
+    assert app.services.redis.zscore(app.keys.pending_batches, batch) is None
 
 
 def test_a_lost_batch_record_is_sent_again_alone(app: Insights) -> None:

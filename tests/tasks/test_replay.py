@@ -47,7 +47,8 @@ def client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def intake(client: redis.Redis) -> Iterator[Intake]:
-    stream = Intake(client, stream=f"test-{uuid.uuid4().hex}")
+    name = f"test-{uuid.uuid4().hex}"
+    stream = Intake(client, name, f"{name}:unreadable")
     yield stream
     client.delete(stream.stream)
 
@@ -260,7 +261,7 @@ class CrashingAfterSubmit(Intake):
     """An intake whose process dies right after the broker took chunk number ``crash_on``."""
 
     def __init__(self, intake: Intake, crash_on: int) -> None:
-        super().__init__(intake._client, intake.stream)
+        super().__init__(intake._client, intake.stream, intake.unreadable)
         self.calls, self.crash_on = 0, crash_on
 
     def submit(self, events: Sequence[dict[str, Any]], *args: Any, **kwargs: Any) -> str:

@@ -176,7 +176,7 @@ def test_beat_settings_follow_the_lock_timeout(settings: Settings) -> None:
 
 # Reports ----------------------------------------------------------------------------------
 def test_results_become_report_files_by_type_with_an_expiry(insights: Insights, tmp_path: Path) -> None:
-    fs = FileStore(tmp_path, "unit", "/fs", insights.services.redis)
+    fs = FileStore(tmp_path, "unit", "/fs", insights.services.redis, insights.keys)
     frame = pd.DataFrame({"user": ["a", "b"], "n": [1, 2]})
     figure = Figure(figsize=(1, 1))
     figure.add_subplot().plot([0, 1])

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from config.settings import ROOT
 from tasks.app import Insights
 from tasks.core.policy import LockedParameter, Policy
-from tasks.core.tokens import NAMES_KEY, TOKENS_KEY, TokenStore
+from tasks.core.tokens import TokenStore
 from tests.conftest import CLI, Pipeline, as_token, new_token, send, wait_for
 from web.app import create_app
 from web.auth import AUTH_OFF_WARNING, COOKIE
@@ -372,11 +372,11 @@ def test_only_digests_of_tokens_are_stored(secured: Insights, store: TokenStore)
     token = new_token(store, "schema", course="c1")
     redis = secured.services.redis
     key = hashlib.sha256(token.encode()).hexdigest()
-    record = json.loads(redis.hget(TOKENS_KEY, key))
+    record = json.loads(redis.hget(secured.keys.tokens, key))
     assert record["policy"] == {"allow": ["schema"], "deny": [], "locked": {"course": "c1"}}
-    assert redis.hget(NAMES_KEY, record["name"]) == key.encode()
+    assert redis.hget(secured.keys.token_names, record["name"]) == key.encode()
     stored = [k for k in redis.scan_iter() if token.encode() in k]
-    for name in redis.scan_iter("insights:auth:*"):
+    for name in (secured.keys.tokens, secured.keys.token_names):
         if redis.type(name) == b"hash":
             stored += [b for pair in redis.hgetall(name).items() for b in pair if token.encode() in b]
     assert stored == []

@@ -114,7 +114,7 @@ def secured_server(settings: Settings, worker: Pipeline) -> Iterator[tuple[str, 
     """The web app with INSIGHTS_AUTH=on over real HTTP; yields its base URL and its token store."""
     app = create_insights(dataclasses.replace(settings, auth=True))
     with serving(app) as url:
-        yield url, TokenStore(app.services.redis)
+        yield url, app.tokens
     app.services.close()
 
 

@@ -34,7 +34,7 @@ def strict(settings: Settings, worker: Pipeline) -> Iterator[Insights]:
 
 
 def test_a_client_beyond_its_rate_gets_429_with_retry_after_and_others_do_not(strict: Insights) -> None:
-    tokens = TokenStore(strict.services.redis)
+    tokens = strict.tokens
     app = create_app(strict).test_client()
     greedy, other = (as_token(app, new_token(tokens, "query:*")) for _ in range(2))
     statuses = [greedy.get("/query/djt_event_count").status_code for _ in range(6)]
@@ -48,7 +48,7 @@ def test_a_client_beyond_its_rate_gets_429_with_retry_after_and_others_do_not(st
 
 
 def test_a_client_has_at_most_max_runs_outstanding(strict: Insights) -> None:
-    tokens = TokenStore(strict.services.redis)
+    tokens = strict.tokens
     client = as_token(create_app(strict).test_client(), new_token(tokens, "query:*"))
     started = [client.post("/run/query/djt_event_count") for _ in range(2)]
     assert [r.status_code for r in started] == [202, 202]
@@ -61,7 +61,7 @@ def test_a_client_has_at_most_max_runs_outstanding(strict: Insights) -> None:
 
 
 def test_a_chain_counts_the_tasks_it_starts_against_the_clients_rate(strict: Insights) -> None:
-    tokens = TokenStore(strict.services.redis)
+    tokens = strict.tokens
     app = create_app(strict).test_client()
     client = as_token(app, new_token(tokens, "query:*"))
     steps = [{"group": [{"query": "djt_fake_user_count"}] * 20}, {"group": [{"query": "djt_readfile"}] * 20}]
@@ -79,7 +79,7 @@ def test_a_chain_counts_the_tasks_it_starts_against_the_clients_rate(strict: Ins
 
 
 def test_a_run_nobody_polls_is_forgotten(strict: Insights) -> None:
-    tokens = TokenStore(strict.services.redis)
+    tokens = strict.tokens
     client = as_token(create_app(strict).test_client(), new_token(tokens, "query:*"))
     task = client.post("/run/query/djt_event_count").get_json()["task"]
     meta = f"celery-task-meta-{task}"

@@ -12,6 +12,7 @@ import redis
 from tasks.errors import ReadOnlyError
 from tasks.ops.embedded import EmbeddedRedis
 from tasks.storage.cache import Cache, ReadOnlyCache
+from tasks.storage.keys import Keys
 from tests.conftest import wait_for
 
 
@@ -23,7 +24,7 @@ def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
 
 
 def new_cache(client: redis.Redis) -> Cache:
-    return Cache(client, f"module_{uuid.uuid4().hex}")
+    return Cache(client, f"module_{uuid.uuid4().hex}", Keys())
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import redis
 from tasks.errors import ArgumentError, ReadOnlyError
 from tasks.ops.embedded import EmbeddedRedis
 from tasks.storage.fs import FileStore, ReadOnlyFileStore
+from tasks.storage.keys import Keys
 
 DAY = 86400
 
@@ -27,7 +28,7 @@ def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def fs(tmp_path: Path, redis_client: redis.Redis) -> FileStore:
-    return FileStore(tmp_path / "files", f"module_{uuid.uuid4().hex}", "/fs/", redis_client)
+    return FileStore(tmp_path / "files", f"module_{uuid.uuid4().hex}", "/fs/", redis_client, Keys())
 
 
 def write(fs: FileStore, filename: str, text: str = "data") -> None:
@@ -167,7 +168,7 @@ def test_sweep_deletes_an_expired_folder(fs: FileStore) -> None:
 
 
 def test_expiry_is_kept_per_module(fs: FileStore, tmp_path: Path, redis_client: redis.Redis) -> None:
-    other = FileStore(tmp_path / "files", f"module_{uuid.uuid4().hex}", "/fs", redis_client)
+    other = FileStore(tmp_path / "files", f"module_{uuid.uuid4().hex}", "/fs", redis_client, Keys())
     write(fs, "a.txt")
     write(other, "a.txt")
     fs.expire("a.txt", -1)
