@@ -97,7 +97,7 @@ def _signatures(
     one_shard = spec.options.get("single_process", False)  # every event to shard 0: one process, in order
     shards: dict[int, list[int]] = {}
     for index in range(len(records)) if selection is None else selection:
-        shard = 0 if one_shard else shard_of(records[index][2], by, app.settings.shards)
+        shard = 0 if one_shard else shard_of(records[index][2], by, app.settings.shards, app.properties)
         shards.setdefault(shard, []).append(index)
     return [
         app.celery.signature(name, args=(batch_id, indices, f"{name}#{by}.{shard}")).set(

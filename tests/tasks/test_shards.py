@@ -7,6 +7,7 @@ import uuid
 import pytest
 from flask.testing import FlaskClient
 
+from tasks.app import Insights
 from tasks.pipeline.shards import shard_key, shard_of
 from tests.conftest import wait_handled
 
@@ -27,6 +28,18 @@ from tests.conftest import wait_handled
 )
 def test_the_shard_key_is_read_from_edx_and_xapi_events(event: dict, by: str, key: str) -> None:
     assert shard_key(event, by) == key
+
+
+def test_with_the_data_layer_loaded_the_shard_key_is_its_agent_and_object(insights: Insights) -> None:
+    statement = {
+        "actor": {"mbox": "mailto:c@x"},
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/experienced"},
+        "object": {"id": "http://x/video/1"},
+    }
+    agent = insights.properties["agent"]
+    assert shard_key(statement, "user", insights.properties) == agent(insights.event(statement)) == "c@x"
+    assert shard_key(statement, "resource", insights.properties) == "http://x/video/1"
+    assert shard_key({"user": "ada"}, "user", insights.properties) == "ada"  # no agent: the first field named
 
 
 def test_one_user_always_maps_to_one_shard_and_users_spread_over_shards() -> None:
