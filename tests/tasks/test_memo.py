@@ -108,7 +108,24 @@ def test_options_and_modes_are_validated() -> None:
     with pytest.raises(ArgumentError, match="_memo must be one of"):
         split_mode({"_memo": "never"})
     assert split_mode({"a": 1}) == ("use", {"a": 1})
-    assert issubclass(CacheMiss, Exception)
+
+
+def test_the_cache_only_mode_raises_cache_miss_and_never_computes(memo: Any) -> None:
+    cache, _ = memo
+    policy = MemoPolicy(cache_time=60, timeout=30)
+    key = Memo.key("m", "q", {"a": 3}, policy)
+    calls: list[int] = []
+
+    def compute() -> str:
+        calls.append(1)
+        return "computed"
+
+    with pytest.raises(CacheMiss, match="no cached result yet"):
+        cache.get_or_compute(key, policy, compute, mode="cached")
+    assert calls == []
+    assert cache.get_or_compute(key, policy, compute) == "computed"
+    assert cache.get_or_compute(key, policy, compute, mode="cached") == "computed"
+    assert calls == [1]
 
 
 def test_an_outside_refresh_of_a_fresh_result_serves_it_instead_of_recomputing(
