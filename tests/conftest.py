@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pymongo
 import pytest
 import redis
 from flask.testing import FlaskClient
+from pymongo.database import Database
 from werkzeug.serving import make_server
 
 from config.queues import shard_queues
@@ -104,6 +106,19 @@ def settings(
         max_runs=10_000,
         memo_min_refresh=0.001,
     )
+
+
+@pytest.fixture
+def own_database(settings: Settings) -> Iterator[Database[Any]]:
+    """A MongoDB database of the test's own on the session's nx-27017, dropped afterwards: for
+    counts and orders that no other test's events may reach (the pipeline's databases are shared)."""
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.mongo)
+    name = f"own_{uuid.uuid4().hex[:12]}"
+    try:
+        yield client[name]
+    finally:
+        client.drop_database(name)
+        client.close()
 
 
 @pytest.fixture(scope="session")
