@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 
 from tasks.app import Insights
@@ -152,6 +153,7 @@ def test_an_unreadable_intake_entry_is_set_aside_and_does_not_stop_the_batcher(
     assert not redis.xrange(insights.intake.stream, min=bad, max=bad)
 
 
+@pytest.mark.slow  # 10,000 events: a load test
 def test_another_senders_small_request_is_handled_long_before_a_big_one_completes(
     web: FlaskClient, store: TokenStore, insights: Insights
 ) -> None:

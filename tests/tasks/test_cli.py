@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from config.settings import ROOT
 from tasks.embedded import free_port
 from tests.conftest import wait_for
+
+pytestmark = pytest.mark.slow  # a whole deployment: embedded servers, gunicorn, workers, beat
 
 
 def http(method: str, url: str, body: bytes | None = None) -> tuple[int, Any]:

@@ -397,6 +397,7 @@ def test_replay_command_refuses_unknown_handlers(
     assert "no handler named 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # two replay processes
 def test_ctrl_c_stops_the_command_with_a_checkpoint_and_running_it_again_finishes(
     intake: Intake, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:

@@ -299,6 +299,7 @@ def sent(log: Path, task: str = "cron.scheduled.tick") -> int:
     return log.read_text(errors="replace").count(f"Sending due task {task} ")
 
 
+@pytest.mark.slow
 def test_beat_fires_a_job_every_second_its_report_is_served_and_the_sweeper_runs(
     insights: Insights, worker: Pipeline, live_server: str, tmp_path: Path
 ) -> None:
@@ -327,6 +328,7 @@ def test_beat_fires_a_job_every_second_its_report_is_served_and_the_sweeper_runs
     fs.remove("sweep", recursive=True)
 
 
+@pytest.mark.slow
 def test_two_beats_started_by_mistake_fire_each_run_once_and_the_second_takes_over(
     insights: Insights, worker: Pipeline, tmp_path: Path
 ) -> None:

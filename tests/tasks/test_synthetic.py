@@ -55,6 +55,7 @@ def test_a_different_seed_gives_different_events() -> None:
     assert {a.id for a in one}.isdisjoint(a.id for a in other)
 
 
+@pytest.mark.slow  # two generator processes
 def test_files_do_not_depend_on_the_process(tmp_path: Path) -> None:
     """Same bytes from two processes with different hash seeds (no set/dict-order or hash() leaks)."""
     outputs = []

@@ -357,6 +357,7 @@ def test_apply_locks_checks_every_channel() -> None:
     assert refused.value.status == 403
 
 
+@pytest.mark.slow  # eight command-line processes
 def test_the_tokens_command_creates_lists_and_revokes(cli: CLI, web: FlaskClient) -> None:
     name = f"cli-{uuid.uuid4().hex[:8]}"
     created = cli(
@@ -385,6 +386,7 @@ def test_the_tokens_command_creates_lists_and_revokes(cli: CLI, web: FlaskClient
     assert name not in cli("tokens", "list").stdout
 
 
+@pytest.mark.slow  # a command-line process
 def test_the_readmes_student_token_cannot_read_other_learners_raw_events(cli: CLI, web: FlaskClient) -> None:
     readme = (ROOT / "README.md").read_text()
     example = re.search(r"tokens create ada (.+) --lock user=ada", readme)
@@ -396,6 +398,7 @@ def test_the_readmes_student_token_cannot_read_other_learners_raw_events(cli: CL
     assert student.get("/view/student_view?course=c1").status_code == 200
 
 
+@pytest.mark.slow  # command-line processes
 def test_the_tokens_command_accepts_every_resource_a_policy_can_name(cli: CLI) -> None:
     name = f"cli-{uuid.uuid4().hex[:8]}"
     cli("tokens", "create", name, "--allow", "event", "schema", "health", "batches", "--deny", "file:*")

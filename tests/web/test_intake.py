@@ -139,7 +139,7 @@ def test_chunked_body_over_the_limit_is_413_and_nothing_is_accepted(live_server:
     assert len(delivered(insights, run)) == 1  # only the marker: no part of the big body got in
 
 
-@pytest.mark.parametrize("server", ["werkzeug", "gunicorn"])
+@pytest.mark.parametrize("server", ["werkzeug", pytest.param("gunicorn", marks=pytest.mark.slow)])
 def test_a_chunked_body_is_held_to_the_limit_to_the_byte(
     request: pytest.FixtureRequest, insights: Insights, server: str
 ) -> None:
@@ -160,7 +160,7 @@ def test_a_chunked_body_is_held_to_the_limit_to_the_byte(
     assert status == 413 and "larger than" in answer["error"], answer
 
 
-@pytest.mark.parametrize("server", ["werkzeug", "gunicorn"])
+@pytest.mark.parametrize("server", ["werkzeug", pytest.param("gunicorn", marks=pytest.mark.slow)])
 def test_a_chunked_gzip_body_is_held_to_the_limit_after_decoding(request: pytest.FixtureRequest, server: str) -> None:
     url = request.getfixturevalue("small_limit" if server == "werkzeug" else "gunicorn")
     bomb = gzip.compress(json_lines(uuid.uuid4().hex, 4 * SMALL_LIMIT))

@@ -88,6 +88,7 @@ def test_a_run_started_while_auth_was_off_is_not_readable_once_auth_is_on(
     assert "while authentication was off" in response.get_json()["error"]
 
 
+@pytest.mark.slow
 def test_half_sent_requests_do_not_stall_the_web_process(settings: Settings, tmp_path: Path) -> None:
     """The shipped web command (gthread): slow clients hold threads, not every worker."""
     served = dataclasses.replace(settings, web_port=free_port())
