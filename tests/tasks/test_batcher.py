@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from tasks.app import Insights
 from tasks.replay import replay
 from tests.conftest import Pipeline, as_token, new_token, send, wait_for, wait_handled
+from tests.tasks.test_dedupe import RecordingIntake
 from web.auth import TokenStore
 
 
@@ -106,10 +107,12 @@ def test_replaying_the_same_events_twice_changes_nothing(client: FlaskClient, in
     def source(start: Any) -> Any:
         return ((n, event) for n, event in enumerate(events))
 
+    intake = RecordingIntake(insights.intake)
     for _ in range(2):
-        replay(insights.intake, source, chunk_size=7, progress=False)
-    wait_for(lambda: insights.intake.backlog() == 0, what="the replayed entries to be batched")
-    check = send(client, [{"run": run, "n": "marker"}])  # handled after everything replayed before it
+        replay(intake, source, chunk_size=7, progress=False)
+    states = [wait_handled(client, receipt) for receipt in intake.receipts]  # this test's entries, not the backlog
+    assert sum(state["duplicates"] for state in states) == 2 * 30
+    check = send(client, [{"run": run, "n": "marker"}])
     assert check["duplicates"] == 0
     assert sorted(delivered(client, run).values()) == [1] * 31
 
