@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import pytest
 from flask.testing import FlaskClient
 
 from config.settings import Settings
@@ -31,6 +32,7 @@ def test_health_reports_every_dependency_and_the_queues(client: FlaskClient) -> 
     assert isinstance(report["dead_letters"], int)
 
 
+@pytest.mark.slow  # waits out the 2 s probe of an unreachable MongoDB
 def test_health_is_503_naming_what_is_down(settings: Settings) -> None:
     nowhere = f"mongodb://127.0.0.1:{free_port()}"
     broken = create_app(create_insights(dataclasses.replace(settings, mongo_url=nowhere))).test_client()

@@ -67,6 +67,7 @@ def test_a_client_has_at_most_max_runs_outstanding(strict: Insights) -> None:
     assert client.post("/run/query/djt_event_count").status_code == 202  # a delivered run frees its place
 
 
+@pytest.mark.slow  # waits out the runs' 2 s expiry
 def test_a_run_nobody_polls_is_forgotten(strict: Insights) -> None:
     tokens = TokenStore(strict.services.redis)
     client = as_token(create_app(strict).test_client(), new_token(tokens, "query:*"))
