@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pymongo
 import pytest
 import redis
 from flask.testing import FlaskClient
+from pymongo.database import Database
 from werkzeug.serving import make_server
 
 from config.processes import Commands
@@ -37,8 +39,11 @@ from web.app import create_app
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
-    """Poll ``probe`` until it returns a truthy value; fail the test after ``timeout`` seconds."""
+def wait_for(probe: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:
+    """Poll ``probe`` until it returns a truthy value; fail the test after ``timeout`` seconds.
+
+    The timeout is generous (a loaded machine is slow, not wrong): a wait ends as soon as the
+    probe holds, and it is probed at least every 20 ms, so a test does not idle after it."""
     deadline = time.monotonic() + timeout
     delay = 0.005
     while True:
@@ -48,7 +53,7 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 20.0, what: str = "
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+        delay = min(delay * 2, 0.02)
 
 
 def wait_handled(client: FlaskClient, receipt: str) -> dict[str, Any]:
@@ -108,6 +113,19 @@ def settings(
     )
 
 
+@pytest.fixture
+def own_database(settings: Settings) -> Iterator[Database[Any]]:
+    """A MongoDB database of the test's own on the session's nx-27017, dropped afterwards: for
+    counts and orders that no other test's events may reach (the pipeline's databases are shared)."""
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(settings.mongo)
+    name = f"own_{uuid.uuid4().hex[:12]}"
+    try:
+        yield client[name]
+    finally:
+        client.drop_database(name)
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def insights(settings: Settings) -> Iterator[Insights]:
     """The application as the web process sees it (modules loaded, tasks bound)."""
@@ -139,14 +157,18 @@ def start_worker(
     return start_process(settings, command, log_path)
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Stop a worker or batcher: SIGTERM (warm shutdown), then SIGKILL if it does not go."""
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def stop_process(*processes: subprocess.Popen[bytes]) -> None:
+    """Stop workers or a batcher: SIGTERM (warm shutdown) to all of them at once, then SIGKILL
+    whichever has not gone after 20 s."""
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + 20
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class Pipeline:
@@ -202,10 +224,9 @@ class Pipeline:
             return 0
 
     def stop(self) -> None:
-        """Stop the batcher, then the workers."""
-        for process in [self.batcher, *self.workers]:
-            if process is not None and process.poll() is None:
-                stop_process(process)
+        """Stop the batcher and the workers, side by side (what the batcher still dispatches
+        stays queued in the broker)."""
+        stop_process(*(p for p in [self.batcher, *self.workers] if p is not None and p.poll() is None))
 
 
 @pytest.fixture(scope="session")

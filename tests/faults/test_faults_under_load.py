@@ -20,7 +20,7 @@ import pytest
 from config.settings import Settings
 from tests.faults.harness import Deployment, Load, Tally, deployment, row
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(150)]
 
 RATE = 600.0  # events/s, in requests of 20 events from 3 sender threads
 BEFORE = 3.0  # seconds of load before the fault

@@ -21,7 +21,7 @@ from tasks.storage.mongo import database_name
 from tests.conftest import Pipeline, wait_for
 from web.app import create_app
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 COUNT = "handler.pipeline.count_deliveries"
 

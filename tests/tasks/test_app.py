@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,7 @@ def test_numpy_and_pandas_results_cross_the_result_backend_intact(insights: Insi
 
 
 def test_a_task_runs_a_query_by_any_alias_with_positional_arguments(insights: Insights, worker: Pipeline) -> None:
-    assert run_task(insights, "query.djt_user_event_count", "nobody-at-all") == 0
+    assert run_task(insights, "query.djt_user_event_count", f"nobody-{uuid.uuid4().hex}") == 0
     assert insights.queries["edx.djt_three_name"]() == "I have three names"
 
 

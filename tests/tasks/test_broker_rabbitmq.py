@@ -31,7 +31,10 @@ def rabbitmq_reachable() -> bool:
         return False
 
 
-pytestmark = pytest.mark.skipif(not rabbitmq_reachable(), reason="no RabbitMQ server on 127.0.0.1:5672")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not rabbitmq_reachable(), reason="no RabbitMQ server on 127.0.0.1:5672"),
+]
 
 
 @pytest.fixture

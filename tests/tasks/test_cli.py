@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from config.processes import Commands
 from config.settings import ROOT, Settings
 from tasks.ops.cli import process_commands
 from tasks.ops.embedded import free_port
 from tests.conftest import wait_for
+
+pytestmark = pytest.mark.slow  # a whole deployment: embedded servers, gunicorn, workers, beat
 
 
 def http(method: str, url: str, body: bytes | None = None) -> tuple[int, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
@@ -49,22 +50,29 @@ def deployment(settings: Settings, **changes: Any) -> Iterator[Insights]:
         app.services.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class Users:
+    """Two users of the test's own (no other test sends events about them)."""
+
+    alice: str  # has 3 events
+    bob: str  # has 1
+
+
 @pytest.fixture
-def alice_events(client: FlaskClient) -> dict[str, int]:
-    """Fresh event counts: alice has 3 events, bob 1."""
-    client.post("/query/djt_clear_database")
-    users = ["alice", "alice", "alice", "bob"]  # one id each: counted once even if re-sent
-    send(client, [{"user": user, "event_type": "client-test", "id": str(uuid.uuid4())} for user in users])
-    return {"alice": 3, "bob": 1}
+def users(client: FlaskClient) -> Users:
+    """Two fresh users with known event counts: alice 3, bob 1."""
+    tag = uuid.uuid4().hex[:8]
+    users = Users(f"alice-{tag}", f"bob-{tag}")
+    senders = [users.alice] * 3 + [users.bob]  # one id each: counted once even if re-sent
+    send(client, [{"user": user, "event_type": "client-test", "id": str(uuid.uuid4())} for user in senders])
+    return users
 
 
 # Local ----------------------------------------------------------------------------------
-def test_local_client_calls_with_positional_and_keyword_arguments(
-    insights: Insights, alice_events: dict[str, int]
-) -> None:
+def test_local_client_calls_with_positional_and_keyword_arguments(insights: Insights, users: Users) -> None:
     client = Client.local(insights)
-    assert client.query.djt_user_event_count("alice") == 3
-    assert client.query.djt_user_event_count(user="bob") == 1
+    assert client.query.djt_user_event_count(users.alice) == 3
+    assert client.query.djt_user_event_count(user=users.bob) == 1
     assert client.query.echo(greeting="hi", extra=1) == {"greeting": "hi", "params": {"extra": 1}}
     assert client.query.echo() == {"greeting": "hello", "params": {}}  # left-out default is the function's
     assert client.view.djt_fake_user_count() == "<html>Users: 2</html>"  # a view's raw result
@@ -92,10 +100,10 @@ def test_methods_have_signatures_docstrings_and_completion(insights: Insights) -
 
 
 # Remote ---------------------------------------------------------------------------------
-def test_remote_client_calls_queries_and_views(live_server: str, alice_events: dict[str, int]) -> None:
+def test_remote_client_calls_queries_and_views(live_server: str, users: Users) -> None:
     client = Client.remote(live_server, timeout=30)
-    assert client.query.djt_user_event_count("alice") == 3
-    assert client.query.djt_user_event_count(user="bob") == 1
+    assert client.query.djt_user_event_count(users.alice) == 3
+    assert client.query.djt_user_event_count(user=users.bob) == 1
     assert client.view.djt_fake_user_count() == "<html>Users: 2</html>"  # text/html -> str
     assert client.query.grades_array("c1") == [[2, 3, 4], [5, 6, 7]]  # numpy -> JSON list
     assert client.query.echo(extra="x") == {"greeting": "hello", "params": {"extra": "x"}}
@@ -135,15 +143,15 @@ def test_remote_schema_is_read_once_until_refreshed(live_server: str) -> None:
     assert backend.schema() is not first and backend.schema() == first
 
 
-def test_remote_token_on_an_auth_server(settings: Settings, worker: Any, alice_events: dict[str, int]) -> None:
+def test_remote_token_on_an_auth_server(settings: Settings, worker: Any, users: Users) -> None:
     with deployment(settings, auth=True) as app, serving(app) as url:
-        policy = Policy(allow=("schema", "query:djt_user_event_count"), locked={"user": "alice"})
+        policy = Policy(allow=("schema", "query:djt_user_event_count"), locked={"user": users.alice})
         token = app.tokens.create(f"client-test-{free_port()}", policy)
         client = Client.remote(url, token=token)
         assert client.query.djt_user_event_count() == 3  # the server applies the token's lock
-        assert client.query.djt_user_event_count("alice") == 3
+        assert client.query.djt_user_event_count(users.alice) == 3
         with pytest.raises(RemoteError) as other_user:
-            client.query.djt_user_event_count("bob")
+            client.query.djt_user_event_count(users.bob)
         assert other_user.value.status == 403 and "locked" in other_user.value.message
         with pytest.raises(RemoteError) as denied:
             client.query.djt_event_count()
@@ -157,9 +165,7 @@ def test_remote_token_on_an_auth_server(settings: Settings, worker: Any, alice_e
 
 
 # Merged ---------------------------------------------------------------------------------
-def test_merged_servers_first_wins_and_union(
-    settings: Settings, live_server: str, alice_events: dict[str, int]
-) -> None:
+def test_merged_servers_first_wins_and_union(settings: Settings, live_server: str, users: Users) -> None:
     with (
         deployment(settings, module_packages=("tests.sample_modules",), exclude_modules=("pipeline",)) as data,
         deployment(settings, module_packages=("modules", "modules.testmodule"), exclude_modules=()) as testmodule,
@@ -169,7 +175,6 @@ def test_merged_servers_first_wins_and_union(
         local_testmodule = LocalBackend(testmodule)
         remote_all = RemoteBackend(live_server)
         client = Client(MergedBackend([remote_data, local_testmodule, remote_all]))
-        assert isinstance(client.backend, MergedBackend)
         queries = set(dir(client.query))
         assert {"grades_array", "djt_user_event_count"} <= queries  # the union ...
         assert "delivered" in queries  # ... with what only the last server has (tests.sample_modules.pipeline)
@@ -178,7 +183,7 @@ def test_merged_servers_first_wins_and_union(
         assert client.backend.owner("query", "djt_user_event_count") is local_testmodule  # first wins
         assert client.backend.owner("query", "delivered") is remote_all
         assert client.query.grades_array("c") == [[1, 2, 3], [4, 5, 6]]
-        assert client.query.djt_user_event_count("alice") == 3
+        assert client.query.djt_user_event_count(users.alice) == 3
         assert client.query.mean_grade("c") == 3.5  # the data server's module, run by the shared worker
         assert client.view.djt_fake_user_count() == "<html>Users: 2</html>"
 
@@ -208,33 +213,31 @@ def test_policy_denies_functions(insights: Insights, live_server: str) -> None:
     assert "djt_three_name" not in aliased.query
 
 
-def test_policy_locks_parameters(insights: Insights, live_server: str, alice_events: dict[str, int]) -> None:
+def test_policy_locks_parameters(insights: Insights, live_server: str, users: Users) -> None:
     for base in (Client.local(insights), Client.remote(live_server)):
-        client = base.restricted(locked={"user": "alice"})
+        client = base.restricted(locked={"user": users.alice})
         assert isinstance(client.backend, PolicyBackend)
         assert client.query.djt_user_event_count() == 3  # the locked user's count
-        assert client.query.djt_user_event_count(user="alice") == 3
-        assert str(inspect.signature(client.query.djt_user_event_count)) == "(user='alice')"
+        assert client.query.djt_user_event_count(user=users.alice) == 3
+        assert str(inspect.signature(client.query.djt_user_event_count)) == f"(user='{users.alice}')"
         with pytest.raises(PermissionError, match="'user' is locked"):
-            client.query.djt_user_event_count(user="bob")
+            client.query.djt_user_event_count(user=users.bob)
         with pytest.raises(PermissionError, match="'user' is locked"):
-            client.query.djt_user_event_count("bob")  # positionally too
-        assert client.query.djt_event_count() == 4  # a global query does not get the locked user
-        assert client.query.grades_array("c") is not None
+            client.query.djt_user_event_count(users.bob)  # positionally too
+        assert client.query.djt_fake_user_count() == 2  # a global query does not get the locked user
+        assert np.asarray(client.query.grades_array("c")).tolist() == [[1, 2, 3], [4, 5, 6]]  # lock dropped
 
 
 # The injected query object falls back to remote servers ---------------------------------
-def test_injected_query_falls_back_to_a_remote_server(
-    settings: Settings, live_server: str, alice_events: dict[str, int]
-) -> None:
+def test_injected_query_falls_back_to_a_remote_server(settings: Settings, live_server: str, users: Users) -> None:
     with deployment(settings, module_packages=("tests.tasks.test_client",), exclude_modules=()) as app:
         assert app.remotes == []
         assert app.registry.names("query") == ["remote_user_count"]
         with pytest.raises(Exception, match="djt_user_event_count"):
-            app.queries.remote_user_count("alice")  # not registered here, no remotes yet
+            app.queries.remote_user_count(users.alice)  # not registered here, no remotes yet
         app.remotes.append(RemoteBackend(live_server))
-        assert app.queries.djt_user_event_count("alice") == 3  # in-process caller, remote function
-        assert app.queries.remote_user_count("bob") == {"user": "bob", "count": 1}  # the module's injected query
+        assert app.queries.djt_user_event_count(users.alice) == 3  # in-process caller, remote function
+        assert app.queries.remote_user_count(users.bob) == {"user": users.bob, "count": 1}  # the injected query
         assert "djt_user_event_count" in dir(app.queries)
         assert inspect.signature(app.queries.djt_user_event_count).parameters["user"].default is inspect._empty
         with pytest.raises(Exception, match="no query named 'nowhere'"):

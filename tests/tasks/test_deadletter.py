@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from flask.testing import FlaskClient
 
 from tasks.app import Insights
@@ -16,6 +17,7 @@ def picked(client: FlaskClient, run: str) -> list[str]:
     return client.get("/query/picked", query_string={"run": run}).get_json()
 
 
+@pytest.mark.slow  # command-line processes
 def test_one_poison_event_in_500_is_dead_lettered_alone_and_recovered_after_the_fix(
     client: FlaskClient, insights: Insights, cli: CLI
 ) -> None:
@@ -42,6 +44,7 @@ def test_one_poison_event_in_500_is_dead_lettered_alone_and_recovered_after_the_
     assert not [x for x in insights.dead_letters.list(PICKY) if x["id"] == letter["id"]]
 
 
+@pytest.mark.slow  # a command-line process
 def test_an_unknown_handler_name_is_a_clear_error(cli: CLI) -> None:
     result = cli("deadletters", "list", "--handler", "nope", expect=2)
     assert "'nope' is not a registered handler" in result.stderr

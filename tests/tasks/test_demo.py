@@ -13,9 +13,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from config.settings import ROOT
 from tasks.ops.embedded import free_port
 from tests.conftest import wait_for
+
+pytestmark = pytest.mark.slow  # a whole deployment, a generated week of a course through it
 
 
 def get(url: str) -> tuple[int, str, str]:

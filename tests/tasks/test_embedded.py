@@ -119,6 +119,7 @@ def test_redis_restart_keeps_data_and_port(tmp_path: Path) -> None:
     assert (tmp_path / "appendonly.aof").exists()
 
 
+@pytest.mark.slow  # servers that fail to start
 @pytest.mark.parametrize("server_class", SERVERS)
 def test_start_on_a_taken_port_raises_with_the_log(
     tmp_path: Path, taken_port: int, server_class: type[EmbeddedServer]

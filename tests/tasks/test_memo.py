@@ -74,30 +74,50 @@ def test_a_crashed_computation_releases_the_waiters_after_its_timeout(memo: Any)
     policy = MemoPolicy(cache_time=60, timeout=0.4)
     key = cache.key("m", "q", {"a": 1}, policy)
     client.set(Keys.memo_lock(key), "a crashed worker", px=400)  # held by a computation that died
+    holders: list[bytes | None] = []
+
+    def recompute() -> str:
+        holders.append(client.get(Keys.memo_lock(key)))
+        return "recomputed"
+
     started = time.monotonic()
-    assert cache.get_or_compute(key, policy, lambda: "recomputed") == "recomputed"
-    assert 0.3 <= time.monotonic() - started < 2
+    assert cache.get_or_compute(key, policy, recompute) == "recomputed"
+    assert time.monotonic() - started >= 0.3  # it waited for the dead computation's lock to expire ...
+    [holder] = holders  # ... then took the lock itself and computed once (never gave up waiting)
+    assert holder is not None and holder != b"a crashed worker"
 
 
 def test_waiters_are_woken_by_the_result_not_by_polling(memo: Any) -> None:
-    cache, _ = memo
-    policy = MemoPolicy(cache_time=60, timeout=30)
+    cache, client = memo
+    # The computation's lock lasts an hour: a waiter not woken by the result's notice would
+    # sleep until the lock expired (the only other way it looks again), far past any wait below.
+    policy = MemoPolicy(cache_time=60, timeout=3600)
     key = cache.key("m", "q", {"a": 2}, policy)
-    computing, calls = threading.Event(), []
+    computing, finish, calls = threading.Event(), threading.Event(), []
 
     def slow() -> str:
         calls.append(1)
         computing.set()
-        time.sleep(0.3)
+        assert finish.wait(60)
         return "done"
 
+    def subscribers() -> int:
+        [(_, count)] = client.pubsub_numsub(f"{key}:done")
+        return int(count)
+
     with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(cache.get_or_compute, key, policy, slow)
-        computing.wait(5)
-        started = time.monotonic()
-        others = [pool.submit(cache.get_or_compute, key, policy, slow) for _ in range(3)]
-        assert [f.result(5) for f in [first, *others]] == ["done"] * 4
-        assert time.monotonic() - started < 1.0  # woken when the result landed, not at the 30 s lock timeout
+        try:
+            first = pool.submit(cache.get_or_compute, key, policy, slow)
+            assert computing.wait(60)
+            others = [pool.submit(cache.get_or_compute, key, policy, slow) for _ in range(3)]
+            wait_for(lambda: subscribers() == 4, what="the three waiters to subscribe to the result's notice")
+            assert not any(f.done() for f in others)  # waiting while the result is computed
+            finish.set()
+            assert [f.result(60) for f in [first, *others]] == ["done"] * 4  # woken by the notice, not the lock
+        finally:  # if the test failed: wake whoever still waits, so the pool can shut down
+            finish.set()
+            client.delete(Keys.memo_lock(key))
+            client.publish(f"{key}:done", "1")
     assert len(calls) == 1
 
 
@@ -109,7 +129,24 @@ def test_options_and_modes_are_validated() -> None:
     with pytest.raises(ArgumentError, match="_memo must be one of"):
         split_mode({"_memo": "never"})
     assert split_mode({"a": 1}) == ("use", {"a": 1})
-    assert issubclass(CacheMiss, Exception)
+
+
+def test_the_cache_only_mode_raises_cache_miss_and_never_computes(memo: Any) -> None:
+    cache, _ = memo
+    policy = MemoPolicy(cache_time=60, timeout=30)
+    key = cache.key("m", "q", {"a": 3}, policy)
+    calls: list[int] = []
+
+    def compute() -> str:
+        calls.append(1)
+        return "computed"
+
+    with pytest.raises(CacheMiss, match="no cached result yet"):
+        cache.get_or_compute(key, policy, compute, mode="cached")
+    assert calls == []
+    assert cache.get_or_compute(key, policy, compute) == "computed"
+    assert cache.get_or_compute(key, policy, compute, mode="cached") == "computed"
+    assert calls == [1]
 
 
 def test_an_outside_refresh_of_a_fresh_result_serves_it_instead_of_recomputing(

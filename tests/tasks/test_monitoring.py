@@ -9,10 +9,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from config.settings import ROOT, Settings
 from tasks.app import Insights
 from tasks.ops.embedded import free_port
 from tests.conftest import COMMANDS, Pipeline, stop_process, wait_for
+
+pytestmark = pytest.mark.slow  # a Flower process
 
 
 def fetch(url: str) -> Any:

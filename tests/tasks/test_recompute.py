@@ -34,6 +34,7 @@ def test_the_parameter_space_is_every_combination() -> None:
     ]
 
 
+@pytest.mark.slow  # command-line processes
 def test_the_recompute_command_prints_a_summary_and_fails_on_failures(cli: CLI, worker: Pipeline, tmp_path) -> None:
     values = tmp_path / "n.txt"
     values.write_text("11\n12\n13\n")

@@ -207,8 +207,7 @@ def test_rate_limiting_paces_the_replay(intake: Intake, tmp_path: Path) -> None:
     source = TrackingLogs([write_log(tmp_path / "tracking.log", tracking_events(200))])
     began = time.monotonic()
     stats = replay(intake, source, rate=1000, chunk_size=50, progress=False)
-    elapsed = time.monotonic() - began
-    assert 0.18 <= elapsed < 10
+    assert time.monotonic() - began >= 0.18  # 200 events at 1000/s from an empty bucket: 0.2 s at least
     assert stats.chunks == 4 and len(submitted(intake)) == 200
 
 
@@ -399,6 +398,7 @@ def test_replay_command_refuses_unknown_handlers(
     assert "no handler named 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # two replay processes
 def test_ctrl_c_stops_the_command_with_a_checkpoint_and_running_it_again_finishes(
     intake: Intake, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:

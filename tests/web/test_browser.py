@@ -37,7 +37,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (bin/insights test installs it)")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (bin/insights test installs it)"),
+]
 
 
 def test_an_instructor_fills_a_form_and_sees_the_plot(live_server: str, tmp_path: Path) -> None:

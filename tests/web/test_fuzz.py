@@ -40,6 +40,8 @@ from tasks.core.policy import TOKEN_PARAM
 from tests.conftest import Pipeline, wait_for, wait_handled
 from tests.web.test_intake import SMALL_LIMIT, json_lines, post_chunked, small_limit  # noqa: F401 (fixture)
 
+pytestmark = pytest.mark.slow  # thousands of requests
+
 
 def fuzz(examples: int) -> settings:
     """Hypothesis settings for a test that drives the real app: no deadline, no example database."""
