@@ -140,6 +140,10 @@ class Memo:
                     return value
             if self._client.set(lock, me, nx=True, px=int(policy.timeout * 1000)):
                 try:
+                    if not fresh:  # the holder before us may have stored its result after our lookup
+                        hit, value = self.lookup(key)
+                        if hit:
+                            return value
                     value = compute()
                     self._client.set(key, dumps(value), px=int(policy.cache_time * 1000))
                     return value
