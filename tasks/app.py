@@ -59,7 +59,7 @@ class Insights:
         self.views = Caller("view", self.registry, self.call, lambda: self.remotes)
         self.properties: dict[str, Property] = {}
         self.finalized = False
-        # What every call goes through (tasks/core/steps.py); add a step here for a new concern.
+        # What every call goes through (tasks/core/steps.py): a new concern is a new step, added before finalize().
         self.call_steps: list[Step] = [memoize(lambda: self.memo)]
         self.task_steps: list[Step] = [feed, present(self.services.fs), *self.call_steps]
 
