@@ -28,7 +28,7 @@ from werkzeug.serving import make_server
 
 from config.processes import Commands
 from config.queues import shard_queues
-from config.settings import ROOT, Settings
+from config.settings import ROOT, Queues, Settings
 from tasks.app import Insights, create_insights
 from tasks.core.policy import Policy
 from tasks.core.tokens import TokenStore
@@ -322,3 +322,20 @@ def as_token(web: FlaskClient, token: str) -> FlaskClient:
     client = web.application.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return client
+
+
+@pytest.fixture
+def unattended(settings: Settings, tmp_path: Path) -> Iterator[Insights]:
+    """A deployment with a prefix and queues of its own that no batcher or worker reads."""
+    tag = uuid.uuid4().hex[:8]
+    queues = Queues(*(f"{name}-{tag}" for name in ("views", "queries", "events", "reports", "batch")))
+    own = dataclasses.replace(
+        settings, redis_prefix=f"unattended{tag}:", queues=queues, data_dir=tmp_path, fs_root=tmp_path / "files"
+    )
+    app = create_insights(own)
+    yield app
+    client = app.services.redis
+    for key in client.scan_iter(f"{own.redis_prefix}*"):
+        client.delete(key)
+    client.delete(*queues.all(), *shard_queues(queues, own.shards))
+    app.services.close()

@@ -206,11 +206,21 @@ class Batcher:
         self.intake.set_aside(entry_id, fields, repr(exc))
 
     def flush(self, whole: bool = False) -> None:
-        """Dispatch a round (``_round``) and keep the conflicts; then acknowledge and delete the
-        entries all of whose events are dispatched. ``whole``: every pending event at once (when stopping)."""
-        if not self.pending:
-            return
-        parts = self._round(whole)
+        """Dispatch rounds (``_round``) back to back while entries not yet begun wait behind them;
+        a request spread over rounds goes on in later steps, as its batches are handled.
+        ``whole``: every pending event at once (when stopping)."""
+        while self.pending:
+            parts = self._round(whole)
+            if not parts:
+                break
+            self._dispatch_round(parts)
+            if whole or not any(entry.offset == 0 for entry in self.pending):
+                break
+        self.pending_events, self.oldest = 0, time.monotonic()
+
+    def _dispatch_round(self, parts: list[Part]) -> None:
+        """Dispatch one round and keep its conflicts; then acknowledge and delete the entries all
+        of whose events are dispatched."""
         by_targets: dict[tuple[str, ...], list[Part]] = {}
         for part in parts:
             by_targets.setdefault(part[0].targets, []).append(part)
@@ -222,11 +232,9 @@ class Batcher:
             entry.offset, entry.last_round = entry.offset + len(events), now
         done = [e for e in self.pending if e.offset >= len(e.events)]
         self.pending = [e for e in self.pending if e.offset < len(e.events)]
-        self.pending_events, self.oldest = 0, now
-        if not done:
-            return
-        self.app.store.link_receipts({e.id: e.link() for e in done})
-        self.intake.ack([e.id for e in done])
+        if done:
+            self.app.store.link_receipts({e.id: e.link() for e in done})
+            self.intake.ack([e.id for e in done])
 
     def _round(self, whole: bool) -> list[Part]:
         """What this round dispatches: per sender, in its order, up to ``batch_size`` events of its

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 
 from tasks.app import Insights
 from tasks.core.tokens import TokenStore
+from tasks.pipeline.batcher import Batcher
 from tasks.pipeline.replay import replay
 from tests.conftest import Pipeline, as_token, new_token, send, wait_for, wait_handled
 from tests.tasks.test_dedupe import RecordingIntake
@@ -190,3 +191,18 @@ def test_one_senders_requests_keep_their_order_across_rounds(client: FlaskClient
     wait_handled(client, first)
     wait_handled(client, last.get_json()["receipt"])
     assert client.get("/query/sequences", query_string={"run": run}).get_json() == {"ada": list(range(3 * size + 1))}
+
+
+def test_one_senders_backlog_goes_out_in_rounds_back_to_back_not_one_batch_per_interval(
+    unattended: Insights,
+) -> None:
+    size = unattended.settings.batch_size
+    receipts = [unattended.intake.submit([{"round": r, "n": n} for n in range(size)]) for r in range(6)]
+    batcher = Batcher(unattended, consumer="backlog")
+    batcher.ensure_group()
+    try:
+        batcher.step(max_block=0.5)  # reads the six requests, a batch each, and flushes
+        assert unattended.intake.backlog() == 0  # all dispatched in this step, in six rounds
+        assert all(len(unattended.store.receipt(r)["batches"]) == 1 for r in receipts)
+    finally:
+        batcher.event_log.close()

@@ -3,19 +3,15 @@ append, read through the consumer group, take back, take over, acknowledge, set 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
-from config.queues import shard_queues
-from config.settings import Queues, Settings
-from tasks.app import Insights, create_insights
+from tasks.app import Insights
 from tasks.ops.embedded import EmbeddedRedis
 from tasks.pipeline.batcher import Batcher
 from tasks.pipeline.stream import GROUP, Intake, entry_time
@@ -86,23 +82,6 @@ def test_the_oldest_entry_has_an_age_from_its_id(intake: Intake) -> None:
     assert entry_time(receipt) == pytest.approx(time.time(), abs=5)
     assert intake.oldest_age(now=entry_time(receipt) + 2.5) == pytest.approx(2.5)
     assert intake.oldest_age(now=entry_time(receipt) - 1) == 0.0  # a clock behind Redis: never negative
-
-
-@pytest.fixture
-def unattended(settings: Settings, tmp_path: Path) -> Iterator[Insights]:
-    """A deployment with a prefix and queues of its own that no batcher or worker reads."""
-    tag = uuid.uuid4().hex[:8]
-    queues = Queues(*(f"{name}-{tag}" for name in ("views", "queries", "events", "reports", "batch")))
-    own = dataclasses.replace(
-        settings, redis_prefix=f"unattended{tag}:", queues=queues, data_dir=tmp_path, fs_root=tmp_path / "files"
-    )
-    app = create_insights(own)
-    yield app
-    client = app.services.redis
-    for key in client.scan_iter(f"{own.redis_prefix}*"):
-        client.delete(key)
-    client.delete(*queues.all(), *shard_queues(queues, own.shards))
-    app.services.close()
 
 
 def test_a_batcher_takes_over_the_entries_of_a_dead_one_and_dispatches_them(unattended: Insights) -> None:
