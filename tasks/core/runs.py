@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from tasks.storage.keys import Keys
+from tasks.storage.replies import text
 
 
 class Runs:
@@ -61,12 +62,8 @@ class Runs:
     def expire(self, forget: Callable[[str], None], now: float | None = None) -> int:
         """Call ``forget`` (drop the Celery result) for every run past its deadline; returns how many."""
         found: list[bytes] = self._redis.zrangebyscore(self._keys.run_deadlines, "-inf", now or time.time())  # type: ignore[assignment]
-        due = [_text(t) for t in found]
+        due = [text(t) for t in found]
         for task_id in due:
             forget(task_id)
             self._redis.zrem(self._keys.run_deadlines, task_id)
         return len(due)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from tasks.storage.keys import Keys
+from tasks.storage.replies import text
 
 PENDING = "pending"
 DONE = "done"
@@ -136,7 +137,7 @@ class BatchStore:
     def overdue(self, sent_before: float, count: int) -> list[str]:
         """Ids of unfinished batches whose tasks were last sent before ``sent_before`` (oldest first)."""
         ids: list[Any] = self._client.zrangebyscore(self._keys.pending_batches, "-inf", sent_before, start=0, num=count)
-        return [i.decode() if isinstance(i, bytes) else i for i in ids]
+        return [text(i) for i in ids]
 
     def forget(self, batch_id: str) -> None:
         """Drop a batch from the unfinished ones (its record expired or is done)."""

@@ -44,6 +44,7 @@ from tasks.pipeline.dispatch import Selection, dispatch
 from tasks.pipeline.event_log import EventLog
 from tasks.pipeline.redrive import Redriver
 from tasks.pipeline.stream import Intake, entry_time
+from tasks.storage.replies import text
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -178,8 +179,8 @@ class Batcher:
             log.exception("batcher %s: looking for lost batch tasks failed", self.consumer)
 
     def _add(self, entry_id: str, fields: dict[bytes, bytes], recovered: bool) -> None:
-        targets = _text(fields.get(b"targets", b""))
-        sender = _text(fields.get(b"sender", b"")) or None
+        targets = text(fields.get(b"targets", b""))
+        sender = text(fields.get(b"sender", b"")) or None
         try:
             events = json.loads(fields[b"events"])
             ids = json.loads(fields[b"ids"]) if b"ids" in fields else None
@@ -338,7 +339,3 @@ class Batcher:
             "kept as conflicts (python -m tasks conflicts list)",
             self.consumer, len(found), shown, ", ..." if len(found) > 5 else "",
         )  # fmt: skip
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import redis
 
 from tasks.storage.keys import Keys
+from tasks.storage.replies import text
 
 # KEYS: one per event; ARGV[1]: ttl seconds; ARGV[2]: h, the number of handlers;
 # ARGV[3 .. 2+h]: ",<fingerprint>," per handler; ARGV[3+h]: the events' fingerprints, all of
@@ -106,7 +107,7 @@ class Deduper:
 
 def _claim_of(answer: bytes | str, tokens: dict[str, str]) -> Claim:
     """A conflict, or the claim for some of the handlers (the common cases are handled by ``claim``)."""
-    text = answer.decode() if isinstance(answer, bytes) else answer
-    if text.startswith("!"):
-        return Claim((), text[1:])
-    return Claim(tuple(handler for token, handler in tokens.items() if token in text))
+    answered = text(answer)
+    if answered.startswith("!"):
+        return Claim((), answered[1:])
+    return Claim(tuple(handler for token, handler in tokens.items() if token in answered))

@@ -26,6 +26,8 @@ from typing import Any
 
 import redis
 
+from tasks.storage.replies import text
+
 GROUP = "batchers"  # the consumer group every batcher reads the stream in
 UNREADABLE_MAX = 10_000  # entries set aside as unreadable that are kept (the oldest trimmed beyond)
 
@@ -76,7 +78,7 @@ class Intake:
                 raise ValueError(f"{len(ids)} ids for {count} events")
             fields["ids"] = json.dumps(list(ids), separators=(",", ":"))
         entry = self._client.xadd(self.stream, fields)  # type: ignore[arg-type]
-        return entry.decode() if isinstance(entry, bytes) else str(entry)
+        return text(entry)
 
     def queued(self, entry_id: str) -> tuple[bool, str | None]:
         """Whether an entry is still in the stream (accepted, not yet batched), and its sender."""
@@ -105,12 +107,12 @@ class Intake:
         answer: Any = self._client.xreadgroup(
             GROUP, consumer, {self.stream: ">"}, count=count, block=max(1, int(block * 1000))
         )
-        return [(_text(entry_id), fields) for _, entries in answer or [] for entry_id, fields in entries]
+        return [(text(entry_id), fields) for _, entries in answer or [] for entry_id, fields in entries]
 
     def read_own(self, consumer: str, count: int = 10_000) -> list[RawEntry]:
         """The entries ``consumer`` read and has not acknowledged (to take them back after an error)."""
         answer: Any = self._client.xreadgroup(GROUP, consumer, {self.stream: "0"}, count=count)
-        return [(_text(entry_id), fields) for _, entries in answer or [] for entry_id, fields in entries if fields]
+        return [(text(entry_id), fields) for _, entries in answer or [] for entry_id, fields in entries if fields]
 
     def keep(self, consumer: str, entry_ids: Sequence[str]) -> None:
         """Reset the idle time of entries ``consumer`` is still dispatching, so that nobody ``claim``s them."""
@@ -125,10 +127,10 @@ class Intake:
             answer: Any = self._client.xautoclaim(
                 self.stream, GROUP, consumer, int(min_idle * 1000), start_id=start, count=count
             )
-            start, entries = _text(answer[0]), answer[1]
+            start, entries = text(answer[0]), answer[1]
             for entry_id, fields in entries:
                 if fields:  # an entry deleted meanwhile has none
-                    yield _text(entry_id), fields
+                    yield text(entry_id), fields
             if start == "0-0" or not entries:
                 return
 
@@ -160,13 +162,9 @@ class Intake:
         oldest: Any = self._client.xrange(self.stream, count=1)
         if not oldest:
             return None
-        return max(0.0, (time.time() if now is None else now) - entry_time(_text(oldest[0][0])))
+        return max(0.0, (time.time() if now is None else now) - entry_time(text(oldest[0][0])))
 
 
 def entry_time(entry_id: str) -> float:
     """When an entry was appended (the milliseconds of its id), in seconds since the epoch."""
     return int(entry_id.split("-")[0]) / 1000
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -7,6 +7,8 @@ from typing import Any
 
 import redis
 
+from tasks.storage.replies import text
+
 
 class KeptStream:
     """Records in the Redis stream ``key``, at most about ``max_entries`` (the oldest trimmed), read in pages."""
@@ -21,7 +23,7 @@ class KeptStream:
         pipe = self._client.pipeline(transaction=False)
         for fields in records:
             pipe.xadd(self.key, fields, maxlen=self._max, approximate=True)  # type: ignore[arg-type]
-        return [_text(entry) for entry in pipe.execute()]
+        return [text(entry) for entry in pipe.execute()]
 
     def entries(self) -> Iterator[tuple[str, dict[str, str]]]:
         """Every record (oldest first) as its entry id and text fields."""
@@ -31,8 +33,8 @@ class KeptStream:
             if not page:
                 return
             for entry_id, fields in page:
-                yield _text(entry_id), {_text(k): _text(v) for k, v in fields.items()}
-            start = "(" + _text(page[-1][0])
+                yield text(entry_id), {text(k): text(v) for k, v in fields.items()}
+            start = "(" + text(page[-1][0])
 
     def remove(self, entry_ids: Sequence[str]) -> None:
         """Delete records by entry id."""
@@ -42,7 +44,3 @@ class KeptStream:
     def count(self) -> int:
         """How many records are kept."""
         return int(self._client.xlen(self.key))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
