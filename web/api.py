@@ -198,8 +198,7 @@ def _permitted_stage(stage: Stage) -> Stage:
 
     steps = stage if isinstance(stage, list) else [stage]
     for step in steps:
-        if step.name.startswith("_"):
-            raise ApiError(403, f"{step.kind} names starting with '_' are private and not served")
+        refuse_private(step.kind, step.name)
     token = current_token()
     if token is None:
         return stage
@@ -226,8 +225,7 @@ def _prepare(kind: str, name: str) -> tuple[Insights, Spec, dict[str, Any]]:
     An outside ``_memo=refresh`` of a result computed less than ``INSIGHTS_MEMO_MIN_REFRESH``
     seconds ago becomes ``_memo=use`` (a refresh would only add load), for every route that
     runs a function (``/view``, ``/query``, ``/run``)."""
-    if name.startswith("_"):
-        raise ApiError(403, f"{kind} names starting with '_' are private and not served")
+    refuse_private(kind, name)
     app = insights()
     spec = app.registry.get(kind, name)
     arguments = _request_arguments()
@@ -240,6 +238,12 @@ def _prepare(kind: str, name: str) -> tuple[Insights, Spec, dict[str, Any]]:
     if arguments.get(MODE_ARGUMENT) == "refresh" and app.fresh_result(spec, arguments):
         arguments = {**arguments, MODE_ARGUMENT: "use"}  # computed moments ago: serve it
     return app, spec, arguments
+
+
+def refuse_private(kind: str, name: str) -> None:
+    """403 for a function name starting with ``_``: private to its module, never served."""
+    if name.startswith("_"):
+        raise ApiError(403, f"{kind} names starting with '_' are private and not served")
 
 
 def _send(app: Insights, spec: Spec, arguments: dict[str, Any]) -> AsyncResult:

@@ -1,7 +1,8 @@
 """Authentication and policy: API tokens, what each may call, and the parameters it locks.
 
-A token is a random secret shown once when an operator creates it (``insights tokens
-create``); Redis keeps only its SHA-256 digest, with the token's name and :class:`Policy`.
+A token is a random secret shown once when an operator creates it (``python -m tasks tokens
+create``, tasks/ops/tokens.py); Redis keeps only its SHA-256 digest, with the token's name and
+:class:`~tasks.core.policy.Policy` (tasks/core/tokens.py).
 A policy names the *resources* a token may use, by ``fnmatch`` patterns:
 
 =================  ==============================================================
@@ -59,7 +60,6 @@ AUTH_OFF_WARNING = (
 COOKIE = "insights_token"
 
 
-# Policy and tokens ------------------------------------------------------------------
 # Locked parameters --------------------------------------------------------------------
 def request_channels() -> list[list[tuple[str, Any]]]:
     """Every (name, value) pair of this request's query string, form, and JSON object body."""

@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     again.add_argument("--concurrency", type=int, default=8, help="tasks running at once (default 8)")
     again.add_argument("--no-progress", action="store_true", help="no progress bar")
     commands.add_parser("replay", help="feed the event log or tracking-log files through the pipeline", add_help=False)
-    commands.add_parser("tokens", help="create, revoke or list API tokens (web/auth.py)", add_help=False)
+    commands.add_parser("tokens", help="create, revoke or list API tokens (tasks/ops/tokens.py)", add_help=False)
     # generate: synthetic Open edX / xAPI event files (tasks/synthetic.py) ------------------
     from tasks.synthetic import add_generate_arguments, generate_command
 
