@@ -29,7 +29,7 @@ from tasks.pipeline.batch_store import BatchStore
 from tasks.pipeline.conflicts import Conflicts
 from tasks.pipeline.dead_letters import DeadLetters
 from tasks.pipeline.dispatch import RECORD_BATCH_TASK, dispatch, select_all
-from tasks.pipeline.handling import run_handler_task
+from tasks.pipeline.handling import HandlerRun, HandlerTasks, Retries, remember_outcome
 from tasks.pipeline.stream import Intake
 from tasks.schedule import bind_schedule, list_reports
 from tasks.storage.keys import Keys
@@ -98,6 +98,23 @@ class Insights:
         return self.services.once(
             "dead_letters", lambda: DeadLetters(self.services.redis, self.settings.deadletter_max, self.keys)
         )
+
+    @property
+    def handler_tasks(self) -> HandlerTasks:
+        """What runs handler tasks: their steps (add before finalize), retries, dead letters."""
+
+        def build() -> HandlerTasks:
+            tasks = HandlerTasks(
+                self.store,
+                self.dead_letters,
+                lambda spec, kwargs: self.call(spec, (), kwargs),
+                self.event,
+                Retries(self.settings.handler_attempts, self.settings.handler_backoff),
+            )
+            tasks.steps.append(remember_outcome(self.services.redis, self.keys, self.settings.batch_record_ttl))
+            return tasks
+
+        return self.services.once("handler_tasks", build)
 
     @property
     def tokens(self) -> TokenStore:
@@ -243,7 +260,7 @@ class Insights:
 
     def run_handler(self, spec: Spec, batch_id: str, indices: list[int] | None, label: str) -> dict[str, Any]:
         """Run one handler task of a batch; never raises: returns the outcome for the batch record."""
-        return run_handler_task(self, spec, batch_id, indices, label)
+        return self.handler_tasks.run(HandlerRun(spec, batch_id, indices, label))
 
     def record_batch(self, outcomes: list[dict[str, Any]], batch_id: str) -> None:
         """Chord callback: store every handler task's outcome for the batch."""

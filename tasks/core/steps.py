@@ -2,15 +2,15 @@
 Dramatiq's middleware: feeding a chain's previous result in, presenting a view's result,
 memoizing a query. The app runs calls through a list of steps (``Insights.task_steps`` for
 tasks, ``Insights.call_steps`` for in-process calls), so a new concern is a new step, not
-an edit of the app. Handler tasks have their own steps in tasks/pipeline/handling.py
-(retries, splitting off poison events, dead letters).
+an edit of the app. Handler tasks have steps of their own (``Insights.handler_tasks.steps``,
+tasks/pipeline/handling.py: remembering a finished task's outcome), run by the same ``through``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from tasks.core.checks import check_arguments
 from tasks.core.compose import INTO_ARGUMENT
@@ -33,15 +33,19 @@ Next = Callable[[Call], Any]
 Step = Callable[[Call, Next], Any]
 
 
-def through(steps: Sequence[Step], last: Next) -> Next:
-    """A function running a call through ``steps`` in order, then ``last``."""
+C = TypeVar("C")
+R = TypeVar("R")
+
+
+def through(steps: Sequence[Callable[[C, Callable[[C], R]], R]], last: Callable[[C], R]) -> Callable[[C], R]:
+    """A function running a call through ``steps`` in order (each gets the call and the rest), then ``last``."""
     run = last
     for step in reversed(steps):
         run = _wrap(step, run)
     return run
 
 
-def _wrap(step: Step, inner: Next) -> Next:
+def _wrap(step: Callable[[C, Callable[[C], R]], R], inner: Callable[[C], R]) -> Callable[[C], R]:
     return lambda call: step(call, inner)
 
 

@@ -15,18 +15,20 @@ import random
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import redis as redis_lib
 from celery.exceptions import SoftTimeLimitExceeded
 
+from tasks.authoring.events import Event
 from tasks.authoring.injection import EVENT, EVENTS, caller_arguments
-
-if TYPE_CHECKING:
-    from tasks.app import Insights
-    from tasks.core.registry import Spec
+from tasks.core.registry import Spec
+from tasks.core.steps import through
+from tasks.pipeline.batch_store import BatchStore
+from tasks.pipeline.dead_letters import DeadLetters
+from tasks.storage.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -44,43 +46,47 @@ class Failure:
     traceback: str
 
 
-def handle(
-    run: Callable[[Sequence[T]], object],
-    items: Sequence[T],
-    attempts: int = 1,
-    backoff: float = 0.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> list[Failure]:
+@dataclass(frozen=True)
+class Retries:
+    """How often a handler is tried on the same events (``attempts`` in all), and the pause before
+    each try again: ``backoff`` seconds, doubling each time up to ``MAX_BACKOFF``, with jitter."""
+
+    attempts: int = 1
+    backoff: float = 0.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def pause(self, retry: int) -> None:
+        """Wait before try again number ``retry`` (0 for the first)."""
+        delay = min(MAX_BACKOFF, self.backoff * 2**retry)
+        self.sleep(random.uniform(delay / 2, delay))  # jitter: retries of many batches do not align
+
+
+def handle(run: Callable[[Sequence[T]], object], items: Sequence[T], retries: Retries = Retries()) -> list[Failure]:
     """Run ``run(items)``, retrying and then isolating failures; returns what could not be handled."""
     failure = None
-    for attempt in range(attempts):
+    for attempt in range(retries.attempts):
+        if attempt:
+            retries.pause(attempt - 1)
         failure = _try(run, items)
         if failure is None:
             return []
-        if _fatal(failure) or attempt == attempts - 1:
-            break
-        delay = min(MAX_BACKOFF, backoff * 2**attempt)
-        sleep(random.uniform(delay / 2, delay))  # jitter: retries of many batches do not align
+        if _fatal(failure):
+            return [failure]
     assert failure is not None
-    return [failure] if _fatal(failure) else _isolate(run, items, failure)
+    return _isolate(run, items, failure)
 
 
 def handle_each(
-    run: Callable[[Sequence[T]], object],
-    items: Sequence[T],
-    attempts: int = 1,
-    backoff: float = 0.0,
-    sleep: Callable[[float], None] = time.sleep,
+    run: Callable[[Sequence[T]], object], items: Sequence[T], retries: Retries = Retries()
 ) -> list[Failure]:
-    """Run ``run([item])`` for each item on its own; after a backoff, each item that failed is
-    tried again on its own, up to ``attempts`` tries in all. Returns one failure per item that
+    """Run ``run([item])`` for each item on its own; after a pause, each item that failed is tried
+    again on its own, up to ``retries.attempts`` tries in all. Returns one failure per item that
     failed every try (after a time limit: one for that item and those not yet run)."""
     pending = list(items)
     failures: list[Failure] = []
-    for attempt in range(attempts):
+    for attempt in range(retries.attempts):
         if attempt:
-            delay = min(MAX_BACKOFF, backoff * 2 ** (attempt - 1))
-            sleep(random.uniform(delay / 2, delay))
+            retries.pause(attempt - 1)
         failures = []
         for index, item in enumerate(pending):
             failure = _try(run, [item])
@@ -119,53 +125,98 @@ def _fatal(failure: Failure) -> bool:
     return failure.error.startswith(SoftTimeLimitExceeded.__name__)
 
 
-def run_handler_task(app: Insights, spec: Spec, batch_id: str, indices: list[int] | None, label: str) -> dict[str, Any]:
-    """The body of a handler task: run ``spec`` on its events of a batch, dead-letter what fails.
+@dataclass(frozen=True)
+class HandlerRun:
+    """One handler task: a handler on its events of a batch (all, or those at ``indices``)."""
 
-    Returns a deterministic outcome; a task redelivered after it finished (worker killed
-    before the acknowledgement) returns the stored outcome without running again. Its Redis
-    calls wait out a Redis restart (``patiently``): failing here would leave the batch's
-    chord, and so its record, unfinished.
-    """
-    redis = app.services.redis
-    done = app.keys.done(batch_id, label)
-    finished = patiently(lambda: redis.get(done))
-    if finished is not None:
-        outcome: dict[str, Any] = json.loads(finished)
+    spec: Spec
+    batch_id: str
+    indices: list[int] | None
+    label: str
+
+
+Outcome = dict[str, Any]
+HandlerStep = Callable[[HandlerRun, Callable[[HandlerRun], Outcome]], Outcome]
+
+
+def remember_outcome(redis: redis_lib.Redis, keys: Keys, ttl: float) -> HandlerStep:
+    """A handler task's outcome is stored, and a task redelivered after it finished (worker killed
+    before the acknowledgement) returns the stored outcome without running again."""
+
+    def step(run: HandlerRun, next: Callable[[HandlerRun], Outcome]) -> Outcome:
+        done = keys.done(run.batch_id, run.label)
+        finished = patiently(lambda: redis.get(done))
+        if finished is not None:
+            stored: Outcome = json.loads(finished)
+            return stored
+        outcome = next(run)
+        patiently(lambda: redis.set(done, json.dumps(outcome), ex=int(ttl)))
         return outcome
-    try:
-        records = patiently(lambda: app.store.events(batch_id))
-    except KeyError as exc:
-        log.error("%s: %s", label, exc)
-        return {"handler": label, "ok": False, "events": 0, "dead_lettered": 0, "error": str(exc)}
-    if indices is not None:
-        records = [records[i] for i in indices]
 
-    takes_one = EVENT in caller_arguments(spec.func)  # a batch=False handler may take ``event``
+    return step
 
-    def run(part: Sequence[list[Any]]) -> None:
-        events = [app.event(raw, id, received) for id, received, raw in part]
-        app.call(spec, (), {EVENT: events[0]} if takes_one else {EVENTS: events})
 
-    attempts = spec.options.get("attempts", app.settings.handler_attempts)
-    backoff = spec.options.get("backoff", app.settings.handler_backoff)
-    each = not spec.options.get("batch", True)  # batch=False: called once per event
-    failures = (handle_each if each else handle)(run, records, attempts, backoff)
-    for failure in failures:
-        log.error("%s dead-letters %d event(s): %s", label, len(failure.items), failure.error)
-        patiently(
-            partial(app.dead_letters.add, spec.task_name, failure.items, failure.error, failure.traceback, batch_id)
+class HandlerTasks:
+    """The body of every handler task: a run goes through ``steps`` (``remember_outcome`` first),
+    then the handler runs on its events with retries and isolation of poison events, and what
+    fails every try is dead-lettered. Never raises: returns the outcome for the batch record.
+
+    Its Redis calls wait out a Redis restart (``patiently``): failing here would leave the
+    batch's chord, and so its record, unfinished.
+    """
+
+    def __init__(
+        self,
+        store: BatchStore,
+        dead_letters: DeadLetters,
+        call: Callable[[Spec, dict[str, Any]], object],
+        event: Callable[[dict[str, Any], str, float], Event],
+        retries: Retries,
+    ) -> None:
+        self.steps: list[HandlerStep] = []
+        self._store = store
+        self._dead_letters = dead_letters
+        self._call = call
+        self._event = event
+        self._retries = retries
+
+    def run(self, run: HandlerRun) -> Outcome:
+        """Run one handler task of a batch through the steps; returns its outcome."""
+        return through(self.steps, self._handle)(run)
+
+    def _handle(self, run: HandlerRun) -> Outcome:
+        spec, label = run.spec, run.label
+        try:
+            records = patiently(lambda: self._store.events(run.batch_id))
+        except KeyError as exc:
+            log.error("%s: %s", label, exc)
+            return {"handler": label, "ok": False, "events": 0, "dead_lettered": 0, "error": str(exc)}
+        if run.indices is not None:
+            records = [records[i] for i in run.indices]
+
+        takes_one = EVENT in caller_arguments(spec.func)  # a batch=False handler may take ``event``
+
+        def call(part: Sequence[list[Any]]) -> None:
+            events = [self._event(raw, id, received) for id, received, raw in part]
+            self._call(spec, {EVENT: events[0]} if takes_one else {EVENTS: events})
+
+        retries = replace(
+            self._retries,
+            attempts=spec.options.get("attempts", self._retries.attempts),
+            backoff=spec.options.get("backoff", self._retries.backoff),
         )
-    dead = sum(len(f.items) for f in failures)
-    outcome = {
-        "handler": label,
-        "ok": not failures,
-        "events": len(records),
-        "dead_lettered": dead,
-        "error": failures[0].error if failures else None,
-    }
-    patiently(lambda: redis.set(done, json.dumps(outcome), ex=app.settings.batch_record_ttl))
-    return outcome
+        each = not spec.options.get("batch", True)  # batch=False: called once per event
+        failures = (handle_each if each else handle)(call, records, retries)
+        for f in failures:
+            log.error("%s dead-letters %d event(s): %s", label, len(f.items), f.error)
+            patiently(partial(self._dead_letters.add, spec.task_name, f.items, f.error, f.traceback, run.batch_id))
+        return {
+            "handler": label,
+            "ok": not failures,
+            "events": len(records),
+            "dead_lettered": sum(len(f.items) for f in failures),
+            "error": failures[0].error if failures else None,
+        }
 
 
 def patiently(call: Callable[[], T], give_up_after: float = PATIENCE, sleep: Callable[[float], None] = time.sleep) -> T:
