@@ -28,7 +28,7 @@ from tasks.errors import ArgumentError, CacheMiss
 from tasks.pipeline.batch_store import BatchStore
 from tasks.pipeline.conflicts import Conflicts
 from tasks.pipeline.dead_letters import DeadLetters
-from tasks.pipeline.dispatch import RECORD_BATCH_TASK, dispatch, select_all
+from tasks.pipeline.dispatch import RECORD_BATCH_TASK, Dispatcher, select_all
 from tasks.pipeline.handling import HandlerRun, HandlerTasks, Retries, remember_outcome
 from tasks.pipeline.stream import Intake
 from tasks.schedule import bind_schedule, list_reports
@@ -100,6 +100,14 @@ class Insights:
         )
 
     @property
+    def dispatcher(self) -> Dispatcher:
+        """What sends batches to handler tasks as chords."""
+        return self.services.once(
+            "dispatcher",
+            lambda: Dispatcher(self.celery, self.store, self.settings, self.handler_spec, self.properties),
+        )
+
+    @property
     def handler_tasks(self) -> HandlerTasks:
         """What runs handler tasks: their steps (add before finalize), retries, dead letters."""
 
@@ -148,7 +156,9 @@ class Insights:
             self.record_batch(outcomes, batch_id)
 
         self._bind(RECORD_BATCH_TASK, record)
-        self.properties = {name: self.registry.get("property", name).func for name in self.registry.names("property")}
+        self.properties.update(
+            (name, self.registry.get("property", name).func) for name in self.registry.names("property")
+        )
         bind_schedule(self)  # @cron jobs, the file-store sweeper and beat's schedule (tasks/schedule.py)
         self.registry.freeze()
         self.finalized = True
@@ -277,7 +287,7 @@ class Insights:
         now = time.time()
         records = [[event_id(raw), now, raw] for raw in raw_events]
         names = handlers if handlers is not None else self.handler_names()
-        return dispatch(self, records, select_all(names))
+        return self.dispatcher.dispatch(records, select_all(names))
 
 
 def create_insights(settings: Settings | None = None, *, load_modules: bool = True) -> Insights:

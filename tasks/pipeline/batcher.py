@@ -40,7 +40,7 @@ from tasks.authoring.event_ids import canonical_json, fingerprint, identify
 from tasks.pipeline.batch_store import DONE, Record
 from tasks.pipeline.conflicts import Conflict, Conflicts
 from tasks.pipeline.dedupe import Deduper
-from tasks.pipeline.dispatch import Selection, dispatch
+from tasks.pipeline.dispatch import Selection
 from tasks.pipeline.event_log import EventLog
 from tasks.pipeline.redrive import Redriver
 from tasks.pipeline.stream import Intake, entry_time
@@ -318,7 +318,7 @@ class Batcher:
         batch_records = [r for r, _, _ in kept]
         if live:  # replays to selected handlers are not logged again
             self.event_log.append_encoded([(r[0], r[1], r[3], o.sender) for r, _, o in kept])
-        batch_id = dispatch(self.app, batch_records, selections, sorted({o.id for _, _, o in kept}))
+        batch_id = self.app.dispatcher.dispatch(batch_records, selections, sorted({o.id for _, _, o in kept}))
         for owner in {id(o): o for _, _, o in kept}.values():
             owner.batches.append(batch_id)
 

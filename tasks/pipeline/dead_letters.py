@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from tasks.pipeline.dispatch import dispatch
 from tasks.storage.kept import KeptStream
 from tasks.storage.keys import Keys
 
@@ -69,6 +68,6 @@ def retry_dead_letters(app: Insights, handler: str | None = None, letter_ids: Se
     batches = []
     for name, group in by_handler.items():
         records = [record for letter in group for record in letter["events"]]
-        batches.append(dispatch(app, records, {name: None}))
+        batches.append(app.dispatcher.dispatch(records, {name: None}))
         app.dead_letters.remove([letter["id"] for letter in group])
     return batches

@@ -50,7 +50,6 @@ from kombu.transport.redis import PRIORITY_STEPS
 from kombu.transport.redis import Channel as RedisChannel
 
 from tasks.pipeline.batch_store import PENDING
-from tasks.pipeline.dispatch import RECORD_BATCH_TASK, handler_signature, send_chord, stop_listening
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -102,7 +101,7 @@ class Redriver:
         if not client.set(self.app.keys.redrive_lock, uuid.uuid4().hex, nx=True, px=5_000):  # one batcher looks
             return done
         queues = {ref["queue"] for r in store.get_many(candidates) if r for ref in r.get("tasks", {}).values()}
-        queues.add(self._record_queue())
+        queues.add(self.app.dispatcher.record_queue())
         present = self._in_broker(queues)
         if present is None:
             done.postponed = True
@@ -128,19 +127,20 @@ class Redriver:
         if not lost:
             if record.get("body") in present:
                 return
-            body = self.app.celery.signature(RECORD_BATCH_TASK, args=([],), kwargs={"batch_id": batch_id})
-            body.freeze()  # with no outcomes: batch.record reads the ones the handler tasks kept
+            body = self.app.dispatcher.record_signature(batch_id)
             if self.app.store.resent(batch_id, {}, body.id):
                 log.warning("batch %s: batch.record was lost; sending it again", batch_id)
                 body.apply_async()
-                stop_listening(self.app, [body])
+                self.app.dispatcher.stop_listening([body])
                 done.records.append(batch_id)
             return
         if record.get("resent", 0) >= MAX_REDRIVES:
             self._give_up(record, lost)
             done.given_up[batch_id] = lost
             return
-        header: list[Signature] = [handler_signature(self.app, batch_id, label, tasks[label]) for label in lost]
+        header: list[Signature] = [
+            self.app.dispatcher.handler_signature(batch_id, label, tasks[label]) for label in lost
+        ]
         body_id = str(uuid.uuid4())
         if self.app.store.resent(batch_id, {sig.args[2]: sig.id for sig in header}, body_id):
             log.warning(
@@ -149,7 +149,7 @@ class Redriver:
                 len(lost),
                 ", ".join(lost),
             )
-            send_chord(self.app, batch_id, header, body_id)
+            self.app.dispatcher.send_chord(batch_id, header, body_id)
             done.handlers[batch_id] = lost
 
     def _give_up(self, record: dict[str, Any], lost: Sequence[str]) -> None:
@@ -171,10 +171,6 @@ class Redriver:
             )
         log.error("batch %s: giving up on %s; %s", batch_id, ", ".join(lost), error)
         self.app.record_batch(outcomes, batch_id)
-
-    def _record_queue(self) -> str:
-        route = self.app.celery.amqp.router.route({}, RECORD_BATCH_TASK)
-        return str(route["queue"].name)
 
     def _in_broker(self, queues: Iterable[str]) -> set[str] | None:
         """Ids of the task messages queued or unacknowledged, from one consistent snapshot
