@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
+from celery.canvas import Signature
 
 from config.celery import celery_config
 from config.queues import default_queue
@@ -18,6 +19,7 @@ from tasks.authoring.injection import bind_arguments, injected_names
 from tasks.authoring.render import running_module
 from tasks.codec.serialization import register_kombu_serializer
 from tasks.core.callers import Caller
+from tasks.core.compose import Stage, compose
 from tasks.core.kombu_fix import tolerate_collected_redis_transport
 from tasks.core.memo import Memo, memo_policy, split_mode
 from tasks.core.registry import Registry, Spec
@@ -183,6 +185,10 @@ class Insights:
         run.__name__ = spec.func.__name__
         run.__doc__ = spec.doc
         return run
+
+    def compose(self, stages: Sequence[Stage]) -> Signature:
+        """A Celery canvas running queries and views in order, each result fed to the next (tasks/core/compose.py)."""
+        return compose(self.celery, self.registry, self.settings, stages)
 
     def reports(self, module: str | None = None) -> list[dict[str, Any]]:
         """Reports the ``@cron`` jobs of every module (or one) wrote, newest first (tasks/schedule.py)."""

@@ -17,7 +17,7 @@ from tasks.authoring.injection import bind_arguments
 from tasks.codec.json_shape import MAX_DEPTH, too_deep
 from tasks.codec.serialization import dumps_plain
 from tasks.core.checks import check_arguments
-from tasks.core.compose import Stage, Step, compose, failed_step, parse_steps
+from tasks.core.compose import Stage, Step, failed_step, parse_steps
 from tasks.core.memo import MODE_ARGUMENT, memo_policy, split_mode
 from tasks.core.policy import accepted_arguments
 from tasks.core.registry import Spec
@@ -164,7 +164,7 @@ def run_chain() -> Response:
         raise ApiError(400, 'send a JSON object {"steps": [...]} (see /schema for names and parameters)')
     app = insights()
     stages = [_permitted_stage(stage) for stage in parse_steps(body["steps"])]
-    canvas = compose(app, stages)
+    canvas = app.compose(stages)
     tasks = sum(len(stage) if isinstance(stage, list) else 1 for stage in stages)
     charge(tasks - 1, already=1)  # limit_rate charged the request itself
     try:

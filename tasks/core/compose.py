@@ -5,25 +5,24 @@ parameter the step does not set itself), worker to worker: the web process only 
 for the last result. A group runs its steps in parallel and passes the list of their
 results on. Steps are checked before anything is sent, and a failure names its step.
 
-    compose(app, [Step("query", "get_grades", {"course": "c1"}), Step("view", "plot_grades", into="grades")])
+    app.compose([Step("query", "get_grades", {"course": "c1"}), Step("view", "plot_grades", into="grades")])
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
-from celery import chain, group
+from celery import Celery, chain, group
 from celery.canvas import Signature
 from celery.result import AsyncResult
 
+from config.settings import Settings
 from tasks.authoring.injection import bind_arguments, caller_arguments
 from tasks.core.checks import check_arguments
+from tasks.core.registry import Registry
 from tasks.errors import ArgumentError, UnknownName
-
-if TYPE_CHECKING:
-    from tasks.app import Insights
 
 INTO_ARGUMENT = "_into"
 
@@ -74,12 +73,12 @@ def _parse_step(item: Any, where: str) -> Step:
     return Step(kinds[0], str(item[kinds[0]]), dict(args), into)
 
 
-def compose(app: Insights, stages: Sequence[Stage]) -> Signature:
-    """A Celery canvas running ``stages`` in order; ``ArgumentError`` names a step that cannot run.
+def compose(celery: Celery, registry: Registry, limits: Settings, stages: Sequence[Stage]) -> Signature:
+    """A Celery canvas running ``stages`` (functions of ``registry``) in order; ``ArgumentError``
+    names a step that cannot run.
 
-    At most ``max_chain_steps`` stages, each group at most ``max_group_width`` steps wide.
+    At most ``limits.max_chain_steps`` stages, each group at most ``limits.max_group_width`` steps wide.
     """
-    limits = app.settings
     if len(stages) > limits.max_chain_steps:
         raise ArgumentError(
             f"a chain has at most {limits.max_chain_steps} steps (INSIGHTS_MAX_CHAIN_STEPS), got {len(stages)}"
@@ -94,14 +93,14 @@ def compose(app: Insights, stages: Sequence[Stage]) -> Signature:
     for position, stage in enumerate(stages):
         fed = position > 0
         members = stage if isinstance(stage, list) else [stage]
-        built = [_signature(app, step, fed, f"step {position + 1}") for step in members]
+        built = [_signature(celery, registry, step, fed, f"step {position + 1}") for step in members]
         signatures.append(group(built) if isinstance(stage, list) else built[0])
     return chain(*signatures) if len(signatures) > 1 else signatures[0]
 
 
-def _signature(app: Insights, step: Step, fed: bool, where: str) -> Signature:
+def _signature(celery: Celery, registry: Registry, step: Step, fed: bool, where: str) -> Signature:
     try:
-        spec = app.registry.get(step.kind, step.name)
+        spec = registry.get(step.kind, step.name)
     except UnknownName as exc:
         raise ArgumentError(f"{where}: {exc}") from None
     args = dict(step.args)
@@ -123,7 +122,7 @@ def _signature(app: Insights, step: Step, fed: bool, where: str) -> Signature:
         bind_arguments(spec.label, spec.func, (), checked)
     except ArgumentError as exc:
         raise ArgumentError(f"{where}: {exc}") from None
-    return app.celery.signature(spec.task_name, kwargs=args)
+    return celery.signature(spec.task_name, kwargs=args)
 
 
 def failed_step(result: AsyncResult, stages: Sequence[Stage]) -> str:

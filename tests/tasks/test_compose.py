@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from config.settings import Settings
 from tasks.app import Insights
-from tasks.core.compose import Step, compose, parse_steps
+from tasks.core.compose import Step, parse_steps
 from tasks.core.tokens import TokenStore
 from tasks.errors import ArgumentError
 from tests.conftest import Pipeline, as_token, new_token, send
@@ -28,7 +28,7 @@ def test_a_query_feeds_a_view_over_http(client: FlaskClient) -> None:
 
 
 def test_results_pass_between_steps_with_their_types(insights: Insights, worker: Pipeline) -> None:
-    canvas = compose(insights, [Step("query", "grades_array", {"course": "ab"}), Step("query", "total", into="values")])
+    canvas = insights.compose([Step("query", "grades_array", {"course": "ab"}), Step("query", "total", into="values")])
     result = canvas.apply_async()
     try:
         assert result.get(timeout=20) == float((np.arange(6) + 2).sum())
@@ -125,8 +125,7 @@ def test_a_fed_value_holding_operator_keys_is_refused(client: FlaskClient) -> No
 
 def test_into_cannot_name_a_parameter_the_step_sets(insights: Insights) -> None:
     with pytest.raises(ArgumentError, match="'into' names 'course', which the step already sets"):
-        compose(
-            insights,
+        insights.compose(
             [
                 Step("query", "grades_array", {"course": "a"}),
                 Step("query", "grades_array", {"course": "b"}, into="course"),
