@@ -139,7 +139,7 @@ def dead_letters(settings: Settings, args: argparse.Namespace) -> int:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(letter["time"]))
             print(f"{letter['id']}  {when}  {letter['handler']}  {len(letter['events'])} event(s)  {letter['error']}")
         return 0
-    batches = retry_dead_letters(app, handler, args.ids)
+    batches = retry_dead_letters(app.dead_letters, app.dispatcher, handler, args.ids)
     print(f"dispatched again as {len(batches)} batch(es): {' '.join(batches) or '-'}")
     return 0
 

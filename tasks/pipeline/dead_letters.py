@@ -13,7 +13,7 @@ from tasks.storage.kept import KeptStream
 from tasks.storage.keys import Keys
 
 if TYPE_CHECKING:
-    from tasks.app import Insights
+    from tasks.pipeline.dispatch import Dispatcher
 
 
 class DeadLetters:
@@ -54,20 +54,22 @@ def _decode(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def retry_dead_letters(app: Insights, handler: str | None = None, letter_ids: Sequence[str] = ()) -> list[str]:
+def retry_dead_letters(
+    dead_letters: DeadLetters, dispatcher: Dispatcher, handler: str | None = None, letter_ids: Sequence[str] = ()
+) -> list[str]:
     """Dispatch dead letters again (all, one handler's, or the given ones); returns the new batch ids.
 
     Each letter is removed once its events are with the broker; if the handler fails on
     them again, they come back as new dead letters.
     """
     wanted = set(letter_ids)
-    letters = [x for x in app.dead_letters.list(handler) if not wanted or x["id"] in wanted]
+    letters = [x for x in dead_letters.list(handler) if not wanted or x["id"] in wanted]
     by_handler: dict[str, list[dict[str, Any]]] = {}
     for letter in letters:
         by_handler.setdefault(letter["handler"], []).append(letter)
     batches = []
     for name, group in by_handler.items():
         records = [record for letter in group for record in letter["events"]]
-        batches.append(app.dispatcher.dispatch(records, {name: None}))
-        app.dead_letters.remove([letter["id"] for letter in group])
+        batches.append(dispatcher.dispatch(records, {name: None}))
+        dead_letters.remove([letter["id"] for letter in group])
     return batches
