@@ -6,7 +6,7 @@ its default, its environment variable and its one-line doc. ``Settings.from_env`
 ``python -m config.settings --table``) are derived from those declarations. How a variable is
 read follows the field's type: ``int`` and ``float`` are positive numbers (empty: the default),
 ``bool`` is on/off, ``tuple[str, ...]`` comma-separated names, ``str | None`` a URL (empty: unset),
-``str`` and ``Path`` as given; a declaration may bring its own ``parse`` / ``unparse``.
+``str`` and ``Path`` as given, a ``Literal`` one of its values; a declaration may bring its own ``parse`` / ``unparse``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,8 +103,14 @@ class Settings:
     data_dir: Path = setting(
         ROOT / "var", "INSIGHTS_DATA_DIR", "embedded servers' data, event log, file stores", shown="`./var`"
     )
+    fs_backend: Literal["gridfs", "local"] = setting(
+        "gridfs", "INSIGHTS_FS_BACKEND",
+        "where module file stores (`fs`) keep files: `gridfs`, in `MONGO_URL` (every host sees the same "
+        "files), or `local`, under `INSIGHTS_FS_ROOT` (a single host only; `python -m tasks fs-migrate` "
+        "moves such a store into GridFS)",
+    )  # fmt: skip
     fs_root: Path = setting(
-        ROOT / "var" / "files", "INSIGHTS_FS_ROOT", "root of the module file stores",
+        ROOT / "var" / "files", "INSIGHTS_FS_ROOT", "root of the module file stores with `INSIGHTS_FS_BACKEND=local`",
         shown="`$INSIGHTS_DATA_DIR/files`", default_from=lambda values: values["data_dir"] / "files",
     )  # fmt: skip
     fs_url_prefix: str = setting("/fs", "INSIGHTS_FS_URL_PREFIX", "URL prefix of `fs.get_url`", parse=_url_prefix)
@@ -350,6 +356,8 @@ def _by_type(
         return _path, str, str, False
     if typing.get_origin(kind) is tuple:
         return _names, ",".join, ",".join, False
+    if typing.get_origin(kind) is Literal:
+        return _choice(typing.get_args(kind)), str, str, False
     if set(typing.get_args(kind)) == {str, type(None)}:
         return _url, str, str, True
     raise TypeError(f"{where}: no parser for settings of type {kind}")
@@ -419,6 +427,16 @@ def _on_off(value: bool) -> str:
 
 def _names(variable: str, raw: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(variable: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(f"{variable} must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
 
 
 def _number(variable: str, raw: str) -> float:

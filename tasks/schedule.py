@@ -29,9 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import mimetypes
-import os
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -309,7 +307,8 @@ def report_content(result: Any) -> tuple[str, bytes] | None:
 def write_report(fs: FileStore, stem: str, result: Any, keep: float, now: datetime | None = None) -> str | None:
     """Write ``result`` to ``reports/<stem>-<UTC time>.<ext>`` expiring in ``keep`` seconds; its name, or None.
 
-    The file appears complete or not at all (written aside, then renamed), with its expiry already set.
+    The file appears complete or not at all (the store makes a file visible when it is closed),
+    with its expiry already set: a crash mid-write leaves nothing, on any host.
     """
     content = report_content(result)
     if content is None:
@@ -317,13 +316,9 @@ def write_report(fs: FileStore, stem: str, result: Any, keep: float, now: dateti
     extension, data = content
     when = (now or datetime.now(UTC)).astimezone(UTC)
     filename = f"{REPORTS_FOLDER}/{stem}-{when:%Y%m%dT%H%M%S.%f}Z.{extension}"
-    partial = f"{REPORTS_FOLDER}/.{stem}-{uuid.uuid4().hex}.part"
-    fs.expire(partial, keep)  # even a crash mid-write leaves nothing the sweeper would miss
-    with fs.open(partial, "wb") as f:
+    fs.expire(filename, keep)  # set first: whatever happens next, the sweeper has it
+    with fs.open(filename, "wb") as f:
         f.write(data)
-    fs.expire(filename, keep)
-    os.replace(fs.path(partial), fs.path(filename))
-    fs.expire(partial, 0, expires=False)
     return filename
 
 
@@ -341,9 +336,8 @@ def list_reports(app: Insights, module: str | None = None) -> list[dict[str, Any
             filename = f"{REPORTS_FOLDER}/{entry}"
             if entry.startswith("."):
                 continue
-            try:
-                stat = fs.path(filename).stat()
-            except FileNotFoundError:  # swept meanwhile
+            info = fs.info(filename)
+            if info is None:  # swept meanwhile, or a folder
                 continue
             reports.append(
                 {
@@ -351,8 +345,8 @@ def list_reports(app: Insights, module: str | None = None) -> list[dict[str, Any
                     "name": entry,
                     "file": filename,
                     "url": fs.get_url(filename),
-                    "created": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="seconds"),
-                    "size": stat.st_size,
+                    "created": datetime.fromtimestamp(info.mtime, UTC).isoformat(timespec="seconds"),
+                    "size": info.size,
                     "type": mimetypes.guess_type(entry)[0] or "application/octet-stream",
                 }
             )

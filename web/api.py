@@ -9,7 +9,7 @@ from typing import Any
 from celery.exceptions import TimeoutError as ResultTimeout
 from celery.result import AsyncResult
 from celery.states import READY_STATES, SUCCESS
-from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, send_file
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
 from kombu.exceptions import OperationalError
 
 from tasks.app import Insights
@@ -23,6 +23,7 @@ from tasks.core.policy import accepted_arguments
 from tasks.core.registry import Spec
 from tasks.errors import ArgumentError
 from web.errors import ApiError
+from web.files import file_response
 from web.limits import charge, client_name
 
 api = Blueprint("api", __name__)
@@ -85,24 +86,21 @@ def module_file(module: str, filename: str) -> Response:
 
     Event senders can make modules write files, so only raster images are served inline;
     anything else (HTML, SVG, scripts) is a download that, with ``nosniff`` and the
-    ``sandbox`` policy (web/security.py), can neither render nor run on this origin."""
+    ``sandbox`` policy (web/security.py), can neither render nor run on this origin. Streamed,
+    with ETag, conditional GET and single byte ranges (web/files.py)."""
     app = insights()
     if module not in app.registry.modules:
         raise ApiError(404, f"no module {module!r}")
     store = app.services.fs(module)
-    missing = ApiError(404, f"no file {filename!r} in module {module!r} (never written, removed, or expired)")
     try:  # a name the store refuses (outside it, control characters) names no file it serves
-        path = store.path(filename)
-        found = store.exists(filename) and not path.is_dir()
-    except ArgumentError:
-        raise missing from None
-    if not found:
-        raise missing
+        binary, info = store.read(filename)
+    except (ArgumentError, OSError):  # missing, expired, a folder, a name too long for a disk
+        raise ApiError(404, f"no file {filename!r} in module {module!r} (never written, removed, or expired)") from None
     name = PurePosixPath(filename).name
     image = INLINE_IMAGES.get(PurePosixPath(name).suffix.lower())
     if image is not None:
-        return send_file(path, mimetype=image, max_age=0)
-    return send_file(path, mimetype="application/octet-stream", as_attachment=True, download_name=name, max_age=0)
+        return file_response(binary, info, image)
+    return file_response(binary, info, "application/octet-stream", download_name=name)
 
 
 @api.post("/run/<kind>/<name>")

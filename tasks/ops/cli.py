@@ -1,4 +1,4 @@
-"""Command line: ``python -m tasks run|batcher|deadletters|conflicts|replay|tokens|generate``.
+"""Command line: ``python -m tasks run|batcher|deadletters|conflicts|recompute|replay|tokens|generate|fs-migrate``.
 
 ``run`` starts an embedded Redis and/or nx-27017 when ``REDIS_URL`` / ``MONGO_URL`` are
 not configured, then the web app (gunicorn), the batcher, one worker consuming every
@@ -184,6 +184,25 @@ def recompute_command(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+def fs_migrate_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Move local module file stores into GridFS (tasks/ops/fs_migrate.py); 1 if a file was refused."""
+    from tasks.ops.fs_migrate import migrate_files
+    from tasks.storage.services import Services
+
+    services = Services(settings)
+    try:
+        source = Path(args.source) if args.source else None
+        if source is not None and not source.is_dir():
+            raise ArgumentError(f"--from {args.source}: no such folder (it holds one folder per module)")
+        migration = migrate_files(services, source, args.module or None, remove=args.remove)
+    finally:
+        services.close()
+    for label in migration.moved:
+        print(f"moved {label}")
+    print(migration.summary())
+    return 1 if migration.refused else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tasks``."""
     parser = argparse.ArgumentParser(prog="insights", description=__doc__.split("\n")[0])
@@ -207,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     again.add_argument("--concurrency", type=int, default=8, help="tasks running at once (default 8)")
     again.add_argument("--no-progress", action="store_true", help="no progress bar")
+    migrate = commands.add_parser("fs-migrate", help="move local module file stores into GridFS (idempotent)")
+    migrate.add_argument("--from", dest="source", metavar="DIR", help="the local stores (default INSIGHTS_FS_ROOT)")
+    migrate.add_argument("--module", action="append", help="only this module (repeatable)")
+    migrate.add_argument("--remove", action="store_true", help="delete each local file once it is in GridFS")
     commands.add_parser("replay", help="feed the event log or tracking-log files through the pipeline", add_help=False)
     commands.add_parser("tokens", help="create, revoke or list API tokens (tasks/ops/tokens.py)", add_help=False)
     # generate: synthetic Open edX / xAPI event files (tasks/synthetic.py) ------------------
@@ -239,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             return recompute_command(settings, args)
         if args.command == "conflicts":
             return conflicts_command(settings, args)
+        if args.command == "fs-migrate":
+            return fs_migrate_command(settings, args)
         return dead_letters(settings, args)
     except (InsightsError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

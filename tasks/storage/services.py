@@ -16,7 +16,7 @@ from pymongo.database import Database
 from config.settings import Settings
 from tasks.errors import RegistrationError
 from tasks.storage.cache import Cache, ReadOnlyCache
-from tasks.storage.fs import FileStore, ReadOnlyFileStore
+from tasks.storage.fs import SCRATCH_FOLDER, Backend, FileStore, GridBackend, LocalBackend, ReadOnlyFileStore
 from tasks.storage.keys import Keys
 from tasks.storage.mongo import ReadOnlyDatabase, database_name
 
@@ -79,7 +79,15 @@ class Services:
 
     def fs(self, module: str) -> FileStore:
         """The file store that belongs to ``module``."""
-        return FileStore(self.settings.fs_root, module, self.settings.fs_url_prefix, self.redis, self.keys)
+        return FileStore(self.fs_backend(module), module, self.settings.fs_url_prefix, self.redis, self.keys)
+
+    def fs_backend(self, module: str, kind: str | None = None) -> Backend:
+        """Where ``module``'s files live: ``INSIGHTS_FS_BACKEND`` (or ``kind``: ``gridfs`` or ``local``)."""
+        if (kind or self.settings.fs_backend) == "local":
+            return LocalBackend(self.settings.fs_root / module, self.settings.fs_root / SCRATCH_FOLDER)
+        backend = GridBackend(self.mongodb(module))
+        self.once(f"fs-indexes:{module}", backend.ensure_indexes)
+        return backend
 
     def cache(self, module: str) -> Cache:
         """The cache namespace that belongs to ``module``."""

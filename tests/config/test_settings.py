@@ -147,6 +147,8 @@ def other_value(kind: Any, default: Any) -> Any:
         return Path("/elsewhere") / default.name
     if typing.get_origin(kind) is tuple:
         return (*default, "extra.names")
+    if typing.get_origin(kind) is typing.Literal:
+        return next(choice for choice in typing.get_args(kind) if choice != default)
     return f"{default or 'set'}-other"
 
 
@@ -235,3 +237,11 @@ def test_celery_config_keeps_work_and_uses_our_serializer() -> None:
     assert config["task_serializer"] == config["result_serializer"] == SERIALIZER_NAME
     assert SERIALIZER_NAME in config["accept_content"]
     assert config["result_expires"] > 0
+
+
+@pytest.mark.parametrize("value", ["s3", "gridfs,local", "../local"])
+def test_an_unknown_file_store_backend_is_a_config_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="INSIGHTS_FS_BACKEND must be one of gridfs, local"):
+        Settings.from_env({"INSIGHTS_FS_BACKEND": value})
+    assert Settings.from_env({"INSIGHTS_FS_BACKEND": " Local "}).fs_backend == "local"
+    assert Settings.from_env({}).fs_backend == "gridfs"

@@ -6,6 +6,7 @@ import dataclasses
 import subprocess
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -175,8 +176,10 @@ def test_beat_settings_follow_the_lock_timeout(settings: Settings) -> None:
 
 
 # Reports ----------------------------------------------------------------------------------
-def test_results_become_report_files_by_type_with_an_expiry(insights: Insights, tmp_path: Path) -> None:
-    fs = FileStore(tmp_path, "unit", "/fs", insights.services.redis, insights.keys)
+@pytest.mark.parametrize("backend", ["gridfs", "local"])
+def test_results_become_report_files_by_type_with_an_expiry(insights: Insights, backend: str) -> None:
+    module = f"unit{uuid.uuid4().hex[:8]}"
+    fs = FileStore(insights.services.fs_backend(module, backend), module, "/fs", insights.services.redis, insights.keys)
     frame = pd.DataFrame({"user": ["a", "b"], "n": [1, 2]})
     figure = Figure(figsize=(1, 1))
     figure.add_subplot().plot([0, 1])
@@ -264,8 +267,8 @@ def test_the_sweeper_task_removes_expired_files_of_every_module(insights: Insigh
     fs.expire("sweep/live.txt", 600)
     wait_for(lambda: fs.expired("sweep/old.txt"), what="the file to expire")
     assert send(insights, SWEEP_TASK) >= 1
-    assert not fs.path("sweep/old.txt").exists()
-    assert fs.path("sweep/live.txt").exists()
+    assert not fs.exists("sweep/old.txt") and fs.backend.info("sweep/old.txt") is None  # gone from the store
+    assert fs.exists("sweep/live.txt")
     fs.remove("sweep", recursive=True)
 
 
@@ -315,14 +318,14 @@ def test_beat_fires_a_job_every_second_its_report_is_served_and_the_sweeper_runs
 
         def tick_report() -> dict[str, Any] | None:
             reports = [r for r in insights.reports("scheduled") if r["name"].startswith("tick-")]
-            fresh = [r for r in reports if fs.path(r["file"]).stat().st_mtime >= start]
+            fresh = [r for r in reports if (info := fs.info(r["file"])) is not None and info.mtime >= start]
             return fresh[0] if fresh else None
 
         report = wait_for(tick_report, what="a tick report")
         kind, body = http_get(live_server + report["url"])
         assert kind == "application/octet-stream" and body.startswith(b"<html><body><p>tick at ")  # a download
         # The sweeper runs on beat too (every second here): the expired file goes without anyone asking.
-        wait_for(lambda: not fs.path("sweep/expiring.txt").exists(), timeout=20, what="the sweeper to run")
+        wait_for(lambda: fs.backend.info("sweep/expiring.txt") is None, timeout=20, what="the sweeper to run")
         assert sent(log, SWEEP_TASK) >= 1
     assert beat.returncode == 0  # SIGTERM: a clean exit (stop_process would have had to SIGKILL it otherwise)
     fs.remove("sweep", recursive=True)

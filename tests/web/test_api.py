@@ -248,15 +248,17 @@ def test_a_stored_file_name_with_a_carriage_return_is_not_a_server_error(
     name = f"cr-{uuid.uuid4().hex[:6]}\rname.txt"
     with pytest.raises(ArgumentError, match="control character"):  # no module can write such a name now
         store.open(name, "w")
-    store.root.mkdir(parents=True, exist_ok=True)
-    (store.root / name).write_text("hello")  # one written before they were refused
+    scratch = store.backend.scratch()
+    scratch.write_text("hello")
+    store.backend.commit(name, scratch)  # one written before they were refused
     try:
+        assert store.backend.info(name) is not None
         for encoded in (name.replace("\r", "%0D"), name.replace("\r", "%1B")):
             response = client.get("/fs/testmodule/" + encoded)
             assert response.status_code == 404 and "no file" in error_of(response), response.get_json()
         assert client.get("/fs/testmodule/" + name.replace("\r", "%0A")).status_code == 404  # no route matches
     finally:
-        (store.root / name).unlink()
+        store.backend.delete(name, recursive=False)
 
 
 def store_files(insights: Insights, files: dict[str, bytes]) -> str:
