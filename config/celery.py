@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from config.queues import CRON_PREFIX, MAINTENANCE_PREFIX, QUERY_PREFIX, VIEW_PREFIX, task_routes
+from config.redis_url import SentinelTarget, sentinel_of
 from config.settings import Settings
 
 # The tagged JSON serializer every task message and result uses (tasks/codec/serialization.py registers it).
@@ -14,7 +15,14 @@ CONTENT_TYPE = "application/x-insights-json"
 
 
 def celery_config(settings: Settings, queue_overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The Celery settings for this deployment (see CELERY_NOTES in the design docs)."""
+    """The Celery settings for this deployment (see CELERY_NOTES in the design docs).
+
+    A ``sentinel://`` broker or Redis URL (docs/sentinel.md) adds the master's name (and the
+    Sentinel nodes' password) to the broker's and result backend's transport options, and
+    points RedBeat at the same master; ``ConfigError`` if it is malformed.
+    """
+    broker = sentinel_of(settings, settings.broker)
+    backend = sentinel_of(settings, settings.redis)
     return {
         "broker_url": settings.broker,
         "result_backend": settings.redis,
@@ -33,6 +41,7 @@ def celery_config(settings: Settings, queue_overrides: Mapping[str, str] | None 
         "result_expires": settings.result_expires,
         "result_extended": False,
         "result_chord_join_timeout": 30.0,
+        "result_backend_transport_options": _transport_options(backend),
         # Redis: unacked messages of a dead worker come back after the visibility timeout (it
         # must exceed the longest task); sweep for them every few seconds, not every 100 s.
         "broker_transport_options": {
@@ -40,6 +49,7 @@ def celery_config(settings: Settings, queue_overrides: Mapping[str, str] | None 
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 4)),
             "unacked_restore_throttle": 1,
             "confirm_publish": True,
+            **_transport_options(broker),
         },
         "broker_connection_retry_on_startup": True,
         # Task events cost a third of a worker's throughput: off unless asked for. Flower turns
@@ -59,12 +69,41 @@ def celery_config(settings: Settings, queue_overrides: Mapping[str, str] | None 
         # when the first stops, or lock_timeout after it died) instead of sending every job twice.
         # Its key prefix (redbeat_key_prefix) is set with the schedule (tasks/schedule.py).
         "beat_scheduler": "redbeat.RedBeatScheduler",
-        "redbeat_redis_url": settings.redis,
-        "redbeat_redis_options": {},
+        **_redbeat(settings.redis, backend),
         "redbeat_lock_timeout": int(max(2, settings.beat_lock_timeout)),
         # Beat extends its lock every loop and a waiting beat retries this often: well under the timeout.
         "beat_max_loop_interval": max(1.0, settings.beat_lock_timeout / 5),
     }
+
+
+def _transport_options(target: SentinelTarget | None) -> dict[str, Any]:
+    """kombu's and Celery's Sentinel options (``master_name``, ``sentinel_kwargs``); none for a plain URL.
+
+    Both read the Sentinel nodes, the database and the master's password from the URL itself
+    (``kombu/transport/redis.py`` ``SentinelChannel._sentinel_managed_pool``,
+    ``celery/backends/redis.py`` ``SentinelBackend._get_pool``).
+    """
+    if target is None:
+        return {}
+    options: dict[str, Any] = {"master_name": target.master}
+    if target.sentinel_kwargs():
+        options["sentinel_kwargs"] = target.sentinel_kwargs()
+    return options
+
+
+def _redbeat(url: str, target: SentinelTarget | None) -> dict[str, Any]:
+    """RedBeat's Redis: the URL as is, or through Sentinel (``redis-sentinel://`` plus the nodes and master
+    in ``redbeat_redis_options``, as ``redbeat/schedulers.py`` ``get_redis`` reads them)."""
+    if target is None:
+        return {"redbeat_redis_url": url, "redbeat_redis_options": {}}
+    host, port = target.nodes[0]
+    options: dict[str, Any] = {
+        "sentinels": [list(node) for node in target.nodes],
+        "service_name": target.master,
+        "sentinel_kwargs": target.sentinel_kwargs(),
+        **target.master_kwargs(),
+    }
+    return {"redbeat_redis_url": f"redis-sentinel://{host}:{port}/{target.db}", "redbeat_redis_options": options}
 
 
 class KindTimeLimits:

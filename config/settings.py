@@ -91,6 +91,17 @@ class Settings:
     broker_url: str | None = setting(
         None, "BROKER_URL", "broker, e.g. `amqp://guest:guest@localhost:5672//` for RabbitMQ", shown="`REDIS_URL`"
     )
+    redis_sentinel_master: str = setting(
+        "", "INSIGHTS_REDIS_SENTINEL_MASTER",
+        "with Redis behind Sentinel (`REDIS_URL` / `BROKER_URL` = "
+        "`sentinel://:password@s1:26379/0;sentinel://s2:26379`, [docs/sentinel.md](docs/sentinel.md)): "
+        "the name of the master the Sentinels monitor",
+    )  # fmt: skip
+    redis_sentinel_password: str | None = setting(
+        None, "INSIGHTS_REDIS_SENTINEL_PASSWORD",
+        "password of the Sentinel nodes themselves, if they require one (the master's goes in the URL)",
+        shown="none",
+    )  # fmt: skip
     mongo_url: str | None = setting(
         None, "MONGO_URL", "MongoDB holding one database per module", shown="embedded nx-27017"
     )

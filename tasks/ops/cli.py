@@ -21,8 +21,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-import redis
-
 from config.processes import Commands
 from config.queues import shard_queues
 from config.settings import ConfigError, Settings
@@ -32,6 +30,7 @@ from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
 from tasks.pipeline.batcher import Batcher
 from tasks.pipeline.conflicts import Conflicts
 from tasks.pipeline.dead_letters import retry_dead_letters
+from tasks.storage.connections import redis_of
 from tasks.storage.keys import Keys
 
 log = logging.getLogger("insights")
@@ -146,7 +145,7 @@ def dead_letters(settings: Settings, args: argparse.Namespace) -> int:
 
 def conflicts_command(settings: Settings, args: argparse.Namespace) -> int:
     """List events refused as conflicts: a different event under an id already on record."""
-    with redis.Redis.from_url(settings.redis) as client:
+    with redis_of(settings) as client:
         for c in Conflicts(client, settings.conflicts_max, Keys(settings.redis_prefix)).list(args.sender):
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(c["time"]))
             if c["truncated"]:

@@ -180,11 +180,17 @@ class EmbeddedRedis(EmbeddedServer):
     name = "redis"
 
     def __init__(
-        self, data_dir: Path | str, port: int | None = None, persist: bool = True, maxmemory: str | None = None
+        self,
+        data_dir: Path | str,
+        port: int | None = None,
+        persist: bool = True,
+        maxmemory: str | None = None,
+        replica_of: int | None = None,
     ) -> None:
         super().__init__(data_dir, port)
         self.persist = persist
         self.maxmemory = maxmemory
+        self.replica_of = replica_of  # the port of a master on 127.0.0.1 this server replicates
 
     @property
     def url(self) -> str:
@@ -208,7 +214,8 @@ class EmbeddedRedis(EmbeddedServer):
             options["appendfsync"] = "everysec"
         if self.maxmemory:  # full: writes fail with OOM (intake answers 503), nothing accepted is evicted
             options["maxmemory"] = self.maxmemory
-        return [str(redis_server_binary()), *_flags(options)]
+        replica = ["--replicaof", HOST, str(self.replica_of)] if self.replica_of is not None else []
+        return [str(redis_server_binary()), *_flags(options), *replica]
 
     def ping(self) -> None:
         """Send PING with redis-py."""
@@ -221,6 +228,59 @@ class EmbeddedRedis(EmbeddedServer):
             retry=Retry(NoBackoff(), 0),
         ) as client:
             client.ping()
+
+
+class EmbeddedSentinel(EmbeddedServer):
+    """A Redis Sentinel (``redis-server --sentinel``) monitoring the master ``master`` on ``master_port``.
+
+    For tests of failover: it marks the master down after ``down_after_ms`` without an answer and,
+    being the only Sentinel (quorum 1), promotes a replica on its own.
+    """
+
+    name = "sentinel"
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        master_port: int,
+        master: str = "mymaster",
+        port: int | None = None,
+        down_after_ms: int = 1000,
+    ) -> None:
+        super().__init__(data_dir, port)
+        self.master = master
+        self.master_port = master_port
+        self.down_after_ms = down_after_ms
+        self.config_path = self.data_dir / "sentinel.conf"
+
+    @property
+    def url(self) -> str:
+        """The ``sentinel://`` address clients find the master through (database 0)."""
+        return f"sentinel://{HOST}:{self.port}/0"
+
+    def command(self) -> list[str]:
+        """The ``redis-server <config> --sentinel`` command line; writes the config (Sentinel rewrites it)."""
+        lines = [
+            f"port {self.port}",
+            f"bind {HOST}",
+            "daemonize no",
+            f"dir {self.data_dir}",
+            f"logfile {self.log_path}",
+            f"sentinel monitor {self.master} {HOST} {self.master_port} 1",
+            f"sentinel down-after-milliseconds {self.master} {self.down_after_ms}",
+            f"sentinel failover-timeout {self.master} 10000",
+            f"sentinel parallel-syncs {self.master} 1",
+        ]
+        self.config_path.write_text("\n".join(lines) + "\n")
+        return [str(redis_server_binary()), str(self.config_path), "--sentinel"]
+
+    def ping(self) -> None:
+        """Ask the Sentinel where the master is (it answers once it monitors it)."""
+        with redis.Redis(
+            host=HOST, port=self.port, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+        ) as client:
+            if not client.sentinel_get_master_addr_by_name(self.master):
+                raise redis.ConnectionError(f"the Sentinel does not know the master {self.master!r} yet")
 
 
 class EmbeddedMongo(EmbeddedServer):

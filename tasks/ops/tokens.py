@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
-import redis
 from redis.exceptions import RedisError
 
 from config.settings import ConfigError, Settings
@@ -16,6 +15,7 @@ from tasks.authoring.injection import INJECTED
 from tasks.core.policy import RESOURCE_HELP, RESOURCES, TOKEN_PARAM, Policy
 from tasks.core.tokens import TokenError, TokenStore
 from tasks.errors import InsightsError
+from tasks.storage.connections import redis_of
 from tasks.storage.keys import Keys
 
 
@@ -42,7 +42,7 @@ def tokens_main(argv: list[str], settings: Settings) -> int:
     actions.add_parser("list", help="list tokens: name, created, allow, deny, locked (never secrets)")
     args = parser.parse_args(argv)
     try:
-        store = TokenStore(redis.Redis.from_url(settings.redis), Keys(settings.redis_prefix))
+        store = TokenStore(redis_of(settings), Keys(settings.redis_prefix))
         if args.action == "create":
             policy = Policy(tuple(args.allow), tuple(args.deny), _locks(args.lock))
             for pattern in (*policy.allow, *policy.deny):

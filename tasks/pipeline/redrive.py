@@ -50,6 +50,7 @@ from kombu.transport.redis import PRIORITY_STEPS
 from kombu.transport.redis import Channel as RedisChannel
 
 from tasks.pipeline.batch_store import PENDING
+from tasks.storage.connections import redis_of
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -212,8 +213,8 @@ def _broker_client(app: Insights) -> redis.Redis | None:
     """A client of the Redis broker (the app's Redis unless ``BROKER_URL`` names another), or None if
     the broker is not Redis."""
     url = app.settings.broker
-    if not url.startswith(("redis://", "rediss://", "unix://")):
+    if not url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
         return None
     if url == app.settings.redis_url:
         return app.services.redis
-    return redis.Redis.from_url(url)
+    return redis_of(app.settings, url)  # through Sentinel: the current master, as kombu finds it

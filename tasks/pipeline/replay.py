@@ -41,6 +41,7 @@ from tasks.authoring.event_ids import event_id
 from tasks.errors import InsightsError
 from tasks.pipeline.event_log import EventLog, Position, json_object
 from tasks.pipeline.stream import Intake
+from tasks.storage.connections import redis_of
 from tasks.storage.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -444,7 +445,7 @@ def replay_main(
     )
     checkpoint = args.checkpoint or settings.data_dir / "replay.checkpoint"
     keys = Keys(settings.redis_prefix)
-    client = redis.Redis.from_url(url)
+    client = redis_of(settings, url)
     intake = Intake(client, stream or keys.intake_stream, keys.intake_unreadable)
     try:
         stats = replay(

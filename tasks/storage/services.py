@@ -16,6 +16,7 @@ from pymongo.database import Database
 from config.settings import Settings
 from tasks.errors import RegistrationError
 from tasks.storage.cache import Cache, ReadOnlyCache
+from tasks.storage.connections import close_client, redis_of
 from tasks.storage.fs import SCRATCH_FOLDER, Backend, FileStore, GridBackend, LocalBackend, ReadOnlyFileStore
 from tasks.storage.keys import Keys
 from tasks.storage.mongo import ReadOnlyDatabase, database_name
@@ -62,7 +63,7 @@ class Services:
         """The Redis client (cache, file expiry, batch records)."""
         self._check_fork()
         if self._redis is None:
-            self._redis = redis.Redis.from_url(self.settings.redis, health_check_interval=30)
+            self._redis = redis_of(self.settings, health_check_interval=30)
         return self._redis
 
     @property
@@ -98,7 +99,7 @@ class Services:
         if self._mongo is not None:
             self._mongo.close()
         if self._redis is not None:
-            self._redis.close()
+            close_client(self._redis)
         self._mongo = self._redis = None
         self._built = {}
 

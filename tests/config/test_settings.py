@@ -165,7 +165,7 @@ def test_every_setting_survives_to_env_and_from_env() -> None:
 
 
 def test_each_setting_has_its_own_variable() -> None:
-    variables = Settings(redis_url="r", broker_url="b", mongo_url="m").to_env()
+    variables = Settings(redis_url="r", broker_url="b", mongo_url="m", redis_sentinel_password="p").to_env()
 
     assert len(variables) == len(Settings.__dataclass_fields__) - 1 + len(Queues.__dataclass_fields__)
     assert Settings.variable("web_threads") == "INSIGHTS_WEB_THREADS"
