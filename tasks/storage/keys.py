@@ -42,7 +42,7 @@ class Keys:
     @property
     def dedupe_prefix(self) -> str:
         """What every dedupe key starts with; the claim script appends the rest, as the three
-        methods below spell it."""
+        methods below spell it (their TTLs are theirs)."""
         return f"{self.prefix}dedupe:"
 
     def dedupe_bucket(self, bucket: int) -> str:
@@ -68,7 +68,8 @@ class Keys:
 
     # Batches (tasks/pipeline/batch_store.py) -----------------------------------------
     def batch(self, batch_id: str) -> str:
-        """A batch's record: its state, handler tasks and their outcomes. TTL ``INSIGHTS_BATCH_RECORD_TTL``."""
+        """A batch's record: its state, handler tasks and their outcomes. TTL ``INSIGHTS_BATCH_RECORD_TTL``,
+        ``INSIGHTS_BATCH_DONE_TTL`` once the batch is finished."""
         return f"{self.prefix}batch:{batch_id}"
 
     def batch_events(self, batch_id: str) -> str:
@@ -78,12 +79,12 @@ class Keys:
 
     def done(self, batch_id: str, label: str) -> str:
         """The outcome a handler task keeps once it has handled its events of a batch.
-        TTL ``INSIGHTS_BATCH_RECORD_TTL``."""
+        TTL ``INSIGHTS_BATCH_RECORD_TTL``, ``INSIGHTS_BATCH_DONE_TTL`` once the batch is finished."""
         return f"{self.prefix}done:{batch_id}:{label}"
 
     def receipt(self, receipt: str) -> str:
         """The batches a request's events went into (a receipt is its intake entry id).
-        TTL ``INSIGHTS_BATCH_RECORD_TTL``."""
+        TTL ``INSIGHTS_BATCH_RECORD_TTL``, ``INSIGHTS_BATCH_DONE_TTL`` once one of its batches is finished."""
         return f"{self.prefix}receipt:{receipt}"
 
     @property

@@ -15,7 +15,16 @@ import redis
 
 from tasks.authoring.event_ids import canonical_json, fingerprint
 from tasks.ops.embedded import EmbeddedRedis
-from tasks.pipeline.dedupe import GROWTH, MIN_SHARDS, SPLIT_AT, Claim, Deduper, bucket_seconds
+from tasks.pipeline.dedupe import (
+    GROWTH,
+    MIN_SHARDS,
+    SHARD_BYTES,
+    SPLIT_AT,
+    Claim,
+    Deduper,
+    bucket_seconds,
+    id_digest,
+)
 from tasks.storage.keys import Keys
 
 WINDOW = 3600
@@ -91,8 +100,13 @@ def test_an_id_is_new_again_once_the_window_and_its_bucket_are_over(redis_server
 def test_a_buckets_keys_expire_as_a_whole_after_the_window(redis_server: EmbeddedRedis, keys: Keys) -> None:
     client = redis.Redis.from_url(redis_server.url)
     deduper = Deduper(client, WINDOW, keys)  # Redis' clock
-    deduper.claim([f"e-{uuid.uuid4().hex}" for _ in range(50)], prints_of(*range(50)), HANDLERS)
+    ids = [f"e-{uuid.uuid4().hex}" for _ in range(50)]
+    deduper.claim(ids, prints_of(*range(50)), HANDLERS)
     written = [key for key in client.scan_iter(f"{keys.dedupe_prefix}*") if key != keys.dedupe_handler_sets.encode()]
+    bucket = int(client.time()[0]) // SPAN
+    picks = {int.from_bytes(id_digest(i)[:SHARD_BYTES], "big") % MIN_SHARDS for i in ids}
+    spelled = {keys.dedupe_bucket(bucket), *(keys.dedupe_shard(bucket, MIN_SHARDS, pick) for pick in picks)}
+    assert {key.decode() for key in written} == spelled  # the script spells its keys as Keys does
     assert len(written) > 2
     ttls = {client.ttl(key) for key in written}
     assert all(WINDOW < ttl <= WINDOW + SPAN + 2 for ttl in ttls), ttls
