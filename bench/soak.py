@@ -19,8 +19,8 @@ intake entry never waited longer, and everything drained after the load stopped;
 subscriptions** — Redis pub/sub channels (``INFO stats``; a Redis result backend subscribes to
 ``celery-task-meta-<id>`` per task it might wait for) do not grow with the events.
 
-Redis keeps dedupe ids, batch records and receipts for days and task results for a day by
-default, so its dataset grows with every event by design: it is reported but left out of the
+Redis keeps dedupe records, batch records, receipts and task results for a day by default,
+so its dataset grows with every event by design: it is reported but left out of the
 flat-memory verdict, unless ``--ttl`` shortens those retentions so that Redis reaches a steady
 state during the soak. **Retained bytes per handled event** are measured twice, after the
 warm-up and again once the queues drained (so nothing in flight is counted): Redis ``INFO
@@ -516,7 +516,11 @@ def soak(args: argparse.Namespace, root: Path) -> bool:
         dep = deploy.Deployment(servers, args.web, args.worker, root / "soak")
         if args.ttl:
             dep.settings = dataclasses.replace(
-                dep.settings, dedupe_window=int(args.ttl), batch_record_ttl=int(args.ttl), result_expires=int(args.ttl)
+                dep.settings,
+                dedupe_window=int(args.ttl),
+                batch_record_ttl=int(args.ttl),
+                batch_done_ttl=int(args.ttl),
+                result_expires=int(args.ttl),
             )
         dep.start()
         try:
