@@ -19,10 +19,14 @@ intake entry never waited longer, and everything drained after the load stopped;
 subscriptions** — Redis pub/sub channels (``INFO stats``; a Redis result backend subscribes to
 ``celery-task-meta-<id>`` per task it might wait for) do not grow with the events.
 
-Redis keeps dedupe ids, batch records and receipts for days and task results for a day by
-default, so its dataset grows with every event by design: it is reported (bytes per event) but
-left out of the flat-memory verdict, unless ``--ttl`` shortens those retentions so that Redis
-reaches a steady state during the soak.
+Redis keeps dedupe records, batch records, receipts and task results for a day by default,
+so its dataset grows with every event by design: it is reported but left out of the
+flat-memory verdict, unless ``--ttl`` shortens those retentions so that Redis reaches a steady
+state during the soak. **Retained bytes per handled event** are measured twice, after the
+warm-up and again once the queues drained (so nothing in flight is counted): Redis ``INFO
+memory`` ``used_memory`` (all Redis keeps), and ``MEMORY USAGE`` of every key summed per key
+family (``bench/keyspace.py``: which family holds what); each delta divided by the events
+handled.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from typing import Any
 import psutil
 import redis
 
-from bench import deploy
+from bench import deploy, keyspace
 from bench.load import Accepted, Poster, make_events, post_all, wait_done
 from config.settings import ROOT
 from tasks.pipeline.batch_store import DONE, BatchStore
@@ -333,7 +337,57 @@ def slope(times: list[float], values: list[float]) -> float:
     return 60 * sum((t - t0) * (v - v0) for t, v in zip(times, values, strict=True)) / spread if spread else 0.0
 
 
-def summarize(args: argparse.Namespace, sampler: Sampler, load: Load, duration: float, drained: float | None) -> bool:
+@dataclass
+class Retained:
+    """Redis after the warm-up and after draining: ``used_memory`` and the key families."""
+
+    prefix: str
+    used_before: int = 0  # bytes, INFO memory used_memory
+    used_after: int = 0
+    before: dict[str, keyspace.Family] = field(default_factory=dict)
+    after: dict[str, keyspace.Family] = field(default_factory=dict)
+
+    def take(self, client: redis.Redis, after: bool) -> None:
+        """Measure now (before the load, or after draining)."""
+        used = int(client.info("memory")["used_memory"])
+        families = keyspace.families(client, self.prefix)
+        if after:
+            self.used_after, self.after = used, families
+        else:
+            self.used_before, self.before = used, families
+
+
+def print_retained(retained: Retained, handled: int, args: argparse.Namespace) -> None:
+    """Redis bytes kept per handled event: by ``used_memory`` and per key family (``MEMORY USAGE``)."""
+    if not handled or not retained.used_after:
+        return
+    kept = f"retention shortened to {args.ttl:g} s" if args.ttl else "production retentions"
+    used = retained.used_after - retained.used_before
+    print(
+        f"Redis retained after draining ({kept}): used_memory {used / MB:+.1f} MB = {used / handled:,.1f} bytes "
+        "per handled event (INFO memory used_memory after the load drained minus before it started: everything "
+        "Redis keeps, allocator overhead included)"
+    )
+    grown = keyspace.growth(retained.before, retained.after)
+    total = sum(f.bytes for f in grown.values())
+    print(
+        f"  by key family (MEMORY USAGE of every key, SAMPLES 0; per-key expiry entries not counted): "
+        f"{total / MB:+.1f} MB = {total / handled:,.1f} bytes per handled event"
+    )
+    print(f"  {'family':<16} {'keys':>9} {'MB':>8} {'bytes/event':>12}")
+    for name, f in grown.items():
+        if f.keys or f.bytes:
+            print(f"  {name:<16} {f.keys:+9,d} {f.bytes / MB:+8.2f} {f.bytes / handled:12,.1f}")
+
+
+def summarize(
+    args: argparse.Namespace,
+    sampler: Sampler,
+    load: Load,
+    duration: float,
+    drained: float | None,
+    retained: Retained | None = None,
+) -> bool:
     """Print the summary and verdicts; True when memory is flat and queues are bounded."""
     samples = sampler.samples
     load_samples = [s for s in samples if s.phase == "load"]
@@ -358,13 +412,11 @@ def summarize(args: argparse.Namespace, sampler: Sampler, load: Load, duration: 
         used = load_samples[-1].redis_used - samples[0].redis_used
         print(
             f"  Redis used_memory grew {used:+.1f} MB over the load = {used * MB / progress.handled_events:,.0f} "
-            f"bytes per handled event"
-            + (
-                f" (retention shortened to {args.ttl:g} s)"
-                if args.ttl
-                else " (dedupe ids, batch records, receipts for 7 days; task results for 1 day)"
-            )
+            f"bytes per handled event (last load sample minus the first: in-flight queues included)"
         )
+    if retained is not None:
+        print()
+        print_retained(retained, progress.handled_events, args)
     flat = all(grown[name].flat for name in judged)
     print()
     bound = args.max_backlog * args.rate
@@ -464,7 +516,11 @@ def soak(args: argparse.Namespace, root: Path) -> bool:
         dep = deploy.Deployment(servers, args.web, args.worker, root / "soak")
         if args.ttl:
             dep.settings = dataclasses.replace(
-                dep.settings, dedupe_window=int(args.ttl), batch_record_ttl=int(args.ttl), result_expires=int(args.ttl)
+                dep.settings,
+                dedupe_window=int(args.ttl),
+                batch_record_ttl=int(args.ttl),
+                batch_done_ttl=int(args.ttl),
+                result_expires=int(args.ttl),
             )
         dep.start()
         try:
@@ -473,6 +529,8 @@ def soak(args: argparse.Namespace, root: Path) -> bool:
             load = Load(dep.base_url, args.rate, seconds, args.per_request, args.clients)
             store = BatchStore(servers.client(0), dep.settings.batch_record_ttl, Keys(dep.settings.redis_prefix))
             sampler = Sampler(dep, servers, Progress(store, load))
+            retained = Retained(dep.settings.redis_prefix)
+            retained.take(sampler.client, after=False)
             print(
                 f"soak: {args.rate:,.0f} events/s in {args.per_request}-event requests for {args.minutes:g} min, "
                 f"sampling every {args.interval:g} s; web gunicorn -w 2 {args.web}, worker {args.worker}, "
@@ -488,12 +546,13 @@ def soak(args: argparse.Namespace, root: Path) -> bool:
                     print(row(sampler.take("load")), flush=True)
             load_end = time.monotonic() - sampler.started
             drained = drain(sampler, args)
+            retained.take(sampler.client, after=True)
         finally:
             dep.stop()
     path = ROOT / "var" / "soak.png"
     title = f"soak: {args.rate:,.0f} events/s for {args.minutes:g} min (vertical line: load stops)"
     plot(sampler.samples, load_end, path, title)
-    ok = summarize(args, sampler, load, load_end, drained)
+    ok = summarize(args, sampler, load, load_end, drained, retained)
     print(f"plot: {path}")
     return ok
 

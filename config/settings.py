@@ -139,7 +139,12 @@ class Settings:
     result_expires: int = setting(24 * 3600, "INSIGHTS_RESULT_EXPIRES", "seconds Celery keeps task results")
     batch_record_ttl: int = setting(
         7 * 24 * 3600, "INSIGHTS_BATCH_RECORD_TTL",
-        "seconds batch records, receipts and undelivered batch events are kept",
+        "seconds batch records, receipts and undelivered batch events are kept while a batch is not finished",
+    )  # fmt: skip
+    batch_done_ttl: int = setting(
+        24 * 3600, "INSIGHTS_BATCH_DONE_TTL",
+        "seconds a finished batch's record, its receipts and its handlers' kept outcomes stay "
+        "(at least `INSIGHTS_VISIBILITY_TIMEOUT`, at most `INSIGHTS_BATCH_RECORD_TTL`)",
     )  # fmt: skip
     max_request_bytes: int = setting(
         16 * 1024 * 1024, "INSIGHTS_MAX_REQUEST_BYTES",
@@ -152,8 +157,9 @@ class Settings:
     )  # fmt: skip
     batch_interval: float = setting(0.1, "INSIGHTS_BATCH_INTERVAL", SAME_ROW)
     dedupe_window: int = setting(
-        7 * 24 * 3600, "INSIGHTS_DEDUPE_WINDOW", "seconds an event id is remembered for deduplication"
-    )
+        24 * 3600, "INSIGHTS_DEDUPE_WINDOW",
+        "seconds an event id is at least remembered for deduplication (up to 1/8 longer; see *Idempotency*)",
+    )  # fmt: skip
     shards: int = setting(4, "INSIGHTS_SHARDS", "shard queues per kind for `per_user` / `per_resource` handlers")
     visibility_timeout: int = setting(
         3600, "INSIGHTS_VISIBILITY_TIMEOUT",
@@ -268,6 +274,12 @@ class Settings:
         if not self.mongo_url:
             raise ConfigError("no MongoDB: set MONGO_URL (or start the embedded nx-27017)")
         return self.mongo_url
+
+    @property
+    def finished_batch_ttl(self) -> int:
+        """Seconds a finished batch's record, receipts and kept outcomes stay: ``batch_done_ttl``, but
+        never shorter than a broker redelivery (``visibility_timeout``) nor longer than ``batch_record_ttl``."""
+        return min(self.batch_record_ttl, max(self.batch_done_ttl, self.visibility_timeout))
 
     @property
     def event_log_dir(self) -> Path:

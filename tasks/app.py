@@ -73,9 +73,8 @@ class Insights:
     @property
     def store(self) -> BatchStore:
         """Events, records and receipts of batches."""
-        return self.services.once(
-            "store", lambda: BatchStore(self.services.redis, self.settings.batch_record_ttl, self.keys)
-        )
+        ttl, done_ttl = self.settings.batch_record_ttl, self.settings.finished_batch_ttl
+        return self.services.once("store", lambda: BatchStore(self.services.redis, ttl, self.keys, done_ttl))
 
     @property
     def memo(self) -> Memo:

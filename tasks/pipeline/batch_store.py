@@ -39,11 +39,13 @@ def _encode_record(record: Record) -> str:
 
 
 class BatchStore:
-    """Events, records and receipts of batches, kept for ``ttl`` seconds."""
+    """Events, records and receipts of batches, kept for ``ttl`` seconds, and for ``done_ttl``
+    (default ``ttl``) once a batch is finished."""
 
-    def __init__(self, client: redis.Redis, ttl: int, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, ttl: int, keys: Keys, done_ttl: int | None = None) -> None:
         self._client = client
         self._ttl = ttl
+        self._done_ttl = ttl if done_ttl is None else done_ttl
         self._keys = keys
 
     # Events -------------------------------------------------------------------------
@@ -96,7 +98,8 @@ class BatchStore:
         """Record every handler task's outcome; the batch is done and its events are dropped.
 
         Outcomes not given (a batch whose lost tasks were sent again in a chord of their own)
-        are read from what each handler task kept (``Keys.done``).
+        are read from what each handler task kept (``Keys.done``). From now on the record, the
+        outcomes kept and the receipts of the batch's requests live ``done_ttl`` seconds.
         """
         record = self.get(batch_id) or {"batch": batch_id, "handlers": {}}
         for outcome in outcomes:
@@ -108,9 +111,13 @@ class BatchStore:
         record["finished"] = time.time()
         record["failed"] = sorted(name for name, o in record["handlers"].items() if o and not o["ok"])
         pipe = self._client.pipeline()
-        pipe.set(self._keys.batch(batch_id), json.dumps(record), ex=self._ttl)
+        pipe.set(self._keys.batch(batch_id), json.dumps(record), ex=self._done_ttl)
         pipe.delete(self._keys.batch_events(batch_id))
         pipe.zrem(self._keys.pending_batches, batch_id)
+        for label in record["handlers"]:
+            pipe.expire(self._keys.done(batch_id, label), self._done_ttl)
+        for receipt in record.get("receipts", []):
+            pipe.expire(self._keys.receipt(receipt), self._done_ttl)
         pipe.execute()
         return record
 

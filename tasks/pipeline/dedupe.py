@@ -1,17 +1,42 @@
 """Idempotency: which handlers have not yet been given an event, by event id.
 
-One Redis key per event id (``tasks.authoring.event_ids``: scoped by sender) holds the event's
-fingerprint followed by the fingerprints of the handlers it was dispatched to. Claiming is
-one atomic script per batch chunk, so two batchers never dispatch the same event to the
-same handler. An event whose fingerprint differs from the one on record is a conflict:
-nothing is claimed for it and the recorded fingerprint is returned. Keys expire after the
-dedupe window.
+Per event id Redis keeps a record — the event's fingerprint and the set of handlers it was
+dispatched to — for at least the dedupe window. Claiming is one atomic script per batch
+chunk, so two batchers never dispatch the same event to the same handler. An event whose
+fingerprint differs from the one on record is a conflict: nothing is claimed for it and the
+recorded fingerprint is returned.
+
+Records are compact, because at scale they are most of what Redis holds (docs/scaling.md):
+
+- **Time buckets.** Time is cut into buckets of ``window / BUCKETS`` seconds; a record goes
+  into the bucket of the time it was written (Redis' clock), and every key of a bucket
+  expires as a whole ``window`` after the bucket ends. A claim looks in every bucket that
+  may hold a record younger than the window, newest first, so an id is remembered for
+  between ``window`` and ``window + window / BUCKETS`` seconds. A record that gains
+  handlers is written again into the current bucket (its newer copy wins).
+- **Small hashes.** A bucket is split into shards by the id's digest, each a Redis hash of
+  at most about a hundred records, which Redis stores as one packed list (listpack/ziplist,
+  ``hash-max-listpack-entries`` 128 by default) instead of an entry per record. A record is
+  a field of 8 bytes (digest of the id; 4 more digest bytes pick the shard) and a value of
+  the fingerprint's 8 bytes and a 2-byte handler-set number: about 22 bytes, plus a share
+  of the shard key's ~100 bytes. The number of shards adapts to the rate: a bucket starts
+  with as many as the previous one filled (``FILL`` records each), and adds a level of 4x as
+  many when its newest level fills up (``SPLIT_AT`` each); a claim looks in every level.
+- **Handler sets** are numbered once per deployment (``Keys.dedupe_handler_sets``, a hash
+  with an entry per distinct set of handlers ever claimed together).
+
+Two different ids collide only if 64 digest bits and the shard agree: at 10,000 events/s
+and a one-day window, about one chance in 10^7 per day that one event is taken for another.
+Records written before this layout (``Keys.seen``, one key per id) are still read on a
+miss until they expire.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from string import Template
 from typing import NamedTuple
 
 import redis
@@ -19,47 +44,185 @@ import redis
 from tasks.storage.keys import Keys
 from tasks.storage.replies import text
 
-# KEYS: one per event; ARGV[1]: ttl seconds; ARGV[2]: h, the number of handlers;
-# ARGV[3 .. 2+h]: ",<fingerprint>," per handler; ARGV[3+h]: the events' fingerprints, all of
-# ARGV[4+h] characters, concatenated (one argument rather than one per event: faster).
-# A key holds "<event fingerprint>,<handler>,,<handler>,..." (keys written before
-# fingerprints were kept start with "," and take the first fingerprint they meet).
-# Returns, per event, the concatenated handler fingerprints it is new for (empty: a
-# duplicate), or "!" and the recorded event fingerprint when the event differs (a conflict).
-_CLAIM = """
-local ttl = tonumber(ARGV[1])
-local h = tonumber(ARGV[2])
-local all = table.concat(ARGV, '', 3, 2 + h)
-local prints = ARGV[3 + h]
-local n = tonumber(ARGV[4 + h])
-local out = {}
-for i, key in ipairs(KEYS) do
-  local fp = string.sub(prints, (i - 1) * n + 1, i * n)
-  local seen = redis.call('GET', key)
-  if not seen then
-    redis.call('SET', key, fp .. all, 'EX', ttl)
-    out[i] = all
-  elseif seen == fp .. all then
-    out[i] = ''
-  else
-    local legacy = string.byte(seen) == 44
-    if not legacy and string.sub(seen, 1, #fp) ~= fp then
-      out[i] = '!' .. string.sub(seen, 1, (string.find(seen, ',', 1, true) or #seen + 1) - 1)
-    else
-      local new = ''
-      for j = 3, 2 + h do
-        if not string.find(seen, ARGV[j], 1, true) then new = new .. ARGV[j] end
-      end
-      if new ~= '' then
-        if not legacy then seen = string.sub(seen, #fp + 1) end
-        redis.call('SET', key, fp .. seen .. new, 'EX', ttl)
-      end
-      out[i] = new
+BUCKETS = 8  # buckets per window: a claim looks in up to BUCKETS + 1; records live up to 1 + 1/BUCKETS windows
+MIN_SHARDS = 256  # shards of a bucket's first level
+FILL = 64  # records per shard a bucket's first level is sized for (from the previous bucket's count)
+SPLIT_AT = 96  # records per shard (on average) at which a bucket adds a level of GROWTH times as many shards
+GROWTH = 4
+SHARD_BYTES = 4  # digest bytes that pick the shard
+FIELD_BYTES = 8  # digest bytes stored as the record's field
+
+# ARGV[1] window seconds; [2] bucket seconds; [3] now (seconds; "" for Redis' clock); [4] key
+# prefix (Keys.dedupe_prefix); [5] the id digests, SHARD_BYTES + FIELD_BYTES each, concatenated;
+# [6] the fingerprints (raw bytes), all of ARGV[7] bytes, concatenated; [8] h, the number of
+# handler tokens; [9 .. 8+h] the tokens (",<hex>,", all of one width), sorted.
+# KEYS: the records written before this layout, one per event (Keys.seen), read on a miss.
+# Returns, per event, the concatenated tokens it is new for ("": a duplicate), or "!" and the
+# recorded fingerprint (raw) when the event differs (a conflict).
+_CLAIM = Template("""
+local window, span = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+local prefix, digests, prints, width = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+local h = tonumber(ARGV[8])
+local all = table.concat(ARGV, '', 9, 8 + h)
+local tw = #ARGV[9]
+local MIN, FILL, SPLIT, GROWTH = $min, $fill, $split, $growth
+local SB, FB = $shard_bytes, $field_bytes
+local current = math.floor(now / span)
+local oldest = math.floor((now - window) / span)
+local sets = prefix .. 'handlers'
+
+local function ttl_of(b)
+  return math.ceil((b + 1) * span + window - now) + 1
+end
+
+local levels = {}  -- bucket -> list of shard counts (false: no such bucket)
+local function levels_of(b)
+  local known = levels[b]
+  if known == nil then
+    known = false
+    local raw = redis.call('HGET', prefix .. b, 'levels')
+    if raw then
+      known = {}
+      for s in string.gmatch(raw, '%d+') do known[#known + 1] = tonumber(s) end
     end
+    levels[b] = known
+  end
+  return known
+end
+
+-- The current bucket: created sized by the previous one, grown by a level when full.
+local meta = prefix .. current
+local n = #digests / (SB + FB)
+local top
+if not levels_of(current) then
+  local before = tonumber(redis.call('HGET', prefix .. (current - 1), 'total') or '0')
+  top = MIN
+  while top * FILL < before do top = top * GROWTH end
+  redis.call('HSET', meta, 'levels', tostring(top), 'n', 0, 'total', 0)
+  redis.call('EXPIRE', meta, ttl_of(current))
+  levels[current] = {top}
+else
+  local list = levels[current]
+  top = list[#list]
+  if tonumber(redis.call('HGET', meta, 'n')) + n > top * SPLIT then
+    top = top * GROWTH
+    list[#list + 1] = top
+    redis.call('HSET', meta, 'levels', table.concat(list, ','), 'n', 0)
   end
 end
+
+local function shard_key(b, shards, pick)
+  return prefix .. b .. ':' .. shards .. ':' .. (pick % shards)
+end
+
+local function find(pick, field)
+  for b = current, oldest, -1 do
+    local list = levels_of(b)
+    if list then
+      for j = #list, 1, -1 do
+        local v = redis.call('HGET', shard_key(b, list[j], pick), field)
+        if v then return v end
+      end
+    end
+  end
+  return nil
+end
+
+local names, numbers = {}, {}
+local function number_of(tokens)  -- a set's 2-byte number, registered on first use
+  local id = numbers[tokens]
+  if id then return id end
+  id = redis.call('HGET', sets, 's' .. tokens)
+  if not id then
+    local k = redis.call('HINCRBY', sets, '#', 1)
+    if k > 65535 then error('too many distinct handler sets') end
+    id = string.char(math.floor(k / 256), k % 256)
+    redis.call('HSET', sets, 's' .. tokens, id, 'i' .. id, tokens)
+  end
+  numbers[tokens], names[id] = id, tokens
+  return id
+end
+local function tokens_of(id)
+  local tokens = names[id]
+  if not tokens then
+    tokens = redis.call('HGET', sets, 'i' .. id) or ''
+    names[id] = tokens
+  end
+  return tokens
+end
+
+local added = 0
+local function write(pick, field, fp, tokens)
+  local key = shard_key(current, top, pick)
+  local fresh = redis.call('HLEN', key) == 0
+  added = added + redis.call('HSET', key, field, fp .. number_of(tokens))
+  if fresh then redis.call('EXPIRE', key, ttl_of(current)) end
+end
+
+local function union(a, b)
+  local list = {}
+  for i = 1, #a, tw do list[#list + 1] = string.sub(a, i, i + tw - 1) end
+  for i = 1, #b, tw do list[#list + 1] = string.sub(b, i, i + tw - 1) end
+  table.sort(list)
+  return table.concat(list)
+end
+
+local out = {}
+for i = 1, n do
+  local at = (i - 1) * (SB + FB)
+  local a, b2, c, d = string.byte(digests, at + 1, at + SB)
+  local pick = ((a * 256 + b2) * 256 + c) * 256 + d
+  local field = string.sub(digests, at + SB + 1, at + SB + FB)
+  local fp = string.sub(prints, (i - 1) * width + 1, i * width)
+  local known, had = nil, ''
+  local v = find(pick, field)
+  if v then
+    known, had = string.sub(v, 1, #v - 2), tokens_of(string.sub(v, -2))
+  else
+    local legacy = KEYS[i] and redis.call('GET', KEYS[i])
+    if legacy then  -- "<fingerprint hex>,<token>,..." or, older, ",<token>,..."
+      local comma = string.find(legacy, ',', 1, true) or (#legacy + 1)
+      local hex = string.sub(legacy, 1, comma - 1)
+      if hex ~= '' then
+        known = string.gsub(hex, '..', function(x) return string.char(tonumber(x, 16)) end)
+      end
+      had = string.sub(legacy, comma)
+      had = union(had, '')
+      if known == nil then known = fp; write(pick, field, fp, had) end
+    end
+  end
+  if known == nil then
+    write(pick, field, fp, all)
+    out[i] = all
+  elseif known ~= fp then
+    out[i] = '!' .. known
+  else
+    local new = ''
+    for j = 9, 8 + h do
+      if not string.find(had, ARGV[j], 1, true) then new = new .. ARGV[j] end
+    end
+    if new ~= '' then write(pick, field, fp, union(had, new)) end
+    out[i] = new
+  end
+end
+if added > 0 then
+  redis.call('HINCRBY', meta, 'n', added)
+  redis.call('HINCRBY', meta, 'total', added)
+end
 return out
-"""
+""").substitute(
+    min=MIN_SHARDS,
+    fill=FILL,
+    split=SPLIT_AT,
+    growth=GROWTH,
+    shard_bytes=SHARD_BYTES,
+    field_bytes=FIELD_BYTES,
+)
 
 
 class Claim(NamedTuple):
@@ -74,40 +237,66 @@ NOTHING = Claim(())  # a duplicate: new for no handler
 
 
 def fingerprint(handler: str) -> str:
-    """A short stable token for a handler task name, as stored in the dedupe keys."""
+    """A short stable token for a handler task name, as stored in the dedupe records."""
     return "," + hashlib.sha1(handler.encode()).hexdigest()[:10] + ","
 
 
-class Deduper:
-    """Claims (event, handler) pairs so that each is dispatched once within the window."""
+def id_digest(event_id: str) -> bytes:
+    """The digest an event id is kept under: ``SHARD_BYTES`` that pick its shard, then its ``FIELD_BYTES``."""
+    return hashlib.blake2b(event_id.encode(), digest_size=SHARD_BYTES + FIELD_BYTES).digest()
 
-    def __init__(self, client: redis.Redis, window: int, keys: Keys) -> None:
+
+def bucket_seconds(window: int) -> int:
+    """How long one time bucket of a dedupe window is (at least a second)."""
+    return max(1, math.ceil(window / BUCKETS))
+
+
+class Deduper:
+    """Claims (event, handler) pairs so that each is dispatched once within the window.
+
+    ``clock`` (seconds) replaces Redis' clock, for tests that step through buckets.
+    """
+
+    def __init__(self, client: redis.Redis, window: int, keys: Keys, clock: Callable[[], float] | None = None) -> None:
         self._client = client
         self._window = window
+        self._span = bucket_seconds(window)
         self._keys = keys
+        self._clock = clock
         self._claim = client.register_script(_CLAIM)
 
     def claim(self, event_ids: Sequence[str], prints: Sequence[str], handlers: Sequence[str]) -> list[Claim]:
-        """For each event id (with its event's fingerprint), the handlers it had not been claimed for (now claimed).
-
-        One Redis call for the whole sequence.
+        """For each event id (with its event's fingerprint: hex digits, all of one length), the
+        handlers it had not been claimed for (now claimed). One Redis call for the whole sequence.
         """
         if not event_ids or not handlers:
             return [NOTHING] * len(event_ids)
         tokens = {fingerprint(h): h for h in handlers}
-        keys = [self._keys.seen(event_id) for event_id in event_ids]
-        width = len(prints[0])
-        if any(len(p) != width for p in prints):
+        ordered = sorted(tokens)  # a set of handlers is one string: its tokens in order
+        raw = [bytes.fromhex(p) for p in prints]
+        width = len(raw[0])
+        if any(len(p) != width for p in raw):
             raise ValueError("event fingerprints must all have the same length")
-        answers = self._claim(keys=keys, args=[self._window, len(tokens), *tokens, "".join(prints), width])
-        every = "".join(tokens).encode()
+        args: list[bytes | str | int] = [
+            self._window,
+            self._span,
+            "" if self._clock is None else repr(self._clock()),
+            self._keys.dedupe_prefix,
+            b"".join(id_digest(event_id) for event_id in event_ids),
+            b"".join(raw),
+            width,
+            len(ordered),
+            *ordered,
+        ]
+        answers = self._claim(keys=[self._keys.seen(event_id) for event_id in event_ids], args=args)
+        every = "".join(ordered).encode()
         everything = Claim(tuple(tokens.values()))
         return [everything if a == every else _claim_of(a, tokens) if a else NOTHING for a in answers]
 
 
-def _claim_of(answer: bytes | str, tokens: dict[str, str]) -> Claim:
+def _claim_of(answer: bytes, tokens: dict[str, str]) -> Claim:
     """A conflict, or the claim for some of the handlers (the common cases are handled by ``claim``)."""
+    if answer.startswith(b"!"):
+        return Claim((), answer[1:].hex())
     answered = text(answer)
-    if answered.startswith("!"):
-        return Claim((), answered[1:])
     return Claim(tuple(handler for token, handler in tokens.items() if token in answered))

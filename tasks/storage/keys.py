@@ -38,14 +38,38 @@ class Keys:
         No TTL: capped at about 10,000 entries (the oldest trimmed)."""
         return f"{self.prefix}intake:unreadable"
 
+    # Dedupe (tasks/pipeline/dedupe.py) ----------------------------------------------
+    @property
+    def dedupe_prefix(self) -> str:
+        """What every dedupe key starts with; the claim script appends the rest, as the three
+        methods below spell it (their TTLs are theirs)."""
+        return f"{self.prefix}dedupe:"
+
+    def dedupe_bucket(self, bucket: int) -> str:
+        """Hash: a time bucket's shard counts (``levels``, comma-separated), records in its newest
+        level (``n``) and in all (``total``). TTL: ``INSIGHTS_DEDUPE_WINDOW`` after the bucket ends."""
+        return f"{self.dedupe_prefix}{bucket}"
+
+    def dedupe_shard(self, bucket: int, shards: int, shard: int) -> str:
+        """Hash: one shard of a time bucket's records, id digest -> event fingerprint and handler-set
+        number (about a hundred records, packed by Redis). TTL: ``INSIGHTS_DEDUPE_WINDOW`` after the bucket ends."""
+        return f"{self.dedupe_prefix}{bucket}:{shards}:{shard}"
+
+    @property
+    def dedupe_handler_sets(self) -> str:
+        """Hash: every set of handlers claimed together, numbered (``s<tokens>`` -> number,
+        ``i<number>`` -> tokens, ``#`` the last number). No TTL: an entry per distinct set, a few bytes each."""
+        return f"{self.dedupe_prefix}handlers"
+
     def seen(self, event_id: str) -> str:
-        """An event's fingerprint and the handlers it was dispatched to (tasks/pipeline/dedupe.py).
-        TTL ``INSIGHTS_DEDUPE_WINDOW``, from the last handler added."""
+        """An event's fingerprint and the handlers it was dispatched to, one key per id, as written
+        before the bucketed layout above; only read now. TTL ``INSIGHTS_DEDUPE_WINDOW`` at the time."""
         return f"{self.prefix}seen:{event_id}"
 
     # Batches (tasks/pipeline/batch_store.py) -----------------------------------------
     def batch(self, batch_id: str) -> str:
-        """A batch's record: its state, handler tasks and their outcomes. TTL ``INSIGHTS_BATCH_RECORD_TTL``."""
+        """A batch's record: its state, handler tasks and their outcomes. TTL ``INSIGHTS_BATCH_RECORD_TTL``,
+        ``INSIGHTS_BATCH_DONE_TTL`` once the batch is finished."""
         return f"{self.prefix}batch:{batch_id}"
 
     def batch_events(self, batch_id: str) -> str:
@@ -55,12 +79,12 @@ class Keys:
 
     def done(self, batch_id: str, label: str) -> str:
         """The outcome a handler task keeps once it has handled its events of a batch.
-        TTL ``INSIGHTS_BATCH_RECORD_TTL``."""
+        TTL ``INSIGHTS_BATCH_RECORD_TTL``, ``INSIGHTS_BATCH_DONE_TTL`` once the batch is finished."""
         return f"{self.prefix}done:{batch_id}:{label}"
 
     def receipt(self, receipt: str) -> str:
         """The batches a request's events went into (a receipt is its intake entry id).
-        TTL ``INSIGHTS_BATCH_RECORD_TTL``."""
+        TTL ``INSIGHTS_BATCH_RECORD_TTL``, ``INSIGHTS_BATCH_DONE_TTL`` once one of its batches is finished."""
         return f"{self.prefix}receipt:{receipt}"
 
     @property

@@ -164,9 +164,22 @@ def test_a_dedupe_key_from_before_fingerprints_takes_the_first_one_it_meets(insi
     deduper = Deduper(redis, 60, insights.keys)
     old = f"legacy-{uuid.uuid4().hex}"
     redis.set(insights.keys.seen(old), handler_token("handler.a"), ex=60)  # as written before fingerprints were kept
-    assert deduper.claim([old], ["f1"], ["handler.a", "handler.b"]) == [Claim(("handler.b",))]
-    assert deduper.claim([old], ["f2"], ["handler.a", "handler.b"]) == [Claim((), known="f1")]
-    assert deduper.claim([old], ["f1"], ["handler.a", "handler.b"]) == [Claim(())]
+    f1, f2 = fingerprint(canonical_json({"n": 1})), fingerprint(canonical_json({"n": 2}))
+    assert deduper.claim([old], [f1], ["handler.a", "handler.b"]) == [Claim(("handler.b",))]
+    assert deduper.claim([old], [f2], ["handler.a", "handler.b"]) == [Claim((), known=f1)]
+    assert deduper.claim([old], [f1], ["handler.a", "handler.b"]) == [Claim(())]
+
+
+def test_a_dedupe_key_from_before_the_buckets_is_still_read_with_its_fingerprint(insights: Insights) -> None:
+    redis = insights.services.redis
+    deduper = Deduper(redis, 60, insights.keys)
+    old = f"legacy-{uuid.uuid4().hex}"
+    f1, f2 = fingerprint(canonical_json({"n": 1})), fingerprint(canonical_json({"n": 2}))
+    redis.set(insights.keys.seen(old), f1 + handler_token("handler.a"), ex=60)  # one key per id, as before
+    assert deduper.claim([old], [f1], ["handler.a"]) == [Claim(())]
+    assert deduper.claim([old], [f2], ["handler.a"]) == [Claim((), known=f1)]
+    assert deduper.claim([old], [f1], ["handler.a", "handler.b"]) == [Claim(("handler.b",))]
+    assert deduper.claim([old], [f1], ["handler.a", "handler.b"]) == [Claim(())]
 
 
 def test_an_identical_re_send_with_an_id_is_still_deduplicated(client: FlaskClient, secured: Insights) -> None:
