@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from celery import Celery
+from celery import Celery, current_task
 
 from config.celery import celery_config
 from config.queues import default_queue
@@ -30,6 +30,7 @@ from tasks.pipeline.conflicts import Conflicts
 from tasks.pipeline.dead_letters import DeadLetters
 from tasks.pipeline.dispatch import RECORD_BATCH_TASK, dispatch, select_all
 from tasks.pipeline.handling import run_handler_task
+from tasks.pipeline.shard_leases import ShardLeases, fence, lease_step
 from tasks.pipeline.stream import Intake
 from tasks.schedule import bind_schedule, list_reports
 from tasks.storage.keys import Keys
@@ -58,6 +59,8 @@ class Insights:
         self.queries = Caller("query", self.registry, self.call, lambda: self.remotes)
         self.views = Caller("view", self.registry, self.call, lambda: self.remotes)
         self.properties: dict[str, Property] = {}
+        # Set in a shard worker on a Redis broker while its lease bootstep runs (tasks/pipeline/shard_leases.py).
+        self.shard_leases: ShardLeases | None = None
         self.finalized = False
         # What every call goes through (tasks/core/steps.py): a new concern is a new step, added before finalize().
         self.call_steps: list[Step] = [memoize(lambda: self.memo)]
@@ -132,6 +135,8 @@ class Insights:
 
         self._bind(RECORD_BATCH_TASK, record)
         self.properties = {name: self.registry.get("property", name).func for name in self.registry.names("property")}
+        # Shard workers consume a shard queue only while holding its lease (Redis brokers).
+        self.celery.steps["consumer"].add(lease_step(self))
         bind_schedule(self)  # @cron jobs, the file-store sweeper and beat's schedule (tasks/schedule.py)
         self.registry.freeze()
         self.finalized = True
@@ -145,6 +150,8 @@ class Insights:
         if spec.kind == "handler":
 
             def run(batch_id: str, indices: list[int] | None, label: str) -> dict[str, Any]:
+                if spec.shard_by is not None:  # fencing: only the holder of the shard queue's lease runs it
+                    fence(self, (current_task.request.delivery_info or {}).get("routing_key"))
                 return self.run_handler(spec, batch_id, indices, label)
 
         else:

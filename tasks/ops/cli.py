@@ -61,8 +61,9 @@ def process_commands(settings: Settings, commands: Commands | None = None) -> di
         "web": commands.web(f"{settings.web_host}:{settings.web_port}", workers=2, threads=settings.web_threads),
         "batcher": commands.batcher(),
         "worker": commands.worker(settings.queues.all(), concurrency=2, name="main@%h"),
-        # One single-process consumer for every shard queue keeps per-user/per-resource order.
-        "shards": commands.worker(shard_queues(settings.queues, settings.shards), solo=True, name="shards@%h"),
+        # One single-process consumer for every shard queue keeps per-user/per-resource order; on
+        # several hosts, one holds each shard queue's lease and the others stand by (shard_leases.py).
+        "shards": commands.shard_worker(shard_queues(settings.queues, settings.shards), name="shards@%h"),
         # RedBeat keeps the schedule and a single-beat lock in Redis (config/celery.py): no -s file.
         "beat": commands.beat(),
     }
