@@ -110,6 +110,7 @@ def settings(
         rate_burst=10_000,
         max_runs=10_000,
         memo_min_refresh=0.001,
+        lease_ttl=3.0,  # a killed batcher or shard worker's standby takes over within seconds
     )
 
 
