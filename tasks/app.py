@@ -21,6 +21,7 @@ from tasks.core.callers import Caller
 from tasks.core.kombu_fix import tolerate_collected_redis_transport
 from tasks.core.memo import Memo, memo_policy, split_mode
 from tasks.core.registry import Registry, Spec
+from tasks.core.remote import RemoteBackend
 from tasks.core.runs import Runs
 from tasks.core.steps import Call, Step, feed, memoize, present, through
 from tasks.core.tokens import TokenStore
@@ -53,9 +54,9 @@ class Insights:
         self.registry = registry if registry is not None else Registry()
         self.services = Services(settings)
         self.celery = Celery("insights", set_as_current=False)
-        # Backends (e.g. tasks.client.RemoteBackend) the ``query``/``view`` objects fall back
-        # to for names this registry lacks: a module may call a query on another server.
-        self.remotes: list[Backend] = []
+        # Backends the ``query``/``view`` objects fall back to for names this registry lacks: a
+        # module may call a query on another server. One per server of INSIGHTS_REMOTES, in order.
+        self.remotes: list[Backend] = [RemoteBackend(r.url, r.token) for r in settings.remotes]
         self.queries = Caller("query", self.registry, self.call, lambda: self.remotes)
         self.views = Caller("view", self.registry, self.call, lambda: self.remotes)
         self.properties: dict[str, Property] = {}

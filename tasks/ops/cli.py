@@ -31,7 +31,7 @@ from tasks.errors import ArgumentError, InsightsError
 from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
 from tasks.pipeline.batcher import Batcher
 from tasks.pipeline.conflicts import Conflicts
-from tasks.pipeline.dead_letters import retry_dead_letters
+from tasks.pipeline.dead_letters import RETRY_PERIOD, retry_dead_letters
 from tasks.storage.keys import Keys
 
 log = logging.getLogger("insights")
@@ -141,6 +141,9 @@ def dead_letters(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{letter['id']}  {when}  {letter['handler']}  {len(letter['events'])} event(s)  {letter['error']}")
         return 0
     batches = retry_dead_letters(app, handler, args.ids)
+    if batches is None:
+        print(f"another retry of dead letters ran less than {RETRY_PERIOD:g} s ago; nothing sent: run it again then")
+        return 1
     print(f"dispatched again as {len(batches)} batch(es): {' '.join(batches) or '-'}")
     return 0
 

@@ -12,6 +12,7 @@ import redis
 from tasks.pipeline.dispatch import dispatch
 from tasks.storage.kept import KeptStream
 from tasks.storage.keys import Keys
+from tasks.storage.once import once_per_period
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -55,12 +56,20 @@ def _decode(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def retry_dead_letters(app: Insights, handler: str | None = None, letter_ids: Sequence[str] = ()) -> list[str]:
-    """Dispatch dead letters again (all, one handler's, or the given ones); returns the new batch ids.
+RETRY_PERIOD = 10.0  # seconds: one retry of dead letters per period cluster-wide
+RETRY_JOB = "deadletters.retry"
+
+
+def retry_dead_letters(app: Insights, handler: str | None = None, letter_ids: Sequence[str] = ()) -> list[str] | None:
+    """Dispatch dead letters again (all, one handler's, or the given ones); returns the new batch ids,
+    or None when another retry ran in this ``RETRY_PERIOD`` (cluster-wide: two retries at once would
+    both dispatch the same letters).
 
     Each letter is removed once its events are with the broker; if the handler fails on
     them again, they come back as new dead letters.
     """
+    if not once_per_period(app.services.redis, app.keys, RETRY_JOB, RETRY_PERIOD):
+        return None
     wanted = set(letter_ids)
     letters = [x for x in app.dead_letters.list(handler) if not wanted or x["id"] in wanted]
     by_handler: dict[str, list[dict[str, Any]]] = {}
