@@ -121,6 +121,7 @@ class Deployment:
     worker_mode: str = "prefork"
     logs: Path = field(default_factory=lambda: Path("/tmp"))
     batch_size: int = Settings.batch_size
+    batchers: int = 1  # batcher processes: one is active, the others stand by (tasks/pipeline/batcher.py)
     settings: Settings = field(init=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -152,7 +153,7 @@ class Deployment:
         bind = f"127.0.0.1:{self.settings.web_port}"
         commands = {
             "web": COMMANDS.web(bind, workers=2, threads=WEB_MODES[self.web_mode]),
-            "batcher": COMMANDS.batcher(),
+            **{f"batcher{i or ''}": COMMANDS.batcher() for i in range(self.batchers)},
         }
         if self.worker_mode == "prefork":
             commands["worker"] = COMMANDS.worker(queues, concurrency=2, name="bench-prefork@%h")

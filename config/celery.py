@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from config.queues import CRON_PREFIX, MAINTENANCE_PREFIX, QUERY_PREFIX, VIEW_PREFIX, task_routes
+from config.queues import CRON_PREFIX, MAINTENANCE_PREFIX, QUERY_PREFIX, VIEW_PREFIX, declared_queues, task_routes
 from config.redis_url import SentinelTarget, sentinel_of
 from config.settings import Settings
 
@@ -32,6 +32,9 @@ def celery_config(settings: Settings, queue_overrides: Mapping[str, str] | None 
         "result_accept_content": [SERIALIZER_NAME, "json"],
         "task_routes": task_routes(settings.queues, queue_overrides),
         "task_default_queue": settings.queues.batch,
+        # Declared up front for the shard queues' x-single-active-consumer (RabbitMQ: one consumer
+        # at a time per shard queue); queues named by modules are created when first used.
+        "task_queues": declared_queues(settings.queues, settings.shards),
         "task_create_missing_queues": True,
         # Do not lose work: ack after the task ran, and requeue if the worker child died.
         "task_acks_late": True,

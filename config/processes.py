@@ -75,6 +75,13 @@ class Commands:
             command += ["-n", name]
         return command
 
+    def shard_worker(self, queues: Sequence[str], name: str | None = None) -> list[str]:
+        """A worker for shard queues: single-process and holding one message at a time (the one it
+        runs), so that whichever worker takes over a shard queue finds every other message still
+        queued, in order. Start as many as you like for the same queues, on any hosts: each queue
+        has one active consumer at a time (leases on Redis, single active consumer on RabbitMQ)."""
+        return [*self.worker(queues, solo=True, name=name), "--prefetch-multiplier", "1"]
+
     def beat(self) -> list[str]:
         """Celery beat: RedBeat keeps the schedule and a single-beat lock in Redis (no ``-s`` file)."""
         return [*self._celery(), "beat", "-l", self.loglevel]
@@ -105,13 +112,14 @@ def placeholder(variable: str, default: object) -> str:
 
 
 def procfile() -> dict[str, list[str]]:
-    """The Procfile's processes: every kind queue, one solo worker per shard (the default number
-    of shards), beat and flower, with ``${VAR:-default}`` where the platform or operator decides."""
+    """The Procfile's processes: every kind queue, a shard worker per shard (the default number of
+    shards; on several hosts, one consumes each shard queue and the others stand by), beat and flower,
+    with ``${VAR:-default}`` where the platform or operator decides."""
     defaults = Settings()
     threads = Settings.variable("web_threads")
     commands = Commands(python=None)
     shards = {
-        f"shard{k}": commands.worker(queues_of_shard(defaults.queues, k), solo=True, name=f"shard{k}@%h")
+        f"shard{k}": commands.shard_worker(queues_of_shard(defaults.queues, k), name=f"shard{k}@%h")
         for k in range(defaults.shards)
     }
     return {

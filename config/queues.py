@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kombu import Exchange, Queue
+
 from config.settings import Queues
 
 # Task-name prefixes, shared with the registry that names the tasks.
@@ -37,6 +39,26 @@ def queues_of_shard(queues: Queues, shard: int) -> list[str]:
 def shard_queues(queues: Queues, shards: int) -> list[str]:
     """Every shard queue; each needs exactly one single-process consumer to keep order."""
     return [shard_queue(queues, kind, k) for kind in SHARD_KINDS for k in range(shards)]
+
+
+# RabbitMQ delivers a queue declared with this argument to one consumer at a time, the others standing
+# by (https://www.rabbitmq.com/docs/consumers#single-active-consumer); other brokers ignore it.
+SINGLE_ACTIVE_CONSUMER = {"x-single-active-consumer": True}
+
+
+def declared_queues(queues: Queues, shards: int) -> list[Queue]:
+    """Celery ``task_queues``: the kind queues as usual, the shard queues with a single active consumer.
+
+    A queue that exists on RabbitMQ without the argument cannot be declared with it (RabbitMQ answers
+    ``PRECONDITION_FAILED - inequivalent arg 'x-single-active-consumer'``): drain and delete it once
+    (README, *Scaling*), then let the workers declare it again.
+    """
+    plain = [Queue(name, Exchange(name), routing_key=name) for name in dict.fromkeys(queues.all())]
+    ordered = [
+        Queue(name, Exchange(name), routing_key=name, queue_arguments=dict(SINGLE_ACTIVE_CONSUMER))
+        for name in shard_queues(queues, shards)
+    ]
+    return plain + ordered
 
 
 def task_routes(queues: Queues, overrides: Mapping[str, str] | None = None) -> list[dict[str, Any]]:

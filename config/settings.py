@@ -68,6 +68,36 @@ class Queues:
         return (self.views, self.queries, self.events, self.reports, self.batch)
 
 
+@dataclass(frozen=True)
+class Remote:
+    """Another Insights server: its base URL and the API token to call it with (kept out of reprs)."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+
+
+def _remotes(variable: str, raw: str) -> tuple[Remote, ...]:
+    remotes = []
+    for number, item in enumerate((part.strip() for part in raw.split(",")), 1):
+        if not item:
+            continue
+        words = item.split()
+        # The messages never quote the item: it may hold a token.
+        if len(words) > 2:
+            raise ConfigError(f"{variable}: item {number} has {len(words)} words; write URL or URL TOKEN")
+        if not words[0].startswith(("http://", "https://")) or "@" in words[0].split("/")[2]:
+            raise ConfigError(
+                f"{variable}: item {number} must start with an http:// or https:// URL without a user:password "
+                "part (give the token after the URL, separated by a space)"
+            )
+        remotes.append(Remote(words[0].rstrip("/"), words[1] if len(words) == 2 else None))
+    return tuple(remotes)
+
+
+def _unparse_remotes(remotes: tuple[Remote, ...]) -> str:
+    return ", ".join(f"{r.url} {r.token}" if r.token else r.url for r in remotes)
+
+
 def _module_packages(variable: str, raw: str) -> tuple[str, ...]:
     return ("modules", *_names(variable, raw))
 
@@ -192,6 +222,11 @@ class Settings:
     beat_lock_timeout: float = setting(
         60.0, "INSIGHTS_BEAT_LOCK_TIMEOUT", "seconds a dead beat holds the single-beat lock before a standby takes over"
     )
+    lease_ttl: float = setting(
+        10.0, "INSIGHTS_LEASE_TTL",
+        "seconds a dead (or paused) shard worker or batcher keeps its lease — the one consumer of a shard queue, "
+        "the one active batcher — before a standby takes over; holders renew it every quarter of that",
+    )  # fmt: skip
     sweep_interval: float = setting(
         300.0, "INSIGHTS_SWEEP_INTERVAL", "seconds between runs of the file-store sweeper (deletes expired files)"
     )
@@ -251,6 +286,13 @@ class Settings:
     web_threads: int = setting(
         8, "INSIGHTS_WEB_THREADS",
         "threads per gunicorn worker (`gthread`): a slow or half-sent request holds a thread, not a worker",
+    )  # fmt: skip
+    remotes: tuple[Remote, ...] = setting(
+        (), "INSIGHTS_REMOTES",
+        "other Insights servers whose queries and views the injected `query` / `view` objects (and "
+        "`Client.local`) fall back to, first match wins: comma-separated `URL` or `URL TOKEN` items "
+        "(`https://b:8000 s3cr3t, https://c:8000`); tokens are never logged nor shown",
+        parse=lambda variable, raw: _remotes(variable, raw), unparse=lambda value: _unparse_remotes(value),
     )  # fmt: skip
 
     @property

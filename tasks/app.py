@@ -23,6 +23,7 @@ from tasks.core.compose import Stage, compose
 from tasks.core.kombu_fix import tolerate_collected_redis_transport
 from tasks.core.memo import Memo, memo_policy, split_mode
 from tasks.core.registry import Registry, Spec
+from tasks.core.remote import RemoteBackend
 from tasks.core.runs import Runs
 from tasks.core.steps import Call, Step, feed, memoize, present, through
 from tasks.core.tokens import TokenStore
@@ -32,6 +33,7 @@ from tasks.pipeline.conflicts import Conflicts
 from tasks.pipeline.dead_letters import DeadLetters
 from tasks.pipeline.dispatch import RECORD_BATCH_TASK, Dispatcher, select_all
 from tasks.pipeline.handling import HandlerRun, HandlerTasks, Retries, remember_outcome
+from tasks.pipeline.shard_leases import ShardLeases, fencing, lease_step
 from tasks.pipeline.stream import Intake
 from tasks.schedule import bind_schedule, list_reports
 from tasks.storage.keys import Keys
@@ -54,12 +56,14 @@ class Insights:
         self.registry = registry if registry is not None else Registry()
         self.services = Services(settings)
         self.celery = Celery("insights", set_as_current=False)
-        # Backends (e.g. tasks.client.RemoteBackend) the ``query``/``view`` objects fall back
-        # to for names this registry lacks: a module may call a query on another server.
-        self.remotes: list[Backend] = []
+        # Backends the ``query``/``view`` objects fall back to for names this registry lacks: a
+        # module may call a query on another server. One per server of INSIGHTS_REMOTES, in order.
+        self.remotes: list[Backend] = [RemoteBackend(r.url, r.token) for r in settings.remotes]
         self.queries = Caller("query", self.registry, self.call, lambda: self.remotes)
         self.views = Caller("view", self.registry, self.call, lambda: self.remotes)
         self.properties: dict[str, Property] = {}
+        # Set in a shard worker on a Redis broker while its lease bootstep runs (tasks/pipeline/shard_leases.py).
+        self.shard_leases: ShardLeases | None = None
         self.finalized = False
         # What every call goes through (tasks/core/steps.py): a new concern is a new step, added before finalize().
         self.call_steps: list[Step] = [memoize(lambda: self.memo)]
@@ -120,7 +124,8 @@ class Insights:
                 self.event,
                 Retries(self.settings.handler_attempts, self.settings.handler_backoff),
             )
-            tasks.steps.append(remember_outcome(self.services.redis, self.keys, self.settings.batch_record_ttl))
+            outcomes = remember_outcome(self.services.redis, self.keys, self.settings.batch_record_ttl)
+            tasks.steps += [fencing(lambda: self.shard_leases), outcomes]
             return tasks
 
         return self.services.once("handler_tasks", build)
@@ -157,9 +162,10 @@ class Insights:
             self.record_batch(outcomes, batch_id)
 
         self._bind(RECORD_BATCH_TASK, record)
-        self.properties.update(
-            (name, self.registry.get("property", name).func) for name in self.registry.names("property")
-        )
+        for name in self.registry.names("property"):  # in place: the dispatcher holds this mapping
+            self.properties[name] = self.registry.get("property", name).func
+        # Shard workers consume a shard queue only while holding its lease (Redis brokers).
+        self.celery.steps["consumer"].add(lease_step(self))
         bind_schedule(self)  # @cron jobs, the file-store sweeper and beat's schedule (tasks/schedule.py)
         self.registry.freeze()
         self.finalized = True

@@ -19,7 +19,9 @@ values (e.g. a query's data) are not written. ``Insights.reports()`` lists the r
 the dashboard shows them at ``/reports``.
 
 Beat runs RedBeat (``config/celery.py``): a second beat started by mistake waits on the
-lock in Redis instead of sending every job twice. The static entries come from
+lock in Redis instead of sending every job twice. The housekeeping jobs also claim their period
+in Redis (``tasks/storage/once.py``), so a job sent twice in one period (two beats, a beat whose
+lock expired while it paused, a hand-sent task) runs once. The static entries come from
 ``config/beat.py`` (the file-store sweeper, ``maintenance.sweep_files``, and the event-log
 retention, ``maintenance.prune_event_log``).
 """
@@ -44,6 +46,7 @@ from tasks.core.presentation import _png_of
 from tasks.errors import ArgumentError, RegistrationError, UnknownName
 from tasks.pipeline.event_log import EventLog
 from tasks.storage.fs import FileStore
+from tasks.storage.once import once_per_period
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -177,16 +180,28 @@ def bind_schedule(app: Insights) -> None:
     """At finalize: a task per ``@cron`` spec, the maintenance tasks, and ``beat_schedule`` holding them
     (kept by RedBeat under the deployment's Redis prefix)."""
     # not at import: config.settings imports tasks
-    from config.beat import EXPIRE_RUNS_TASK, PRUNE_EVENT_LOG_TASK, SWEEP_TASK, static_schedule
+    from config.beat import (
+        EXPIRE_RUNS_TASK,
+        PRUNE_EVENT_LOG_EVERY,
+        PRUNE_EVENT_LOG_TASK,
+        SWEEP_TASK,
+        static_schedule,
+    )
 
     entries = static_schedule(app.settings)
 
     def sweep_files() -> int:
-        """Delete every module's expired files; returns how many."""
+        """Delete every module's expired files, once per sweep interval cluster-wide; returns how many."""
+        if not once_per_period(app.services.redis, app.keys, SWEEP_TASK, app.settings.sweep_interval):
+            return 0
         return sweep(app)
 
     def prune_event_log() -> int:
-        """Delete the event-log segments older than the retention; returns how many."""
+        """Delete the event-log segments older than the retention, once a day cluster-wide; returns how many."""
+        if not once_per_period(
+            app.services.redis, app.keys, PRUNE_EVENT_LOG_TASK, PRUNE_EVENT_LOG_EVERY.total_seconds()
+        ):
+            return 0
         return len(prune_event_log_segments(app))
 
     app.celery.task(name=SWEEP_TASK, shared=False, typing=False)(sweep_files)

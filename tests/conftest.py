@@ -110,6 +110,7 @@ def settings(
         rate_burst=10_000,
         max_runs=10_000,
         memo_min_refresh=0.001,
+        lease_ttl=3.0,  # a killed batcher or shard worker's standby takes over within seconds
     )
 
 
@@ -151,9 +152,11 @@ def start_worker(
     settings: Settings, log_path: Path, queues: list[str] | None = None, solo: bool = False
 ) -> subprocess.Popen[bytes]:  # in its own process group: a test may SIGKILL the whole worker
     """Start a real ``celery worker`` process (every kind queue by default; ``solo`` for shard queues)."""
-    command = COMMANDS.worker(
-        queues or settings.queues.all(), solo=solo, concurrency=2, name=f"test-{time.monotonic_ns()}@%h"
-    )
+    name = f"test-{time.monotonic_ns()}@%h"
+    if solo:
+        command = COMMANDS.shard_worker(queues or settings.queues.all(), name=name)
+    else:
+        command = COMMANDS.worker(queues or settings.queues.all(), concurrency=2, name=name)
     return start_process(settings, command, log_path)
 
 

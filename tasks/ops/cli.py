@@ -29,7 +29,7 @@ from tasks.errors import ArgumentError, InsightsError
 from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
 from tasks.pipeline.batcher import Batcher
 from tasks.pipeline.conflicts import Conflicts
-from tasks.pipeline.dead_letters import retry_dead_letters
+from tasks.pipeline.dead_letters import RETRY_PERIOD, retry_dead_letters
 from tasks.storage.connections import redis_of
 from tasks.storage.keys import Keys
 
@@ -60,8 +60,9 @@ def process_commands(settings: Settings, commands: Commands | None = None) -> di
         "web": commands.web(f"{settings.web_host}:{settings.web_port}", workers=2, threads=settings.web_threads),
         "batcher": commands.batcher(),
         "worker": commands.worker(settings.queues.all(), concurrency=2, name="main@%h"),
-        # One single-process consumer for every shard queue keeps per-user/per-resource order.
-        "shards": commands.worker(shard_queues(settings.queues, settings.shards), solo=True, name="shards@%h"),
+        # One single-process consumer for every shard queue keeps per-user/per-resource order; on
+        # several hosts, one holds each shard queue's lease and the others stand by (shard_leases.py).
+        "shards": commands.shard_worker(shard_queues(settings.queues, settings.shards), name="shards@%h"),
         # RedBeat keeps the schedule and a single-beat lock in Redis (config/celery.py): no -s file.
         "beat": commands.beat(),
     }
@@ -139,6 +140,9 @@ def dead_letters(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{letter['id']}  {when}  {letter['handler']}  {len(letter['events'])} event(s)  {letter['error']}")
         return 0
     batches = retry_dead_letters(app.dead_letters, app.dispatcher, handler, args.ids)
+    if batches is None:
+        print(f"another retry of dead letters ran less than {RETRY_PERIOD:g} s ago; nothing sent: run it again then")
+        return 1
     print(f"dispatched again as {len(batches)} batch(es): {' '.join(batches) or '-'}")
     return 0
 

@@ -44,6 +44,7 @@ from tasks.pipeline.dispatch import Selection
 from tasks.pipeline.event_log import EventLog
 from tasks.pipeline.redrive import Redriver
 from tasks.pipeline.stream import Intake, entry_time
+from tasks.storage.lease import Lease, Taken, holder_id
 from tasks.storage.replies import text
 
 if TYPE_CHECKING:
@@ -54,6 +55,10 @@ log = logging.getLogger(__name__)
 RECOVER_EVERY = 10.0  # seconds between looks for abandoned entries; well under claim_idle
 IN_FLIGHT = 2  # batches of one request being handled at once while it is spread over rounds
 STALL_AFTER = 60.0  # seconds after which a request's next batch goes even if its last ones are not recorded done
+
+
+class LeaseLost(Exception):
+    """Another batcher holds the active batcher's lease now (this one paused or lost Redis)."""
 
 
 @dataclass
@@ -111,16 +116,29 @@ class Batcher:
         self.last_recovery = 0.0
         self.reread_own = False
         self.redriver = Redriver(app)
+        # One batcher is active cluster-wide (per-user order needs one reader of the stream); the others stand by.
+        self.lease = Lease(
+            self.client, app.keys.lease("batcher"), f"{self.consumer}:{holder_id()}", self.settings.lease_ttl
+        )
+        self.lease_every = self.settings.lease_ttl / 4
+        self.renewed: float | None = None  # when the lease was last taken or renewed (monotonic); None: standing by
 
     def run(self, stop: threading.Event) -> None:
-        """Batch until ``stop`` is set, then flush what is pending."""
-        self.ensure_group()
-        log.info("batcher %s reading %s", self.consumer, self.intake.stream)
+        """Batch while holding the active batcher's lease, stand by while another holds it, until
+        ``stop`` is set; then flush what is pending and give the lease up."""
+        log.info("batcher %s ready for %s", self.consumer, self.intake.stream)
         failures = 0
         while not stop.is_set():
             try:
+                if not self.active():
+                    stop.wait(self.lease_every)
+                    continue
                 self.step()
                 failures = 0
+            except LeaseLost:
+                log.warning("batcher %s lost the active batcher's lease: standing by", self.consumer)
+                self.pending, self.pending_events, self.conflicts = [], 0, []  # the new holder claims them
+                self.renewed = None
             except (redis.RedisError, OSError, KombuError) as exc:
                 # Unacknowledged entries stay in the stream and are recovered: wait and go on.
                 failures += 1
@@ -128,8 +146,30 @@ class Batcher:
                 self.reread_own = True  # what this batcher had read is still in its pending list
                 log.error("batcher %s: %s; retrying (%d)", self.consumer, exc, failures)
                 stop.wait(min(30.0, 0.5 * 2**failures))
-        self.flush(whole=True)
+        if self.renewed is not None and self.lease.held():
+            self.flush(whole=True)
+        self.lease.release()
         self.event_log.close()
+
+    def active(self) -> bool:
+        """Take or renew the active batcher's lease (every quarter of its TTL); whether we hold it.
+        On taking it, join the group and claim at once what the last holder read and left."""
+        now = time.monotonic()
+        if self.renewed is not None and now - self.renewed < self.lease_every:
+            return True
+        taken = self.lease.take()
+        if taken is Taken.OTHER:
+            if self.renewed is not None:
+                raise LeaseLost()
+            return False
+        self.renewed = now
+        if taken is Taken.TAKEN:
+            log.warning("batcher %s is the active batcher", self.consumer)
+            self.ensure_group()
+            self.reread_own = True
+            for entry_id, fields in self.intake.claim(self.consumer, 0):
+                self._add(entry_id, fields, recovered=True)
+        return True
 
     def ensure_group(self) -> None:
         """Create the stream and its consumer group if needed, and join the group (visible in XINFO)."""
@@ -221,7 +261,9 @@ class Batcher:
 
     def _dispatch_round(self, parts: list[Part]) -> None:
         """Dispatch one round and keep its conflicts; then acknowledge and delete the entries all
-        of whose events are dispatched."""
+        of whose events are dispatched. Fencing: not once this batcher lost the active lease."""
+        if self.renewed is not None and not self.lease.held():
+            raise LeaseLost()
         by_targets: dict[tuple[str, ...], list[Part]] = {}
         for part in parts:
             by_targets.setdefault(part[0].targets, []).append(part)

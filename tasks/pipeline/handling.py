@@ -159,7 +159,8 @@ def remember_outcome(redis: redis_lib.Redis, keys: Keys, ttl: float) -> HandlerS
 class HandlerTasks:
     """The body of every handler task: a run goes through ``steps`` (``remember_outcome`` first),
     then the handler runs on its events with retries and isolation of poison events, and what
-    fails every try is dead-lettered. Never raises: returns the outcome for the batch record.
+    fails every try is dead-lettered. Returns the outcome for the batch record; raises only what a
+    step raises to refuse the task (``fencing``'s ``Ignore``).
 
     Its Redis calls wait out a Redis restart (``patiently``): failing here would leave the
     batch's chord, and so its record, unfinished.

@@ -44,13 +44,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import redis
 from celery.canvas import Signature
 from kombu.transport.redis import PRIORITY_STEPS
 from kombu.transport.redis import Channel as RedisChannel
 
 from tasks.pipeline.batch_store import PENDING
-from tasks.storage.connections import redis_of
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -81,7 +79,7 @@ class Redriver:
     def __init__(self, app: Insights, after: float | None = None) -> None:
         self.app = app
         self.after = app.settings.redrive_after if after is None else after
-        self.broker = _broker_client(app)
+        self.broker = app.services.broker_redis
         options = app.celery.conf.broker_transport_options or {}
         self.prefix = str(options.get("global_keyprefix", "") or "")
         self.unacked = self.prefix + str(options.get("unacked_key", RedisChannel.unacked_key))
@@ -207,14 +205,3 @@ def _task_id(raw: bytes | str, unacked: bool = False) -> str | None:
     except (ValueError, KeyError, IndexError, TypeError):
         return None
     return str(task_id) if task_id else None
-
-
-def _broker_client(app: Insights) -> redis.Redis | None:
-    """A client of the Redis broker (the app's Redis unless ``BROKER_URL`` names another), or None if
-    the broker is not Redis."""
-    url = app.settings.broker
-    if not url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
-        return None
-    if url == app.settings.redis_url:
-        return app.services.redis
-    return redis_of(app.settings, url)  # through Sentinel: the current master, as kombu finds it

@@ -98,6 +98,18 @@ class Keys:
         """Held by the one batcher looking for lost batch tasks. TTL 5 seconds."""
         return f"{self.prefix}redrive:lock"
 
+    # Single-active processes and single jobs (tasks/storage/lease.py, tasks/storage/once.py) --
+    def lease(self, name: str) -> str:
+        """A lease held by one process cluster-wide (``queue:<shard queue>``: its one consumer;
+        ``batcher``: the active batcher); its value is the holder's id.
+        TTL ``INSIGHTS_LEASE_TTL``, renewed by the holder's heartbeat."""
+        return f"{self.prefix}lease:{name}"
+
+    def once(self, job: str, period: int) -> str:
+        """Marks that a single job (``maintenance.sweep_files``, ...) ran in one period (its number
+        since the epoch) somewhere in the cluster. TTL two periods."""
+        return f"{self.prefix}once:{job}:{period}"
+
     # Kept for an operator ----------------------------------------------------------------
     @property
     def dead_letters(self) -> str:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import pymongo
 import redis
 from pymongo.database import Database
+from redis import Redis
 
 from config.settings import Settings
 from tasks.errors import RegistrationError
@@ -65,6 +66,17 @@ class Services:
         if self._redis is None:
             self._redis = redis_of(self.settings, health_check_interval=30)
         return self._redis
+
+    @property
+    def broker_redis(self) -> Redis | None:
+        """A client of the Redis broker (the Redis client itself unless ``BROKER_URL`` names another
+        Redis), or None when the broker is not Redis (RabbitMQ)."""
+        url = self.settings.broker
+        if not url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
+            return None
+        if url == self.settings.redis_url:
+            return self.redis
+        return self.once("broker_redis", lambda: redis_of(self.settings, url))  # through Sentinel: kombu's master
 
     @property
     def mongo(self) -> pymongo.MongoClient[dict[str, Any]]:

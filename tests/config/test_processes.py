@@ -29,9 +29,10 @@ def test_the_procfile_runs_every_queue_and_one_solo_worker_per_shard() -> None:
     processes = procfile()
 
     assert set(processes) == {"web", "batcher", "worker", "beat", "flower"} | {f"shard{k}" for k in range(4)}
-    assert processes["shard3"] == Commands(python=None).worker(
-        ["events.user.3", "events.resource.3"], solo=True, name="shard3@%h"
+    assert processes["shard3"] == Commands(python=None).shard_worker(
+        ["events.user.3", "events.resource.3"], name="shard3@%h"
     )
+    assert processes["shard3"][-4:] == ["-n", "shard3@%h", "--prefetch-multiplier", "1"]
     assert placeholder("WORKER_QUEUES", "views,queries,events,reports,batch") in processes["worker"]
 
 

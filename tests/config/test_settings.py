@@ -14,7 +14,7 @@ from celery import Celery
 
 from config.celery import SERIALIZER_NAME, celery_config
 from config.queues import task_routes
-from config.settings import ROOT, ConfigError, Queues, Settings, settings_table
+from config.settings import ROOT, ConfigError, Queues, Remote, Settings, settings_table
 
 
 # Settings ----------------------------------------------------------------------------
@@ -145,6 +145,8 @@ def other_value(kind: Any, default: Any) -> Any:
         return kind(default * 3 + 1)
     if kind is Path:
         return Path("/elsewhere") / default.name
+    if typing.get_origin(kind) is tuple and typing.get_args(kind)[0] is Remote:
+        return (*default, Remote("https://b.example:8000", "t0ken"), Remote("http://c.example"))
     if typing.get_origin(kind) is tuple:
         return (*default, "extra.names")
     if typing.get_origin(kind) is typing.Literal:
@@ -245,3 +247,14 @@ def test_an_unknown_file_store_backend_is_a_config_error(value: str) -> None:
         Settings.from_env({"INSIGHTS_FS_BACKEND": value})
     assert Settings.from_env({"INSIGHTS_FS_BACKEND": " Local "}).fs_backend == "local"
     assert Settings.from_env({}).fs_backend == "gridfs"
+
+
+def test_remotes_are_urls_with_optional_tokens_that_no_repr_or_error_shows() -> None:
+    settings = Settings.from_env({"INSIGHTS_REMOTES": "https://b.example:8000/ s3cr3t-token, http://c.example"})
+
+    assert settings.remotes == (Remote("https://b.example:8000", "s3cr3t-token"), Remote("http://c.example"))
+    assert "s3cr3t" not in repr(settings) and "s3cr3t" not in repr(settings.remotes)
+    for bad in ("b.example s3cr3t-token", "https://b.example s3cr3t-token extra", "https://u:s3cr3t@b.example"):
+        with pytest.raises(ConfigError) as refused:
+            Settings.from_env({"INSIGHTS_REMOTES": bad})
+        assert "s3cr3t" not in str(refused.value) and "INSIGHTS_REMOTES" in str(refused.value)

@@ -75,6 +75,6 @@ def test_run_starts_web_batcher_workers_and_beat_from_the_settings() -> None:
                    "-c", "2", "-l", "INFO", "-n", "main@%h"],
         "shards": ["/py", "-m", "celery", "-A", "tasks.worker", "worker", "-Q",
                    "events.user.0,events.user.1,events.resource.0,events.resource.1", "-P", "solo", "-l", "INFO",
-                   "-n", "shards@%h"],
+                   "-n", "shards@%h", "--prefetch-multiplier", "1"],
         "beat": ["/py", "-m", "celery", "-A", "tasks.worker", "beat", "-l", "INFO"],
     }  # fmt: skip

@@ -1,0 +1,1 @@
+"""Modules of the two-server test (tests/tasks/test_remotes.py): each server loads one of them."""
