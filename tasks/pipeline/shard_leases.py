@@ -224,7 +224,7 @@ def fencing(leases_of: Callable[[], ShardLeases | None]) -> HandlerStep:
     (``leases_of()``, None outside a shard worker on a Redis broker)."""
 
     def step(run: HandlerRun, next: Callable[[HandlerRun], Outcome]) -> Outcome:
-        if run.spec.shard_by is not None:
+        if run.spec.shard_by is not None and current_task:  # in a task: the queue its message came from
             fence(leases_of(), (current_task.request.delivery_info or {}).get("routing_key"))
         return next(run)
 

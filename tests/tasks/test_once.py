@@ -60,7 +60,7 @@ def test_two_concurrent_dead_letter_retries_dispatch_each_letter_once(unattended
     for n in range(3):
         unattended.dead_letters.add(handler, [[f"id-{n}", 0.0, {"n": n}]], "Boom", "", "batch")
 
-    outcomes = at_once(lambda: retry_dead_letters(unattended))
+    outcomes = at_once(lambda: retry_dead_letters(unattended.dead_letters, unattended.dispatcher))
 
     assert outcomes.count(None) == 1  # the other found the period taken and sent nothing
     assert unattended.dead_letters.count() == 0

@@ -18,7 +18,6 @@ import redis
 from config.settings import Settings
 from tasks.app import Insights, create_insights
 from tasks.ops.embedded import HOST, EmbeddedRedis, EmbeddedSentinel
-from tasks.pipeline.redrive import _broker_client
 from tasks.storage.connections import close_client, redis_of
 from tests.conftest import COMMANDS, start_process, start_worker, stop_process, wait_for
 
@@ -113,7 +112,7 @@ def test_our_client_and_the_redriver_find_the_master_through_sentinel(settings: 
         app = create_insights(own, load_modules=False)
         try:
             servers.direct(servers.master, db=1).rpush("events", b"message")
-            broker = _broker_client(app)
+            broker = app.services.broker_redis
             assert broker is not None
             assert broker.lrange("events", 0, -1) == [b"message"]
             assert broker.connection_pool.connection_kwargs["db"] == 1
