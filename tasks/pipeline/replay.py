@@ -39,7 +39,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from config.settings import Settings
 from tasks.authoring.event_ids import event_id
 from tasks.errors import InsightsError
-from tasks.pipeline.event_log import EventLog, Position, json_object
+from tasks.pipeline.event_log import EventLog, Position
+from tasks.pipeline.parsing import OnMalformed, stored_object
 from tasks.pipeline.stream import Intake
 from tasks.storage.keys import Keys
 
@@ -55,7 +56,6 @@ class Recorded(NamedTuple):
 
 Item = tuple[Position, dict[str, Any]] | tuple[Position, dict[str, Any], Recorded]
 Source = Callable[[Position | None], Iterator[Item]]
-OnMalformed = Callable[[str, int], None]
 
 CHECKPOINT_VERSION = 1
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -106,13 +106,9 @@ def _read_tracking_log(
                 number += 1
                 if not line.strip():
                     continue
-                event = json_object(line)
+                event = stored_object(line, name, number, on_malformed)
                 if event is not None:
                     yield Position(name, number), event
-                else:
-                    log.warning("%s:%d: not a JSON object; line skipped", name, number)
-                    if on_malformed is not None:
-                        on_malformed(name, number)
         except (EOFError, OSError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
             log.error("%s:%d: unreadable from here on (%s); rest of the file skipped", name, number + 1, error)
             if on_malformed is not None:
