@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,10 +172,17 @@ class Settings:
     sweep_interval: float = setting(
         300.0, "INSIGHTS_SWEEP_INTERVAL", "seconds between runs of the file-store sweeper (deletes expired files)"
     )
-    # Operational defaults: event-log retention, /health's backlog threshold, per-kind time limits.
+    # The event log (tasks/pipeline/event_logs.py), its retention, /health's backlog threshold, time limits.
+    event_log: Literal["mongo", "local"] = setting(
+        "mongo", "INSIGHTS_EVENT_LOG",
+        "where the batchers keep the event log `replay --log` reads: `mongo` (one compressed document per "
+        "batch in the database `<MONGO_DB_PREFIX>-eventlog`, shared by every host) or `local` (JSON-lines "
+        "files under `$INSIGHTS_DATA_DIR/eventlog`: a single host only)",
+    )  # fmt: skip
     eventlog_retention_days: float = setting(
         30.0, "INSIGHTS_EVENTLOG_RETENTION_DAYS",
-        "event-log segments last written longer ago are deleted by `maintenance.prune_event_log` (beat, daily)",
+        "event-log batches received (`mongo`) or segments last written (`local`) longer ago are deleted by "
+        "`maintenance.prune_event_log` (beat, daily)",
     )  # fmt: skip
     health_max_backlog_age: float = setting(
         60.0, "INSIGHTS_HEALTH_MAX_BACKLOG_AGE",
@@ -348,6 +355,8 @@ def _by_type(
         return _text, str, str, False
     if kind is Path:
         return _path, str, str, False
+    if typing.get_origin(kind) is Literal:
+        return _choice(typing.get_args(kind)), str, str, False
     if typing.get_origin(kind) is tuple:
         return _names, ",".join, ",".join, False
     if set(typing.get_args(kind)) == {str, type(None)}:
@@ -441,6 +450,16 @@ def _short_number(value: float) -> str:
 
 def _text(variable: str, raw: str) -> str:
     return raw
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(variable: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(f"{variable} must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
 
 
 def _path(variable: str, raw: str) -> Path:

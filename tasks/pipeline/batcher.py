@@ -29,19 +29,21 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
 from kombu.exceptions import KombuError
+from pymongo.errors import PyMongoError
 
 from tasks.authoring.event_ids import canonical_json, fingerprint, identify
 from tasks.pipeline.batch_store import DONE, Record
 from tasks.pipeline.conflicts import Conflict, Conflicts
 from tasks.pipeline.dedupe import Deduper
 from tasks.pipeline.dispatch import Selection, dispatch
-from tasks.pipeline.event_log import EventLog
+from tasks.pipeline.event_logs import open_event_log
 from tasks.pipeline.redrive import Redriver
 from tasks.pipeline.stream import Intake, entry_time
 from tasks.storage.replies import text
@@ -104,7 +106,7 @@ class Batcher:
         self.deduper = Deduper(self.client, self.settings.dedupe_window, app.keys)
         self.conflict_store = Conflicts(self.client, self.settings.conflicts_max, app.keys)
         self.conflicts: list[Conflict] = []  # found while dispatching, kept before the entries are acknowledged
-        self.event_log = EventLog(self.settings.event_log_dir)
+        self.event_log = open_event_log(self.settings, app.services.mongo)
         self.pending: list[Entry] = []  # read, not yet all dispatched
         self.pending_events = 0  # events read since the last round: a full batch of them starts one at once
         self.oldest = 0.0
@@ -121,7 +123,7 @@ class Batcher:
             try:
                 self.step()
                 failures = 0
-            except (redis.RedisError, OSError, KombuError) as exc:
+            except (redis.RedisError, OSError, KombuError, PyMongoError) as exc:
                 # Unacknowledged entries stay in the stream and are recovered: wait and go on.
                 failures += 1
                 self.pending, self.pending_events, self.conflicts = [], 0, []
@@ -316,9 +318,10 @@ class Batcher:
             if indices:
                 selections[handler] = None if len(indices) == len(kept) else indices
         batch_records = [r for r, _, _ in kept]
+        batch_id = uuid.uuid4().hex
         if live:  # replays to selected handlers are not logged again
-            self.event_log.append_encoded([(r[0], r[1], r[3], o.sender) for r, _, o in kept])
-        batch_id = dispatch(self.app, batch_records, selections, sorted({o.id for _, _, o in kept}))
+            self.event_log.append_encoded([(r[0], r[1], r[3], o.sender) for r, _, o in kept], batch_id)
+        dispatch(self.app, batch_records, selections, sorted({o.id for _, _, o in kept}), batch_id)
         for owner in {id(o): o for _, _, o in kept}.values():
             owner.batches.append(batch_id)
 

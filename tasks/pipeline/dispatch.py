@@ -30,13 +30,17 @@ Selection = list[int] | None
 
 
 def dispatch(
-    app: Insights, records: Sequence[Record], selections: Mapping[str, Selection], receipts: Sequence[str] = ()
+    app: Insights,
+    records: Sequence[Record],
+    selections: Mapping[str, Selection],
+    receipts: Sequence[str] = (),
+    batch_id: str | None = None,
 ) -> str:
     """Store ``records`` and send them as one chord to the handler tasks named in ``selections``.
 
-    Returns the batch id once the broker has accepted the chord.
+    Returns the batch id (``batch_id``, or a new one) once the broker has accepted the chord.
     """
-    batch_id = uuid.uuid4().hex
+    batch_id = batch_id or uuid.uuid4().hex
     header = [
         sig for name, selection in selections.items() for sig in _signatures(app, batch_id, name, records, selection)
     ]

@@ -1,4 +1,6 @@
-"""The event log: every accepted event, appended to JSON-lines segment files.
+"""The local event log (``INSIGHTS_EVENT_LOG=local``): every accepted event, appended to JSON-lines
+segment files on the batcher's host. The default log lives in MongoDB (``tasks.pipeline.mongo_log``),
+shared by every host; ``tasks.pipeline.event_logs`` chooses. Both keep the same lines.
 
 The batcher appends each batch it accepts (``append``); ``read`` walks the log back in order
 (for replays and audits); ``prune`` applies retention. One line per event::
@@ -88,6 +90,7 @@ def _json_encoder() -> Callable[[Any], str]:
 
 
 _encode = _json_encoder()
+encode_event = _encode  # an event as compact ASCII JSON, as the log's lines hold it
 _encode_string = json.encoder.encode_basestring_ascii
 
 #: One event as the batcher hands it to the log: (event id, received unix time, event as ASCII JSON, sender or None).
@@ -219,10 +222,23 @@ class EventLog:
             return []
         return sorted(self.directory.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"), key=lambda path: path.name)
 
+    @property
+    def description(self) -> str:
+        """What a replay checkpoint records to make sure it resumes the same log."""
+        return f"eventlog:{self.directory.absolute()}"
+
     def read(
-        self, start: Position | None = None, *, on_malformed: OnMalformed | None = None
+        self,
+        start: Position | None = None,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        on_malformed: OnMalformed | None = None,
     ) -> Iterator[tuple[Position, dict[str, Any]]]:
         """Yield ``(position after the record, record)`` in order, from ``start`` (or the beginning).
+
+        ``since`` / ``until``: only records received then (unix times, inclusive); the segments
+        are read through all the same (they are not indexed by time).
 
         A snapshot: only what the segments held when reading began is yielded, so events that
         are appended meanwhile (e.g. fed back in by a replay of this very log) are not read
@@ -245,8 +261,18 @@ class EventLog:
                     continue
                 if path.name == start.segment:
                     offset = start.offset
-            if offset < size:
-                yield from self._read_segment(path, offset, size, on_malformed)
+            if offset >= size:
+                continue
+            records = self._read_segment(path, offset, size, on_malformed)
+            if since is None and until is None:
+                yield from records
+                continue
+            for position, record in records:
+                received = record.get("received")
+                if isinstance(received, (int, float)) and not (
+                    (since is not None and received < since) or (until is not None and received > until)
+                ):
+                    yield position, record
 
     @staticmethod
     def _read_segment(
@@ -272,6 +298,10 @@ class EventLog:
                 offset = end
 
     # -- retention -------------------------------------------------------------------------
+
+    def remove_older(self, older_than: float) -> int:
+        """``prune``, counting the segments deleted (the interface the MongoDB log shares)."""
+        return len(self.prune(older_than))
 
     def prune(self, older_than: float) -> list[Path]:
         """Delete the segments last modified before the unix time ``older_than``; returns them.

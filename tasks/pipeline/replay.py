@@ -33,13 +33,15 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import redis
+from pymongo.errors import PyMongoError
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from config.settings import Settings
 from tasks.authoring.event_ids import event_id
 from tasks.errors import InsightsError
-from tasks.pipeline.event_log import EventLog, Position
+from tasks.pipeline.event_log import Position
+from tasks.pipeline.event_logs import EventLogBackend, open_event_log
 from tasks.pipeline.parsing import OnMalformed, stored_object
 from tasks.pipeline.stream import Intake
 from tasks.storage.keys import Keys
@@ -119,7 +121,7 @@ def _read_tracking_log(
 
 
 def read_event_log(
-    log: EventLog, start: Position | None = None, *, on_malformed: OnMalformed | None = None
+    log: EventLogBackend, start: Position | None = None, *, on_malformed: OnMalformed | None = None
 ) -> Iterator[Item]:
     """Yield ``(position, raw event, Recorded(id, sender))`` of the stored event log.
 
@@ -160,14 +162,14 @@ class TrackingLogs:
 class EventLogSource:
     """A replay source over the stored event log; counts malformed lines in ``skipped_malformed``."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventLogBackend) -> None:
         self.log = log
         self.skipped_malformed = 0
 
     @property
     def description(self) -> str:
         """What a checkpoint records to make sure it resumes the same log."""
-        return f"eventlog:{self.log.directory.absolute()}"
+        return self.log.description
 
     def __call__(self, start: Position | None = None) -> Iterator[Item]:
         return read_event_log(self.log, start, on_malformed=self._malformed)
@@ -423,7 +425,7 @@ def replay_main(
         missing = [str(path) for path in args.files if not path.is_file()]
         if missing:
             parser.error(f"no such file: {', '.join(missing)}")
-        if args.log and not settings.event_log_dir.is_dir():
+        if args.log and settings.event_log == "local" and not settings.event_log_dir.is_dir():
             parser.error(f"there is no event log at {settings.event_log_dir}")
     except SystemExit as exit:  # argparse printed the usage or help
         return exit.code if isinstance(exit.code, int) else 2
@@ -432,12 +434,12 @@ def replay_main(
     try:
         targets = resolve_handlers(names) if names else []
         url = settings.redis
-    except (InsightsError, ValueError, LookupError) as error:
+        source: TrackingLogs | EventLogSource = (
+            EventLogSource(open_event_log(settings)) if args.log else TrackingLogs(args.files)
+        )
+    except (InsightsError, ValueError, LookupError) as error:  # ConfigError is a ValueError
         print(f"insights replay: error: {error}", file=sys.stderr)
         return 2
-    source: TrackingLogs | EventLogSource = (
-        EventLogSource(EventLog(settings.event_log_dir)) if args.log else TrackingLogs(args.files)
-    )
     checkpoint = args.checkpoint or settings.data_dir / "replay.checkpoint"
     keys = Keys(settings.redis_prefix)
     client = redis.Redis.from_url(url)
@@ -454,12 +456,14 @@ def replay_main(
         kept = f"checkpoint kept in {checkpoint}" if checkpoint.exists() else "nothing sent yet"
         print(f"interrupted: {summary(interrupted.stats, targets)}; {kept}")
         return 1
-    except (redis.RedisError, OSError) as error:
+    except (redis.RedisError, OSError, PyMongoError) as error:
         kept = f"checkpoint kept in {checkpoint}" if checkpoint.exists() else "nothing sent yet"
         print(f"insights replay: failed: {error}; {kept}", file=sys.stderr)
         return 1
     finally:
         client.close()
+        if isinstance(source, EventLogSource):
+            source.log.close()
     print(summary(stats, targets))
     return 0
 

@@ -147,6 +147,8 @@ def other_value(kind: Any, default: Any) -> Any:
         return Path("/elsewhere") / default.name
     if typing.get_origin(kind) is tuple:
         return (*default, "extra.names")
+    if typing.get_origin(kind) is typing.Literal:
+        return next(choice for choice in typing.get_args(kind) if choice != default)
     return f"{default or 'set'}-other"
 
 
@@ -173,6 +175,13 @@ def test_each_setting_has_its_own_variable() -> None:
 def test_a_flag_that_is_not_on_or_off_is_a_config_error(value: str) -> None:
     with pytest.raises(ConfigError, match="INSIGHTS_AUTH must be on or off"):
         Settings.from_env({"INSIGHTS_AUTH": value})
+
+
+def test_the_event_log_is_in_mongodb_unless_local_is_chosen() -> None:
+    assert Settings().event_log == "mongo"
+    assert Settings.from_env({"INSIGHTS_EVENT_LOG": " Local "}).event_log == "local"
+    with pytest.raises(ConfigError, match="INSIGHTS_EVENT_LOG must be one of mongo, local, got 'files'"):
+        Settings.from_env({"INSIGHTS_EVENT_LOG": "files"})
 
 
 def test_the_readme_settings_table_is_generated_from_the_declarations() -> None:
