@@ -15,6 +15,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import psutil
 import redis
@@ -121,6 +122,7 @@ class Deployment:
     worker_mode: str = "prefork"
     logs: Path = field(default_factory=lambda: Path("/tmp"))
     batch_size: int = Settings.batch_size
+    event_log: Literal["mongo", "local"] = Settings.event_log  # INSIGHTS_EVENT_LOG
     settings: Settings = field(init=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -134,6 +136,7 @@ class Deployment:
             module_packages=("modules", "bench.modules"),
             exclude_modules=BUILTIN_MODULES,
             batch_size=self.batch_size,
+            event_log=self.event_log,
             web_port=free_port(),
             # The load generator is one client: per-client quotas would measure themselves.
             rate_limit=1e6,

@@ -29,6 +29,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -121,15 +122,21 @@ def _read_tracking_log(
 
 
 def read_event_log(
-    log: EventLogBackend, start: Position | None = None, *, on_malformed: OnMalformed | None = None
+    log: EventLogBackend,
+    start: Position | None = None,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    on_malformed: OnMalformed | None = None,
 ) -> Iterator[Item]:
-    """Yield ``(position, raw event, Recorded(id, sender))`` of the stored event log.
+    """Yield ``(position, raw event, Recorded(id, sender))`` of the stored event log (of the events
+    received from ``since`` to ``until``, unix times, when given).
 
     A snapshot: events appended while this runs (e.g. the ones the replay itself feeds back)
     are not read. Records without an event object are reported like malformed lines; a
     record without a usable id yields ``(position, raw event)`` (its id is derived again).
     """
-    for position, record in log.read(start, on_malformed=on_malformed):
+    for position, record in log.read(start, since=since, until=until, on_malformed=on_malformed):
         event, recorded_id, sender = record.get("event"), record.get("id"), record.get("sender")
         if not isinstance(event, dict):
             if on_malformed is not None:
@@ -162,17 +169,22 @@ class TrackingLogs:
 class EventLogSource:
     """A replay source over the stored event log; counts malformed lines in ``skipped_malformed``."""
 
-    def __init__(self, log: EventLogBackend) -> None:
+    def __init__(self, log: EventLogBackend, since: float | None = None, until: float | None = None) -> None:
         self.log = log
+        self.since = since
+        self.until = until
         self.skipped_malformed = 0
 
     @property
     def description(self) -> str:
-        """What a checkpoint records to make sure it resumes the same log."""
-        return self.log.description
+        """What a checkpoint records to make sure it resumes the same log (and time range)."""
+        if self.since is None and self.until is None:
+            return self.log.description
+        since, until = ("-" if bound is None else repr(bound) for bound in (self.since, self.until))
+        return f"{self.log.description} received {since} to {until}"
 
     def __call__(self, start: Position | None = None) -> Iterator[Item]:
-        return read_event_log(self.log, start, on_malformed=self._malformed)
+        return read_event_log(self.log, start, since=self.since, until=self.until, on_malformed=self._malformed)
 
     def _malformed(self, segment: str, offset: int) -> None:
         self.skipped_malformed += 1
@@ -405,6 +417,11 @@ def replay_main(
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="tracking-log files (.gz too), in order")
     parser.add_argument("--log", action="store_true", help="replay the stored event log instead of files")
     parser.add_argument("--handlers", default="", metavar="NAME,NAME", help="deliver only to these handlers")
+    for bound, which in (("--since", "from"), ("--until", "up to")):
+        parser.add_argument(
+            bound, type=_moment, metavar="TIME",
+            help=f"--log: only the events received {which} TIME (ISO 8601, UTC unless it says; or unix seconds)",
+        )  # fmt: skip
     parser.add_argument(
         "--sender", metavar="TOKEN", help="dedupe tracking-log events in this API token's scope (default: anonymous)"
     )
@@ -418,6 +435,8 @@ def replay_main(
         args = parser.parse_args(argv)
         if args.log == bool(args.files):
             parser.error("give either --log or tracking-log FILEs")
+        if (args.since is not None or args.until is not None) and not args.log:
+            parser.error("--since and --until select events of the stored log (--log)")
         if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
             parser.error("--rate must be a positive number")
         if args.chunk < 1:
@@ -435,7 +454,7 @@ def replay_main(
         targets = resolve_handlers(names) if names else []
         url = settings.redis
         source: TrackingLogs | EventLogSource = (
-            EventLogSource(open_event_log(settings)) if args.log else TrackingLogs(args.files)
+            EventLogSource(open_event_log(settings), args.since, args.until) if args.log else TrackingLogs(args.files)
         )
     except (InsightsError, ValueError, LookupError) as error:  # ConfigError is a ValueError
         print(f"insights replay: error: {error}", file=sys.stderr)
@@ -466,6 +485,19 @@ def replay_main(
             source.log.close()
     print(summary(stats, targets))
     return 0
+
+
+def _moment(text: str) -> float:
+    """A unix time from the command line: seconds, or an ISO 8601 time (UTC when it names no zone)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (e.g. 2026-11-01T00:00:00+00:00)") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def summary(stats: ReplayStats, targets: Sequence[str] = ()) -> str:

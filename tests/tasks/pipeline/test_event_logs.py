@@ -153,3 +153,23 @@ def test_a_batcher_that_cannot_reach_mongodb_keeps_the_events_for_later(
         rescuer.event_log.close()
     assert [record["event"]["n"] for _, record in open_event_log(a.settings, a.services.mongo).read()] == ["kept"]
     assert a.store.receipt(receipt)["batches"]
+
+
+def test_replay_of_a_time_range_of_the_shared_log(
+    two_hosts: tuple[Insights, Insights], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = two_hosts
+    log = open_event_log(a.settings, a.services.mongo)
+    day = 1_793_404_800.0  # 2026-10-31T00:00:00Z
+    log.append([(f"id-{n}", day + n * 3600, {"hour": n}) for n in range(0, 48, 6)], batch="from-a")
+    stream = f"replayed-{uuid.uuid4().hex}"
+    argv = ["--log", "--no-progress", "--checkpoint", str(tmp_path / "cp"), "--since", "2026-10-31T06:00:00"]
+    try:
+        assert replay_main([*argv, "--until", str(day + 18 * 3600)], b.settings, stream=stream) == 0
+        replayed = [e for _, f in b.services.redis.xrange(stream) for e in json.loads(f[b"events"])]
+        assert [event["hour"] for event in replayed] == [6, 12, 18]
+    finally:
+        b.services.redis.delete(stream)
+    assert replay_main(["x.log", "--since", "0"], b.settings) == 2
+    assert replay_main(["--log", "--until", "yesterday"], b.settings) == 2
+    assert "not a time: 'yesterday'" in capsys.readouterr().err
