@@ -55,7 +55,7 @@ def open_event_log(settings: Settings, mongo: pymongo.MongoClient[dict[str, Any]
         client = mongo or pymongo.MongoClient(settings.mongo, serverSelectionTimeoutMS=10_000, connect=False)
         return MongoEventLog(
             client[event_log_database(settings.mongo_db_prefix)],
-            max_part_bytes=2 * settings.max_request_bytes,
+            max_part_bytes=4 * settings.max_request_bytes,  # an event as ASCII-escaped JSON: at most 3x its UTF-8
             close_client=mongo is None,
         )
     raise ConfigError(f"{Settings.variable('event_log')} must be mongo or local, got {settings.event_log!r}")
