@@ -209,4 +209,4 @@ def test_one_senders_backlog_goes_out_in_rounds_back_to_back_not_one_batch_per_i
         assert unattended.intake.backlog() == 0  # all dispatched in this step, in six rounds
         assert all(len(unattended.store.receipt(r)["batches"]) == 1 for r in receipts)
     finally:
-        batcher.event_log.close()
+        batcher.close()

@@ -59,7 +59,7 @@ def batch_through(app: Insights, consumer: str, events: list[dict[str, Any]], se
         batcher.step(max_block=0.5)
         batcher.flush(whole=True)
     finally:
-        batcher.event_log.close()
+        batcher.close()
     assert app.intake.backlog() == 0 and app.store.receipt(receipt)["batches"]
     return receipt
 
@@ -140,17 +140,19 @@ def test_a_batcher_that_cannot_reach_mongodb_keeps_the_events_for_later(
         batcher.ensure_group()
         batcher.step(max_block=0.5)  # reads the entry
         with pytest.raises(pymongo.errors.PyMongoError):
-            batcher.flush(whole=True)
-        assert app.store.receipt(receipt)["state"] == "queued"  # nothing dispatched without its log entry
-        assert app.intake.backlog() == 1  # still in the intake stream, not acknowledged
+            batcher.flush(whole=True)  # dispatched while the log was written, which failed
+        assert app.store.receipt(receipt)["state"] == "queued"  # not acknowledged without its log entry
+        assert app.intake.backlog() == 1  # still in the intake stream: read and dispatched again later
+        assert not batcher.log_in_background  # meanwhile a batch is logged before it is dispatched
     finally:
+        batcher.close()
         app.services.close()
     rescuer = Batcher(a, consumer="rescuer", claim_idle=0.0)  # a batcher that reaches MongoDB takes it over
     rescuer.ensure_group()
     try:
         assert rescuer.recover() == 1
     finally:
-        rescuer.event_log.close()
+        rescuer.close()
     assert [record["event"]["n"] for _, record in open_event_log(a.settings, a.services.mongo).read()] == ["kept"]
     assert a.store.receipt(receipt)["batches"]
 
