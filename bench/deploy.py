@@ -15,6 +15,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import psutil
 import redis
@@ -122,6 +123,7 @@ class Deployment:
     logs: Path = field(default_factory=lambda: Path("/tmp"))
     batch_size: int = Settings.batch_size
     batchers: int = 1  # batcher processes: one is active, the others stand by (tasks/pipeline/batcher.py)
+    event_log: Literal["mongo", "local"] = Settings.event_log  # INSIGHTS_EVENT_LOG
     settings: Settings = field(init=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -135,6 +137,7 @@ class Deployment:
             module_packages=("modules", "bench.modules"),
             exclude_modules=BUILTIN_MODULES,
             batch_size=self.batch_size,
+            event_log=self.event_log,
             web_port=free_port(),
             # The load generator is one client: per-client quotas would measure themselves.
             rate_limit=1e6,

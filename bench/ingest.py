@@ -57,6 +57,7 @@ def process_cpu(dep: deploy.Deployment, servers: deploy.Servers) -> dict[str, fl
     """CPU seconds so far of every process of the deployment, Redis and this process."""
     cpu = {name: deploy.cpu_seconds(pid) for name, pid in dep.pids().items()}
     cpu["redis"] = deploy.cpu_seconds(servers.redis.pid or 0)
+    cpu["mongo"] = deploy.cpu_seconds(servers.mongo.pid or 0)
     own = psutil.Process().cpu_times()
     cpu["bench (load generator)"] = own.user + own.system
     return cpu
@@ -134,6 +135,51 @@ def choose(
     rates[f"{best_web}/solo2"] = trial(servers, root, best_web, "solo2", events, clients, **options)
     best_worker = max(deploy.WORKER_MODES, key=lambda w: rates[f"{best_web}/{w}"])
     return best_web, best_worker, rates
+
+
+LOG_BACKENDS = ("local", "mongo")
+TARGET_LOG_RATIO = 0.9  # the shared (MongoDB) log may cost at most 10% of the local files' throughput
+
+
+def compare_logs(
+    servers: deploy.Servers, root: Path, web: str, worker: str, events: int, clients: int, rounds: int, **options: Any
+) -> dict[str, list[Throughput]]:
+    """The same throughput run with each event-log backend, on fresh deployments, in alternating
+    rounds (so load from elsewhere on the machine hits both alike)."""
+    runs: dict[str, list[Throughput]] = {backend: [] for backend in LOG_BACKENDS}
+    for number in range(rounds):
+        order = LOG_BACKENDS if number % 2 == 0 else LOG_BACKENDS[::-1]
+        for backend in order:
+            logs = root / f"log-{backend}-{number}"
+            dep = deploy.Deployment(servers, web, worker, logs, event_log=backend, **options).start()
+            try:
+                warm_up(dep, servers)
+                result = throughput(dep, servers, events, clients)
+            finally:
+                dep.stop()
+            runs[backend].append(result)
+            print(f"  round {number + 1} event log {backend:<5} {result.rate:>9,.0f} events/s", flush=True)
+    return runs
+
+
+def report_logs(runs: dict[str, list[Throughput]], events: int) -> None:
+    """Print each backend's throughput (median of the rounds), the batcher's CPU and the ratio."""
+
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        middle = len(ordered) // 2
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+    rates = {backend: median([r.rate for r in results]) for backend, results in runs.items()}
+    print()
+    print(f"event log backends ({len(runs['local'])} rounds of {events:,} events each, median):")
+    for backend, results in runs.items():
+        batcher = median([r.cpu.get("batcher", 0.0) / max(1, r.done) * 1e6 for r in results])
+        mongo = median([r.cpu.get("mongo", 0.0) / max(1, r.done) * 1e6 for r in results])
+        print(f"  {backend:<6} {rates[backend]:>9,.0f} events/s   CPU ms per 1,000 events: batcher {batcher:6.1f}, "
+              f"nx-27017 {mongo:5.1f}   rounds: " + ", ".join(f"{r.rate:,.0f}" for r in results))  # fmt: skip
+    ratio = rates["mongo"] / rates["local"] if rates["local"] else float("nan")
+    print(f"  ratio mongo/local {ratio:.3f}  {verdict(ratio >= TARGET_LOG_RATIO)} (>= {TARGET_LOG_RATIO:g})")
 
 
 def profile_run(
@@ -233,6 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=500, help="Settings.batch_size of the deployment")
     parser.add_argument("--profile", action="store_true", help="also profile a throughput run with py-spy")
     parser.add_argument("--keep", action="store_true", help="print where the logs are and keep them")
+    parser.add_argument(
+        "--compare-logs", action="store_true",
+        help="instead of the figures above: the throughput run with the local-files and the MongoDB event log, "
+        "in alternating rounds, and their ratio",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, help="rounds of --compare-logs (default 3, quick 2)")
     args = parser.parse_args(argv)
     args.events = args.events or (20_000 if args.quick else 100_000)
     args.seconds = args.seconds or (4.0 if args.quick else 10.0)
@@ -251,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
             web, worker, figures["trials"] = choose(servers, root, args.trial_events, args.clients, **options)
             web, worker = args.web or web, args.worker or worker
         figures["web"], figures["worker"] = web, worker
+        if args.compare_logs:
+            rounds = args.rounds or (2 if args.quick else 3)
+            print(f"event log comparison: web={web} worker={worker}, {rounds} rounds ...", flush=True)
+            runs = compare_logs(servers, root, web, worker, args.events, args.clients, rounds, **options)
+            report_logs(runs, args.events)
+            return 0
         dep = deploy.Deployment(servers, web, worker, root / "main", **options).start()
         try:
             figures["handlers"] = dep.handlers()

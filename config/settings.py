@@ -230,10 +230,17 @@ class Settings:
     sweep_interval: float = setting(
         300.0, "INSIGHTS_SWEEP_INTERVAL", "seconds between runs of the file-store sweeper (deletes expired files)"
     )
-    # Operational defaults: event-log retention, /health's backlog threshold, per-kind time limits.
+    # The event log (tasks/pipeline/event_logs.py), its retention, /health's backlog threshold, time limits.
+    event_log: Literal["mongo", "local"] = setting(
+        "mongo", "INSIGHTS_EVENT_LOG",
+        "where the batchers keep the event log `replay --log` reads: `mongo` (one compressed document per "
+        "batch in the database `<MONGO_DB_PREFIX>-eventlog`, shared by every host) or `local` (JSON-lines "
+        "files under `$INSIGHTS_DATA_DIR/eventlog`: a single host only)",
+    )  # fmt: skip
     eventlog_retention_days: float = setting(
         30.0, "INSIGHTS_EVENTLOG_RETENTION_DAYS",
-        "event-log segments last written longer ago are deleted by `maintenance.prune_event_log` (beat, daily)",
+        "event-log batches received (`mongo`) or segments last written (`local`) longer ago are deleted by "
+        "`maintenance.prune_event_log` (beat, daily)",
     )  # fmt: skip
     health_max_backlog_age: float = setting(
         60.0, "INSIGHTS_HEALTH_MAX_BACKLOG_AGE",
@@ -419,10 +426,10 @@ def _by_type(
         return _text, str, str, False
     if kind is Path:
         return _path, str, str, False
-    if typing.get_origin(kind) is tuple:
-        return _names, ",".join, ",".join, False
     if typing.get_origin(kind) is Literal:
         return _choice(typing.get_args(kind)), str, str, False
+    if typing.get_origin(kind) is tuple:
+        return _names, ",".join, ",".join, False
     if set(typing.get_args(kind)) == {str, type(None)}:
         return _url, str, str, True
     raise TypeError(f"{where}: no parser for settings of type {kind}")

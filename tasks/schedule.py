@@ -45,6 +45,7 @@ from tasks.core.memo import MODE_ARGUMENT, memo_policy
 from tasks.core.presentation import _png_of
 from tasks.errors import ArgumentError, RegistrationError, UnknownName
 from tasks.pipeline.event_log import EventLog
+from tasks.pipeline.event_logs import open_event_log
 from tasks.storage.fs import FileStore
 from tasks.storage.once import once_per_period
 
@@ -197,12 +198,13 @@ def bind_schedule(app: Insights) -> None:
         return sweep(app)
 
     def prune_event_log() -> int:
-        """Delete the event-log segments older than the retention, once a day cluster-wide; returns how many."""
+        """Delete the event log's batches (or segments) older than the retention, once a day cluster-wide;
+        returns how many."""
         if not once_per_period(
             app.services.redis, app.keys, PRUNE_EVENT_LOG_TASK, PRUNE_EVENT_LOG_EVERY.total_seconds()
         ):
             return 0
-        return len(prune_event_log_segments(app))
+        return prune_event_log_now(app)
 
     app.celery.task(name=SWEEP_TASK, shared=False, typing=False)(sweep_files)
 
@@ -285,8 +287,30 @@ def sweep(app: Insights) -> int:
     return removed
 
 
+def prune_event_log_now(app: Insights, now: float | None = None) -> int:
+    """Apply the event-log retention (``INSIGHTS_EVENTLOG_RETENTION_DAYS``) to the deployment's log; returns
+    how many documents (``mongo``) or segments (``local``) went.
+
+    With the MongoDB log this works alike from any host: one ``delete_many`` of the batches
+    received before the cut-off (two runs at once delete each document once). The local segments
+    of this host are pruned as well, so that those left from before a switch to MongoDB age out too.
+    """
+    removed = len(prune_event_log_segments(app, now))
+    if app.settings.event_log == "local":
+        return removed
+    cutoff = (time.time() if now is None else now) - app.settings.eventlog_retention_days * 86400
+    deleted = open_event_log(app.settings, app.services.mongo).remove_older(cutoff)
+    if deleted:
+        log.info(
+            "pruned %d event-log document(s) received more than %g days ago",
+            deleted, app.settings.eventlog_retention_days,
+        )  # fmt: skip
+    return removed + deleted
+
+
 def prune_event_log_segments(app: Insights, now: float | None = None) -> list[str]:
-    """Delete the event-log segments last written more than ``INSIGHTS_EVENTLOG_RETENTION_DAYS`` ago.
+    """Delete the local event-log segments (of this host) last written more than
+    ``INSIGHTS_EVENTLOG_RETENTION_DAYS`` ago.
 
     Returns their names. A batcher whose idle segment goes starts a new one on its next append.
     """

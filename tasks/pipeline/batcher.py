@@ -4,8 +4,9 @@ It reads the intake stream through a consumer group, gathers events until a batc
 (``batch_size``) or the oldest has waited ``batch_interval``, gives each event its id
 (``tasks.authoring.event_ids``: in its sender's scope), drops what every target handler already had
 (dedupe by event id), sets aside an event that differs from the one on record under its id
-(a conflict, ``tasks.pipeline.conflicts``), appends live events to the event log, dispatches, and
-only then acknowledges and deletes the stream entries. Entries of a batcher that died
+(a conflict, ``tasks.pipeline.conflicts``), appends live events to the event log (in a thread of its
+own while the batch is dispatched: ``INSIGHTS_EVENT_LOG``), dispatches, and only once both are done
+acknowledges and deletes the stream entries: an acknowledged event is in the log. Entries of a batcher that died
 before acknowledging are taken over by a live one after ``claim_idle`` seconds and
 dispatched again without dedupe (at least once: handlers are idempotent by ``evt.id``),
 so a crash never loses an accepted event. Once dispatched, a batch is finished by its
@@ -29,19 +30,23 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
 from kombu.exceptions import KombuError
+from pymongo.errors import PyMongoError
 
 from tasks.authoring.event_ids import canonical_json, fingerprint, identify
 from tasks.pipeline.batch_store import DONE, Record
 from tasks.pipeline.conflicts import Conflict, Conflicts
 from tasks.pipeline.dedupe import Deduper
 from tasks.pipeline.dispatch import Selection
-from tasks.pipeline.event_log import EventLog
+from tasks.pipeline.event_log import EncodedRecord
+from tasks.pipeline.event_logs import open_event_log
 from tasks.pipeline.redrive import Redriver
 from tasks.pipeline.stream import Intake, entry_time
 from tasks.storage.lease import Lease, Taken, holder_id
@@ -109,7 +114,10 @@ class Batcher:
         self.deduper = Deduper(self.client, self.settings.dedupe_window, app.keys)
         self.conflict_store = Conflicts(self.client, self.settings.conflicts_max, app.keys)
         self.conflicts: list[Conflict] = []  # found while dispatching, kept before the entries are acknowledged
-        self.event_log = EventLog(self.settings.event_log_dir)
+        self.event_log = open_event_log(self.settings, app.services.mongo)
+        self.log_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-log")
+        self.log_writes: list[Future[None]] = []  # batches dispatched, being written to the log
+        self.log_in_background = True  # off after a failed write, until a write succeeds
         self.pending: list[Entry] = []  # read, not yet all dispatched
         self.pending_events = 0  # events read since the last round: a full batch of them starts one at once
         self.oldest = 0.0
@@ -139,16 +147,21 @@ class Batcher:
                 log.warning("batcher %s lost the active batcher's lease: standing by", self.consumer)
                 self.pending, self.pending_events, self.conflicts = [], 0, []  # the new holder claims them
                 self.renewed = None
-            except (redis.RedisError, OSError, KombuError) as exc:
+            except (redis.RedisError, OSError, KombuError, PyMongoError) as exc:
                 # Unacknowledged entries stay in the stream and are recovered: wait and go on.
                 failures += 1
-                self.pending, self.pending_events, self.conflicts = [], 0, []
+                self.pending, self.pending_events, self.conflicts, self.log_writes = [], 0, [], []
                 self.reread_own = True  # what this batcher had read is still in its pending list
                 log.error("batcher %s: %s; retrying (%d)", self.consumer, exc, failures)
                 stop.wait(min(30.0, 0.5 * 2**failures))
         if self.renewed is not None and self.lease.held():
             self.flush(whole=True)
         self.lease.release()
+        self.close()
+
+    def close(self) -> None:
+        """Finish the event-log writes under way and close the log."""
+        self.log_writer.shutdown(wait=True)
         self.event_log.close()
 
     def active(self) -> bool:
@@ -270,6 +283,7 @@ class Batcher:
         for targets, group in by_targets.items():
             self._dispatch(group, list(targets) or self.app.handler_names(), live=not targets)
         self._keep_conflicts()
+        self._logged()
         now = time.monotonic()
         for entry, _, events in parts:
             entry.offset, entry.last_round = entry.offset + len(events), now
@@ -358,11 +372,32 @@ class Batcher:
             if indices:
                 selections[handler] = None if len(indices) == len(kept) else indices
         batch_records = [r for r, _, _ in kept]
+        batch_id = uuid.uuid4().hex
         if live:  # replays to selected handlers are not logged again
-            self.event_log.append_encoded([(r[0], r[1], r[3], o.sender) for r, _, o in kept])
-        batch_id = self.app.dispatcher.dispatch(batch_records, selections, sorted({o.id for _, _, o in kept}))
+            self._log([(r[0], r[1], r[3], o.sender) for r, _, o in kept], batch_id)
+        self.app.dispatcher.dispatch(batch_records, selections, sorted({o.id for _, _, o in kept}), batch_id)
         for owner in {id(o): o for _, _, o in kept}.values():
             owner.batches.append(batch_id)
+
+    def _log(self, records: list[EncodedRecord], batch_id: str) -> None:
+        """Append a batch to the event log: in the background while dispatching (``_logged`` waits for
+        it before the entries are acknowledged), or now, before dispatching, after a failed write."""
+        if self.log_in_background:
+            self.log_writes.append(self.log_writer.submit(self.event_log.append_encoded, records, batch_id))
+        else:
+            self.event_log.append_encoded(records, batch_id)
+            self.log_in_background = True
+
+    def _logged(self) -> None:
+        """Wait until the batches dispatched are in the event log; raise if a write failed (their
+        entries are then not acknowledged: they are read and dispatched again)."""
+        writes, self.log_writes = self.log_writes, []
+        try:
+            for write in writes:
+                write.result()
+        except BaseException:
+            self.log_in_background = False  # while the log fails, nothing is dispatched before it is written
+            raise
 
     def _conflict(self, owner: Entry, eid: str, known: str, mark: str, encoded: str) -> None:
         """Count and remember an event that differs from the one on record under its id."""

@@ -49,13 +49,17 @@ class Dispatcher:
         self._properties = properties
 
     def dispatch(
-        self, records: Sequence[Record], selections: Mapping[str, Selection], receipts: Sequence[str] = ()
+        self,
+        records: Sequence[Record],
+        selections: Mapping[str, Selection],
+        receipts: Sequence[str] = (),
+        batch_id: str | None = None,
     ) -> str:
         """Store ``records`` and send them as one chord to the handler tasks named in ``selections``.
 
-        Returns the batch id once the broker has accepted the chord.
+        Returns the batch id (``batch_id``, or a new one) once the broker has accepted the chord.
         """
-        batch_id = uuid.uuid4().hex
+        batch_id = batch_id or uuid.uuid4().hex
         header = [sig for name, sel in selections.items() for sig in self._signatures(batch_id, name, records, sel)]
         for sig in header:
             sig.freeze()  # fix each task's id now: the record names it, and we unsubscribe from it

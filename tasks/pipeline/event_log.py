@@ -1,4 +1,6 @@
-"""The event log: every accepted event, appended to JSON-lines segment files.
+"""The local event log (``INSIGHTS_EVENT_LOG=local``): every accepted event, appended to JSON-lines
+segment files on the batcher's host. The default log lives in MongoDB (``tasks.pipeline.mongo_log``),
+shared by every host; ``tasks.pipeline.event_logs`` chooses. Both keep the same lines.
 
 The batcher appends each batch it accepts (``append``); ``read`` walks the log back in order
 (for replays and audits); ``prune`` applies retention. One line per event::
@@ -33,10 +35,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    pass
+from tasks.pipeline.parsing import OnMalformed, stored_object
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +90,25 @@ def _json_encoder() -> Callable[[Any], str]:
 
 
 _encode = _json_encoder()
+encode_event = _encode  # an event as compact ASCII JSON, as the log's lines hold it
 _encode_string = json.encoder.encode_basestring_ascii
 
+#: One event as the batcher hands it to the log: (event id, received unix time, event as ASCII JSON, sender or None).
+EncodedRecord = tuple[str, float, str, "str | None"]
 
-def json_object(line: str | bytes) -> dict[str, Any] | None:
-    """The JSON object a line holds, or None for bad JSON, bad UTF-8 or another JSON value."""
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+
+def encode_lines(records: Sequence[EncodedRecord]) -> list[str]:
+    """The log's JSON line of each record (``{"id":…,"received":…,"sender":…,"event":…}`` and a newline)."""
+    encode_string = _encode_string
+    stamps: dict[float, str] = {}  # a batch's events mostly share one receipt time; float repr is slow
+    lines = []
+    for event_id, received, event_json, sender in records:
+        stamp = stamps.get(received)
+        if stamp is None:
+            stamp = stamps[received] = repr(float(received))
+        scope = "" if sender is None else f',"sender":{encode_string(sender)}'
+        lines.append(f'{{"id":{encode_string(str(event_id))},"received":{stamp}{scope},"event":{event_json}}}\n')
+    return lines
 
 
 class EventLog:
@@ -117,28 +127,25 @@ class EventLog:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def append(self, records: Sequence[tuple[str, float, dict[str, Any]]], sender: str | None = None) -> None:
+    def append(
+        self, records: Sequence[tuple[str, float, dict[str, Any]]], sender: str | None = None, batch: str | None = None
+    ) -> None:
         """Append ``(event id, received unix time, raw event)`` records of one sender: one line each, one write.
 
         Rotates to a new segment first when the current one holds data and this batch would take
         it past ``segment_bytes`` (a single larger batch still goes whole into one segment).
         """
-        self.append_encoded([(event_id, received, _encode(event), sender) for event_id, received, event in records])
+        encoded = [(event_id, received, _encode(event), sender) for event_id, received, event in records]
+        self.append_encoded(encoded, batch)
 
-    def append_encoded(self, records: Sequence[tuple[str, float, str, str | None]]) -> None:
-        """Like ``append``, for ``(id, received, event as (ASCII) JSON text, sender or None)`` records."""
+    def append_encoded(self, records: Sequence[EncodedRecord], batch: str | None = None) -> None:
+        """Like ``append``, for ``(id, received, event as (ASCII) JSON text, sender or None)`` records.
+
+        ``batch`` (the batch id) is not kept: a segment's lines are in the order they were appended.
+        """
         if not records:
             return
-        encode_string = _encode_string
-        stamps: dict[float, str] = {}  # a batch's events mostly share one receipt time; float repr is slow
-        lines = []
-        for event_id, received, event_json, sender in records:
-            stamp = stamps.get(received)
-            if stamp is None:
-                stamp = stamps[received] = repr(float(received))
-            scope = "" if sender is None else f',"sender":{encode_string(sender)}'
-            lines.append(f'{{"id":{encode_string(str(event_id))},"received":{stamp}{scope},"event":{event_json}}}\n')
-        data = "".join(lines).encode("ascii")
+        data = "".join(encode_lines(records)).encode("ascii")
         with self._lock:
             fd = self._writable(len(data))
             try:
@@ -215,10 +222,23 @@ class EventLog:
             return []
         return sorted(self.directory.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"), key=lambda path: path.name)
 
+    @property
+    def description(self) -> str:
+        """What a replay checkpoint records to make sure it resumes the same log."""
+        return f"eventlog:{self.directory.absolute()}"
+
     def read(
-        self, start: Position | None = None, *, on_malformed: Callable[[str, int], None] | None = None
+        self,
+        start: Position | None = None,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        on_malformed: OnMalformed | None = None,
     ) -> Iterator[tuple[Position, dict[str, Any]]]:
         """Yield ``(position after the record, record)`` in order, from ``start`` (or the beginning).
+
+        ``since`` / ``until``: only records received then (unix times, inclusive); the segments
+        are read through all the same (they are not indexed by time).
 
         A snapshot: only what the segments held when reading began is yielded, so events that
         are appended meanwhile (e.g. fed back in by a replay of this very log) are not read
@@ -241,12 +261,22 @@ class EventLog:
                     continue
                 if path.name == start.segment:
                     offset = start.offset
-            if offset < size:
-                yield from self._read_segment(path, offset, size, on_malformed)
+            if offset >= size:
+                continue
+            records = self._read_segment(path, offset, size, on_malformed)
+            if since is None and until is None:
+                yield from records
+                continue
+            for position, record in records:
+                received = record.get("received")
+                if isinstance(received, (int, float)) and not (
+                    (since is not None and received < since) or (until is not None and received > until)
+                ):
+                    yield position, record
 
     @staticmethod
     def _read_segment(
-        path: Path, offset: int, limit: int, on_malformed: Callable[[str, int], None] | None
+        path: Path, offset: int, limit: int, on_malformed: OnMalformed | None
     ) -> Iterator[tuple[Position, dict[str, Any]]]:
         name = path.name
         try:
@@ -262,16 +292,16 @@ class EventLog:
                     if end <= limit:
                         log.warning("skipped a torn last line at %s byte %d", name, offset)
                     return
-                record = json_object(line)
+                record = stored_object(line, name, offset, on_malformed, at=f"event log segment {name} byte {offset}")
                 if record is not None:
                     yield Position(name, end), record
-                else:
-                    log.warning("skipped a malformed line at %s byte %d", name, offset)
-                    if on_malformed is not None:
-                        on_malformed(name, offset)
                 offset = end
 
     # -- retention -------------------------------------------------------------------------
+
+    def remove_older(self, older_than: float) -> int:
+        """``prune``, counting the segments deleted (the interface the MongoDB log shares)."""
+        return len(self.prune(older_than))
 
     def prune(self, older_than: float) -> list[Path]:
         """Delete the segments last modified before the unix time ``older_than``; returns them.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,11 @@ from tasks.errors import InvalidEvent
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 MAX_LISTED_REJECTIONS = 100  # refused items listed with their reason; beyond, they are only counted
 MAX_REASON_CHARS = 300  # a listed reason is cut to this (it may quote a value of the event)
+
+log = logging.getLogger(__name__)
+
+#: Told ``(where, offset)`` of a stored line that is skipped: a file or segment and a line number or byte offset.
+OnMalformed = Callable[[str, int], None]
 
 
 @dataclass
@@ -91,6 +97,28 @@ def parse_events(payload: Any, check: Callable[[dict[str, Any]], str | None] | N
             raise InvalidEvent(f"no valid event in the request; {parsed.rejected[0]['error']}")
         raise InvalidEvent("no events in the request")
     return parsed
+
+
+def json_object(line: str | bytes) -> dict[str, Any] | None:
+    """The JSON object a line holds, or None for bad JSON, bad UTF-8, nesting too deep or another JSON value."""
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def stored_object(
+    line: str | bytes, where: str, offset: int, on_malformed: OnMalformed | None, at: str | None = None
+) -> dict[str, Any] | None:
+    """The JSON object of a stored line (a log or tracking-log file), or None after logging a warning
+    (at ``at``, default ``where:offset``) and telling ``on_malformed(where, offset)``."""
+    record = json_object(line)
+    if record is None:
+        log.warning("%s: not a JSON object; line skipped", at or f"{where}:{offset}")
+        if on_malformed is not None:
+            on_malformed(where, offset)
+    return record
 
 
 def _loads(text: str) -> Any:

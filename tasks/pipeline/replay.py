@@ -29,17 +29,21 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import redis
+from pymongo.errors import PyMongoError
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from config.settings import Settings
 from tasks.authoring.event_ids import event_id
 from tasks.errors import InsightsError
-from tasks.pipeline.event_log import EventLog, Position, json_object
+from tasks.pipeline.event_log import Position
+from tasks.pipeline.event_logs import EventLogBackend, open_event_log
+from tasks.pipeline.parsing import OnMalformed, stored_object
 from tasks.pipeline.stream import Intake
 from tasks.storage.connections import redis_of
 from tasks.storage.keys import Keys
@@ -56,7 +60,6 @@ class Recorded(NamedTuple):
 
 Item = tuple[Position, dict[str, Any]] | tuple[Position, dict[str, Any], Recorded]
 Source = Callable[[Position | None], Iterator[Item]]
-OnMalformed = Callable[[str, int], None]
 
 CHECKPOINT_VERSION = 1
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -107,13 +110,9 @@ def _read_tracking_log(
                 number += 1
                 if not line.strip():
                     continue
-                event = json_object(line)
+                event = stored_object(line, name, number, on_malformed)
                 if event is not None:
                     yield Position(name, number), event
-                else:
-                    log.warning("%s:%d: not a JSON object; line skipped", name, number)
-                    if on_malformed is not None:
-                        on_malformed(name, number)
         except (EOFError, OSError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
             log.error("%s:%d: unreadable from here on (%s); rest of the file skipped", name, number + 1, error)
             if on_malformed is not None:
@@ -124,15 +123,21 @@ def _read_tracking_log(
 
 
 def read_event_log(
-    log: EventLog, start: Position | None = None, *, on_malformed: OnMalformed | None = None
+    log: EventLogBackend,
+    start: Position | None = None,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    on_malformed: OnMalformed | None = None,
 ) -> Iterator[Item]:
-    """Yield ``(position, raw event, Recorded(id, sender))`` of the stored event log.
+    """Yield ``(position, raw event, Recorded(id, sender))`` of the stored event log (of the events
+    received from ``since`` to ``until``, unix times, when given).
 
     A snapshot: events appended while this runs (e.g. the ones the replay itself feeds back)
     are not read. Records without an event object are reported like malformed lines; a
     record without a usable id yields ``(position, raw event)`` (its id is derived again).
     """
-    for position, record in log.read(start, on_malformed=on_malformed):
+    for position, record in log.read(start, since=since, until=until, on_malformed=on_malformed):
         event, recorded_id, sender = record.get("event"), record.get("id"), record.get("sender")
         if not isinstance(event, dict):
             if on_malformed is not None:
@@ -165,17 +170,22 @@ class TrackingLogs:
 class EventLogSource:
     """A replay source over the stored event log; counts malformed lines in ``skipped_malformed``."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventLogBackend, since: float | None = None, until: float | None = None) -> None:
         self.log = log
+        self.since = since
+        self.until = until
         self.skipped_malformed = 0
 
     @property
     def description(self) -> str:
-        """What a checkpoint records to make sure it resumes the same log."""
-        return f"eventlog:{self.log.directory.absolute()}"
+        """What a checkpoint records to make sure it resumes the same log (and time range)."""
+        if self.since is None and self.until is None:
+            return self.log.description
+        since, until = ("-" if bound is None else repr(bound) for bound in (self.since, self.until))
+        return f"{self.log.description} received {since} to {until}"
 
     def __call__(self, start: Position | None = None) -> Iterator[Item]:
-        return read_event_log(self.log, start, on_malformed=self._malformed)
+        return read_event_log(self.log, start, since=self.since, until=self.until, on_malformed=self._malformed)
 
     def _malformed(self, segment: str, offset: int) -> None:
         self.skipped_malformed += 1
@@ -408,6 +418,11 @@ def replay_main(
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="tracking-log files (.gz too), in order")
     parser.add_argument("--log", action="store_true", help="replay the stored event log instead of files")
     parser.add_argument("--handlers", default="", metavar="NAME,NAME", help="deliver only to these handlers")
+    for bound, which in (("--since", "from"), ("--until", "up to")):
+        parser.add_argument(
+            bound, type=_moment, metavar="TIME",
+            help=f"--log: only the events received {which} TIME (ISO 8601, UTC unless it says; or unix seconds)",
+        )  # fmt: skip
     parser.add_argument(
         "--sender", metavar="TOKEN", help="dedupe tracking-log events in this API token's scope (default: anonymous)"
     )
@@ -421,6 +436,8 @@ def replay_main(
         args = parser.parse_args(argv)
         if args.log == bool(args.files):
             parser.error("give either --log or tracking-log FILEs")
+        if (args.since is not None or args.until is not None) and not args.log:
+            parser.error("--since and --until select events of the stored log (--log)")
         if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
             parser.error("--rate must be a positive number")
         if args.chunk < 1:
@@ -428,7 +445,7 @@ def replay_main(
         missing = [str(path) for path in args.files if not path.is_file()]
         if missing:
             parser.error(f"no such file: {', '.join(missing)}")
-        if args.log and not settings.event_log_dir.is_dir():
+        if args.log and settings.event_log == "local" and not settings.event_log_dir.is_dir():
             parser.error(f"there is no event log at {settings.event_log_dir}")
     except SystemExit as exit:  # argparse printed the usage or help
         return exit.code if isinstance(exit.code, int) else 2
@@ -437,12 +454,12 @@ def replay_main(
     try:
         targets = resolve_handlers(names) if names else []
         url = settings.redis
-    except (InsightsError, ValueError, LookupError) as error:
+        source: TrackingLogs | EventLogSource = (
+            EventLogSource(open_event_log(settings), args.since, args.until) if args.log else TrackingLogs(args.files)
+        )
+    except (InsightsError, ValueError, LookupError) as error:  # ConfigError is a ValueError
         print(f"insights replay: error: {error}", file=sys.stderr)
         return 2
-    source: TrackingLogs | EventLogSource = (
-        EventLogSource(EventLog(settings.event_log_dir)) if args.log else TrackingLogs(args.files)
-    )
     checkpoint = args.checkpoint or settings.data_dir / "replay.checkpoint"
     keys = Keys(settings.redis_prefix)
     client = redis_of(settings, url)
@@ -459,14 +476,29 @@ def replay_main(
         kept = f"checkpoint kept in {checkpoint}" if checkpoint.exists() else "nothing sent yet"
         print(f"interrupted: {summary(interrupted.stats, targets)}; {kept}")
         return 1
-    except (redis.RedisError, OSError) as error:
+    except (redis.RedisError, OSError, PyMongoError) as error:
         kept = f"checkpoint kept in {checkpoint}" if checkpoint.exists() else "nothing sent yet"
         print(f"insights replay: failed: {error}; {kept}", file=sys.stderr)
         return 1
     finally:
         client.close()
+        if isinstance(source, EventLogSource):
+            source.log.close()
     print(summary(stats, targets))
     return 0
+
+
+def _moment(text: str) -> float:
+    """A unix time from the command line: seconds, or an ISO 8601 time (UTC when it names no zone)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (e.g. 2026-11-01T00:00:00+00:00)") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def summary(stats: ReplayStats, targets: Sequence[str] = ()) -> str:

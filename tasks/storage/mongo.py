@@ -37,6 +37,12 @@ def database_name(prefix: str, module: str) -> str:
     return name[:MAX_DB_NAME]
 
 
+def event_log_database(prefix: str) -> str:
+    """The database of the event log (``tasks.pipeline.mongo_log``): ``<prefix>-eventlog``, which no
+    module's database can be (module names are Python identifiers: no ``-``)."""
+    return database_name(prefix, "-eventlog")
+
+
 class ReadOnlyDatabase:
     """Another module's database for reading: its collections as ``ReadOnlyCollection``s."""
 

@@ -179,6 +179,13 @@ def test_a_flag_that_is_not_on_or_off_is_a_config_error(value: str) -> None:
         Settings.from_env({"INSIGHTS_AUTH": value})
 
 
+def test_the_event_log_is_in_mongodb_unless_local_is_chosen() -> None:
+    assert Settings().event_log == "mongo"
+    assert Settings.from_env({"INSIGHTS_EVENT_LOG": " Local "}).event_log == "local"
+    with pytest.raises(ConfigError, match="INSIGHTS_EVENT_LOG must be one of mongo, local, got 'files'"):
+        Settings.from_env({"INSIGHTS_EVENT_LOG": "files"})
+
+
 def test_the_readme_settings_table_is_generated_from_the_declarations() -> None:
     readme = (ROOT / "README.md").read_text()
     start = readme.index("| variable | default | meaning |")

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from tasks.app import Insights
 from tasks.core.tokens import TokenStore
 from tasks.pipeline.batcher import Batcher
+from tasks.pipeline.event_logs import open_event_log
 from tasks.pipeline.replay import replay
 from tests.conftest import Pipeline, as_token, new_token, send, wait_for, wait_handled
 from tests.tasks.test_dedupe import RecordingIntake
@@ -138,8 +139,11 @@ def test_the_event_log_keeps_every_accepted_event_once(client: FlaskClient, work
     events = timed(run, 15)
     send(client, events)
     send(client, events[:5])  # duplicates are not logged again
-    logged = [line for path in worker.settings.event_log_dir.glob("*.jsonl") for line in path.read_text().splitlines()]
-    mine = [json.loads(line) for line in logged if run in line]
+    log = open_event_log(worker.settings)  # the deployment's (MongoDB by default)
+    try:
+        mine = [record for _, record in log.read() if record["event"].get("run") == run]
+    finally:
+        log.close()
     assert sorted(record["event"]["n"] for record in mine) == list(range(15))
     assert all(record["id"] and record["received"] > 0 for record in mine)
 
@@ -205,4 +209,4 @@ def test_one_senders_backlog_goes_out_in_rounds_back_to_back_not_one_batch_per_i
         assert unattended.intake.backlog() == 0  # all dispatched in this step, in six rounds
         assert all(len(unattended.store.receipt(r)["batches"]) == 1 for r in receipts)
     finally:
-        batcher.event_log.close()
+        batcher.close()

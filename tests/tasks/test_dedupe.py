@@ -23,7 +23,8 @@ from tasks.core.policy import Policy
 from tasks.pipeline.conflicts import EVENT_KEPT_BYTES
 from tasks.pipeline.dedupe import Claim, Deduper
 from tasks.pipeline.dedupe import fingerprint as handler_token
-from tasks.pipeline.event_log import EventLog, Position
+from tasks.pipeline.event_log import Position
+from tasks.pipeline.event_logs import open_event_log
 from tasks.pipeline.replay import Item, read_event_log, replay
 from tasks.pipeline.stream import Intake
 from tests.conftest import CLI, Pipeline, send, wait_handled
@@ -232,7 +233,7 @@ def test_replaying_the_event_log_twice_changes_nothing(
     assert len(before) == 5 and set(before.values()) == {1} and counted(client, user) == 5
     assert sum(key.startswith(f"~@{name}:") for key in before) == 3
 
-    log = EventLog(worker.settings.event_log_dir)
+    log = open_event_log(worker.settings, insights.services.mongo)
 
     def this_run(start: Position | None) -> Iterator[Item]:
         return (item for item in read_event_log(log, start) if item[1].get("run") == run)

@@ -340,7 +340,7 @@ def test_replaying_the_event_log_resumes_by_segment_and_offset(intake: Intake, t
 def test_replay_command(
     intake: Intake, redis_server: EmbeddedRedis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = Settings(redis_url=redis_server.url, data_dir=tmp_path / "data")
+    settings = Settings(redis_url=redis_server.url, data_dir=tmp_path / "data", event_log="local")
     files = [write_log(tmp_path / "t.log-1.gz", tracking_events(7)), write_log(tmp_path / "t.log", ["oops"])]
     seen: list[list[str]] = []
 
@@ -379,7 +379,7 @@ def test_replay_command(
 def test_replay_command_refuses_bad_arguments(
     argv: list[str], redis_server: EmbeddedRedis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = Settings(redis_url=redis_server.url, data_dir=tmp_path)
+    settings = Settings(redis_url=redis_server.url, data_dir=tmp_path, event_log="local")
     EventLog(settings.event_log_dir).append([("id", 1.0, {})])
     assert replay_main(argv, settings) == 2
     assert "usage: insights replay" in capsys.readouterr().err

@@ -94,7 +94,7 @@ def test_a_batcher_takes_over_the_entries_of_a_dead_one_and_dispatches_them(unat
     assert batcher.recover() == 0  # not idle long enough yet
     time.sleep(0.3)
     assert batcher.recover() == 1
-    batcher.event_log.close()
+    batcher.close()
     assert intake.backlog() == 0 and intake.read_own("dead") == intake.read_own("live") == []
     state = unattended.store.receipt(receipt)
     assert state["state"] == "pending" and state["events"] == 3 and len(state["batches"]) == 1  # no worker here
