@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -139,13 +139,26 @@ def insights(settings: Settings) -> Iterator[Insights]:
 COMMANDS = Commands(quiet=True)
 
 
-def start_process(settings: Settings, command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``command`` (a ``COMMANDS`` line) with ``settings`` in its environment, logging to ``log_path``."""
-    env = {**os.environ, **settings.to_env()}
+def start_process(
+    settings: Settings,
+    command: list[str],
+    log_path: Path,
+    *,
+    cwd: Path = ROOT,
+    launcher: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` (a ``COMMANDS`` line) with ``settings`` in its environment, logging to
+    ``log_path``, in its own session (a test may SIGKILL its process group).
+
+    ``cwd``: its working directory; ``launcher``: a prefix that execs the command in place
+    (e.g. ``ip netns exec NAME``: the process id stays the command's); ``env``: more variables."""
+    environment = {**os.environ, **(env or {}), **settings.to_env()}
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            [*launcher, *command], cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
 
 
 def start_worker(

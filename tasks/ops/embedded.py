@@ -76,14 +76,15 @@ def redis_server_binary() -> Path:
 
 
 class EmbeddedServer:
-    """A server process bound to 127.0.0.1 whose data and logs live in `data_dir`."""
+    """A server process bound to `host` (127.0.0.1 unless told) whose data and logs live in `data_dir`."""
 
     name = "server"
 
-    def __init__(self, data_dir: Path | str, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path | str, port: int | None = None, host: str = HOST) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = port if port is not None else free_port()
+        self.host = host
+        self.port = port if port is not None else free_port(host)
         self.log_path = self.data_dir / f"{self.name}.log"
         self.out_path = self.data_dir / f"{self.name}.out"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -186,8 +187,9 @@ class EmbeddedRedis(EmbeddedServer):
         persist: bool = True,
         maxmemory: str | None = None,
         replica_of: int | None = None,
+        host: str = HOST,
     ) -> None:
-        super().__init__(data_dir, port)
+        super().__init__(data_dir, port, host)
         self.persist = persist
         self.maxmemory = maxmemory
         self.replica_of = replica_of  # the port of a master on 127.0.0.1 this server replicates
@@ -195,13 +197,13 @@ class EmbeddedRedis(EmbeddedServer):
     @property
     def url(self) -> str:
         """The URL clients connect with (database 0)."""
-        return f"redis://{HOST}:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def command(self) -> list[str]:
         """The redis-server command line."""
         options: dict[str, object] = {
             "port": self.port,
-            "bind": HOST,
+            "bind": self.host,
             "dir": self.data_dir,
             "logfile": self.log_path,
             "daemonize": "no",
@@ -221,7 +223,7 @@ class EmbeddedRedis(EmbeddedServer):
         """Send PING with redis-py."""
         # No client-side retries: start() retries, and must notice an early exit.
         with redis.Redis(
-            host=HOST,
+            host=self.host,
             port=self.port,
             socket_timeout=1,
             socket_connect_timeout=1,
@@ -291,13 +293,13 @@ class EmbeddedMongo(EmbeddedServer):
     @property
     def url(self) -> str:
         """The URL clients connect with."""
-        return f"mongodb://{HOST}:{self.port}"
+        return f"mongodb://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
         """The nx-27017 command line."""
         options = {
             "data-dir": self.data_dir,
-            "host": HOST,
+            "host": self.host,
             "port": self.port,
             "log-file": self.log_path,
             "pid-file": self.data_dir / "mongo.pid",
@@ -307,7 +309,7 @@ class EmbeddedMongo(EmbeddedServer):
     def ping(self) -> None:
         """Run the admin `ping` command with pymongo."""
         # A plain connect fails fast; pymongo would wait out its selection timeout.
-        socket.create_connection((HOST, self.port), timeout=1).close()
+        socket.create_connection((self.host, self.port), timeout=1).close()
         client: pymongo.MongoClient[dict[str, Any]]
         with pymongo.MongoClient(
             self.url,

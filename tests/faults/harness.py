@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,15 +47,15 @@ from tasks.ops.cli import process_commands
 from tasks.ops.embedded import HOST, EmbeddedMongo, EmbeddedRedis, free_port
 from tasks.pipeline.stream import GROUP
 from tasks.storage.mongo import database_name
-from tests.conftest import Pipeline, stop_process
+from tests.conftest import Pipeline, start_process, stop_process
 
 REPORT = ROOT / "var" / "faults.md"
 KEEP = "pipeline"  # the one analytics module these deployments load (see excluded_modules)
 
 
-def excluded_modules() -> tuple[str, ...]:
-    """Every analytics module but ``pipeline``: fewer tasks per batch on a small machine, and
-    no dependency on modules other people are editing. The pipeline under test is the same."""
+def excluded_modules(keep: str = KEEP) -> tuple[str, ...]:
+    """Every analytics module but ``keep`` (``pipeline``): fewer tasks per batch on a small machine,
+    and no dependency on modules other people are editing. The pipeline under test is the same."""
     import modules
     import tests.sample_modules
 
@@ -65,16 +65,31 @@ def excluded_modules() -> tuple[str, ...]:
         for info in pkgutil.iter_modules(package.__path__)
         if not info.name.startswith("_")
     }
-    return tuple(sorted(names - {KEEP}))
+    return tuple(sorted(names - {keep}))
 
 
 # ----------------------------------------------------------------------------- web process
 class Web:
-    """``gunicorn web.wsgi:app`` (the ``tasks/ops/cli.py process_commands`` web line) in its own process group."""
+    """``gunicorn web.wsgi:app`` in its own process group: the ``tasks/ops/cli.py process_commands``
+    web line unless given another ``command`` (a ``config/processes.py`` ``Commands.web`` line),
+    started in ``cwd`` through ``launcher`` with ``env`` added (see ``tests.conftest.start_process``)."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        command: list[str] | None = None,
+        *,
+        cwd: Path = ROOT,
+        launcher: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.log_path = log_path
+        self.command = command or process_commands(settings, Commands(graceful_timeout=5))["web"]
+        self.cwd = cwd
+        self.launcher = tuple(launcher)
+        self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -90,12 +105,9 @@ class Web:
 
     def start(self, timeout: float = 30.0) -> Web:
         """Start gunicorn and wait until it answers HTTP."""
-        command = process_commands(self.settings, Commands(graceful_timeout=5))["web"]
-        env = {**os.environ, **self.settings.to_env()}
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        self.process = start_process(
+            self.settings, self.command, self.log_path, cwd=self.cwd, launcher=self.launcher, env=self.env
+        )
         deadline = time.monotonic() + timeout
         while not self.serving():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -148,6 +160,11 @@ class Load:
     A request is resent (same events) after a connection error, a timeout or a 5xx/429,
     with jittered exponential backoff, until it is answered 202 or ``give_up`` seconds
     after the load was stopped. ``statuses`` counts every answer (``"error"``: no answer).
+
+    With ``others`` (the web URLs of other hosts), requests go round-robin over ``url`` and
+    them, and a request that failed is resent to the next one, as an LMS sender behind a load
+    balancer would: a URL that failed is left out for ``rest`` seconds (unless all are).
+    ``make_events`` (override it) builds the events of one request.
     """
 
     url: str
@@ -157,6 +174,8 @@ class Load:
     senders: int = 3
     timeout: float = 5.0
     give_up: float = 45.0
+    others: tuple[str, ...] = ()
+    rest: float = 2.0
     batches: list[Sent] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     refused: list[str] = field(default_factory=list)
@@ -164,6 +183,12 @@ class Load:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _deadline: float = float("inf")
+    _resting: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every web URL the load is sent to."""
+        return (self.url, *self.others)
 
     def start(self) -> Load:
         """Start sending."""
@@ -198,48 +223,68 @@ class Load:
                 raise AssertionError(f"the load is not flowing: statuses {dict(self.statuses)}")
             time.sleep(0.05)
 
+    def make_events(self, sender: int, serial: int) -> list[dict[str, Any]]:
+        """The events of the next request of sender thread ``sender``, numbered from ``serial``.
+
+        Each has an id of its own: a request resent after a timeout must not count its events twice."""
+        numbers = [f"{sender}-{serial + i}" for i in range(self.batch)]
+        return [{"id": f"{self.run}-{n}", "run": self.run, "n": n, "sender": sender} for n in numbers]
+
     def _send_loop(self, k: int) -> None:
         interval = self.batch * self.senders / self.rate
         due = time.monotonic() + random.uniform(0, interval)
         serial = 0
+        turn = k  # the senders start on different URLs
         while not self._stop.is_set():
             now = time.monotonic()
             if due > now:
                 self._stop.wait(due - now)
                 continue
             due = max(due + interval, now - 1.0)  # steady: no burst beyond a second of backlog
-            # An id each: a request resent after a timeout must not count its events twice.
-            events = [
-                {"id": f"{self.run}-{k}-{serial + i}", "run": self.run, "n": f"{k}-{serial + i}", "sender": k}
-                for i in range(self.batch)
-            ]
+            events = self.make_events(k, serial)
             serial += self.batch
             sent = Sent([event_id(e) for e in events])
             with self._lock:
                 self.batches.append(sent)
-            self._deliver(json.dumps(events).encode(), sent)
+            turn = self._deliver(json.dumps(events).encode(), sent, turn)
 
-    def _deliver(self, body: bytes, sent: Sent) -> None:
+    def _deliver(self, body: bytes, sent: Sent, turn: int) -> int:
+        """Send until acknowledged (or given up); returns the turn of the next request."""
         delay = 0.05
         while True:
+            url, turn = self._pick(turn)
             sent.attempts += 1
-            status = self._post(body)
+            status = self._post(url, body)
             with self._lock:
                 self.statuses[status] += 1
             if status == "202":
                 sent.acknowledged = True
-                return
+                return turn
             if status != "error" and not status.startswith("5") and status != "429":
                 with self._lock:
                     self.refused.append(status)  # a 4xx: resending cannot help (never expected here)
-                return
+                return turn
+            if len(self.urls) > 1:
+                with self._lock:
+                    self._resting[url] = time.monotonic() + self.rest
             if time.monotonic() > self._deadline:
-                return
+                return turn
             time.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, 1.0)
 
-    def _post(self, body: bytes) -> str:
-        host, port = self.url.removeprefix("http://").split(":")
+    def _pick(self, turn: int) -> tuple[str, int]:
+        """The URL for this attempt (the next one not resting) and the turn after it."""
+        urls = self.urls
+        now = time.monotonic()
+        with self._lock:
+            for step in range(len(urls)):
+                url = urls[(turn + step) % len(urls)]
+                if self._resting.get(url, 0.0) <= now:
+                    return url, turn + step + 1
+        return urls[turn % len(urls)], turn + 1
+
+    def _post(self, url: str, body: bytes) -> str:
+        host, port = url.removeprefix("http://").split(":")
         connection = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
         try:
             connection.request("POST", "/event", body=body, headers={"Content-Type": "application/json"})
@@ -268,31 +313,15 @@ class Tally:
 
 
 @dataclass
-class Deployment:
-    """One isolated deployment: its servers, processes and application object."""
+class Watch:
+    """What a test sees of a deployment's pipeline through its Redis and databases, whichever
+    processes (and hosts) run it: ``module``'s handler keeps one document per event id in its
+    ``deliveries`` collection, with the load's ``run`` and ``deliveries`` (how often it was given it)."""
 
     settings: Settings
     app: Insights
-    redis_server: EmbeddedRedis
-    mongo_server: EmbeddedMongo | None
-    web: Web
-    pipeline: Pipeline
     logs: Path
-
-    # ---- processes
-    def pids(self) -> dict[str, int]:
-        """Process ids of the web master, the batcher and each worker."""
-        assert self.pipeline.batcher is not None
-        pids = {"web": self.web.pid, "batcher": self.pipeline.batcher.pid}
-        pids.update({f"worker{i}": w.pid for i, w in enumerate(self.pipeline.workers)})
-        return pids
-
-    def alive(self) -> dict[str, bool]:
-        """Which of web, batcher and workers still run."""
-        assert self.pipeline.batcher is not None
-        state = {"web": self.web.alive(), "batcher": self.pipeline.batcher.poll() is None}
-        state.update({f"worker{i}": w.poll() is None for i, w in enumerate(self.pipeline.workers)})
-        return state
+    module: str = KEEP
 
     def workers_answering(self, expected: int, timeout: float = 30.0) -> int:
         """How many workers answer a ping, asking again (bounded) until ``expected`` do.
@@ -319,13 +348,13 @@ class Deployment:
 
     # ---- results
     def deliveries(self, run: str) -> dict[str, int]:
-        """Per event id of a run: how often ``count_deliveries`` was given it."""
+        """Per event id of a run: how often the handler was given it."""
         collection = self._collection()
         return {doc["_id"]: doc["deliveries"] for doc in collection.find({"run": run}, {"deliveries": 1})}
 
     def _collection(self) -> Any:
         client: pymongo.MongoClient[dict[str, Any]] = self.app.services.mongo
-        return client[database_name(self.settings.mongo_db_prefix, KEEP)]["deliveries"]
+        return client[database_name(self.settings.mongo_db_prefix, self.module)]["deliveries"]
 
     def quiescent(self) -> bool:
         """Nothing left anywhere: intake stream and its pending list, task queues, unacked tasks."""
@@ -409,6 +438,31 @@ class Deployment:
         )
 
 
+@dataclass(kw_only=True)
+class Deployment(Watch):
+    """One isolated deployment: its servers, processes and application object."""
+
+    redis_server: EmbeddedRedis
+    mongo_server: EmbeddedMongo | None
+    web: Web
+    pipeline: Pipeline
+
+    # ---- processes
+    def pids(self) -> dict[str, int]:
+        """Process ids of the web master, the batcher and each worker."""
+        assert self.pipeline.batcher is not None
+        pids = {"web": self.web.pid, "batcher": self.pipeline.batcher.pid}
+        pids.update({f"worker{i}": w.pid for i, w in enumerate(self.pipeline.workers)})
+        return pids
+
+    def alive(self) -> dict[str, bool]:
+        """Which of web, batcher and workers still run."""
+        assert self.pipeline.batcher is not None
+        state = {"web": self.web.alive(), "batcher": self.pipeline.batcher.poll() is None}
+        state.update({f"worker{i}": w.poll() is None for i, w in enumerate(self.pipeline.workers)})
+        return state
+
+
 @contextmanager
 def deployment(base: Settings, tmp_path: Path, own_mongo: bool = False, **overrides: Any) -> Iterator[Deployment]:
     """Start an isolated deployment (see the module docstring); stop everything on exit."""
@@ -435,7 +489,10 @@ def deployment(base: Settings, tmp_path: Path, own_mongo: bool = False, **overri
             try:
                 pipeline.start()
                 web.start()
-                yield Deployment(settings, app, redis_server, mongo_server, web, pipeline, logs)
+                yield Deployment(
+                    settings=settings, app=app, logs=logs, redis_server=redis_server,
+                    mongo_server=mongo_server, web=web, pipeline=pipeline,
+                )  # fmt: skip
             finally:
                 web.stop()
                 pipeline.stop()
