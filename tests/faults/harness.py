@@ -105,9 +105,18 @@ class Web:
 
     def start(self, timeout: float = 30.0) -> Web:
         """Start gunicorn and wait until it answers HTTP."""
+        return self.launch().wait_serving(timeout)
+
+    def launch(self) -> Web:
+        """Start gunicorn, not waiting for it."""
         self.process = start_process(
             self.settings, self.command, self.log_path, cwd=self.cwd, launcher=self.launcher, env=self.env
         )
+        return self
+
+    def wait_serving(self, timeout: float = 30.0) -> Web:
+        """Wait until the started gunicorn answers HTTP; RuntimeError (with its log) if it exits or does not."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while not self.serving():
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -56,14 +56,14 @@ def ordered(mongodb, events):
 
 
 @view()
-def figure(fs, name):
-    """Draws a small figure, writes it to ``figures/<name>.png`` in the module's ``fs`` itself and
+def figure(fs, label):
+    """Draws a small figure, writes it to ``figures/<label>.png`` in the module's ``fs`` itself and
     shows it; ``data-pid`` names the worker process that wrote it."""
     plot = Figure(figsize=(1, 1))
     plot.add_subplot().plot([0, 1, 2], [2, 0, 1])
     data = io.BytesIO()
     plot.savefig(data, format="png")
-    filename = f"figures/{name}.png"
+    filename = f"figures/{label}.png"
     with fs.open(filename, "wb") as f:
         f.write(data.getvalue())
     return f'<html><body><img src="{fs.get_url(filename)}" data-pid="{os.getpid()}"></body></html>'
