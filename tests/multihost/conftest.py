@@ -39,14 +39,24 @@ class Table:
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
+WRITTEN: list[str] = []  # the tables written in this session, printed in the terminal summary
+
+
 @pytest.fixture(scope="module")
 def table() -> Iterator[Table]:
-    """The phases add their rows; the table is printed and written to var/multihost.md at the end."""
+    """The phases add their rows; the table is written to var/multihost.md at the end (and printed
+    in pytest's terminal summary, whether the tests passed or not)."""
     report = Table()
     yield report
     if report.rows:
-        text = write_table(report.rows, report.notes)
-        print(f"\n{text}(written to {REPORT})")
+        WRITTEN.append(write_table(report.rows, report.notes))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the multi-host table(s) after the test results."""
+    for text in WRITTEN:
+        terminalreporter.write_sep("=", "multi-host test")
+        terminalreporter.write(f"{text}(written to {REPORT})\n")
 
 
 @pytest.fixture(scope="module")
