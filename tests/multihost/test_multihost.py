@@ -14,7 +14,8 @@ A steady HTTP load goes to both webs. The tests are the phases of one run, in or
    acknowledged is lost or handled twice, order holds; takeover = seconds until host A's shard
    worker handles a shard host B had;
 3. phase B (network namespaces only; skipped otherwise): host B restarted, then host A's link
-   cut for 20 s under load and restored: host B carries on, the same checks.
+   cut for 20 s under load and restored: host B carries on (events handled, scheduled runs
+   sent meanwhile), the same checks, and host A rejoins with all its processes still running.
 
 The table (sent, acknowledged, handled, lost, duplicated, out-of-order, takeover) is printed and
 written to var/multihost.md.
@@ -126,7 +127,7 @@ def run_phase(
     table.rows.append(result.row())
     if error:
         table.notes.append(f"{name}: {error}")
-    print(f"\n{name}: {result}")
+    print(f"\n{result.row()}")
     return Phase(load, result, error, before, at)
 
 
