@@ -480,6 +480,21 @@ def takeover(cluster: Cluster, docs: list[dict[str, Any]], victim: str, survivor
     return f"{min(taken):.1f} (all {len(held)}: {max(taken):.1f})" if len(taken) == len(held) else f"{min(taken):.1f}"
 
 
+def shard_holder(cluster: Cluster, run: str, prefer: str) -> str:
+    """The host whose shard worker handled the last event so far of most shards in ``run``: the one
+    holding the shards (with one consumer per shard queue); ``prefer`` on a tie or without events."""
+    shards = cluster.app.settings.shards
+    last: dict[int, tuple[float, int]] = {}  # shard -> (time, pid) of its last delivery
+    for doc in deliveries(cluster, run):
+        shard = shard_of({"username": doc["user"]}, "user", shards)
+        for pid, t in zip(doc["pids"], doc["times"], strict=False):
+            if t > last.get(shard, (0.0, 0))[0]:
+                last[shard] = (t, pid)
+    held = {name: sum(1 for _, pid in last.values() if pid in cluster.shard_pids(name)) for name in cluster.hosts}
+    most = max(held.values())
+    return prefer if held.get(prefer) == most else max(held, key=lambda name: held[name])
+
+
 def outcome(
     cluster: Cluster,
     phase: str,

@@ -47,6 +47,7 @@ from tests.multihost.cluster import (
     duplicated_ids,
     outcome,
     replayed_ids,
+    shard_holder,
 )
 from tests.multihost.conftest import Table
 from tests.sample_modules.multihost import TICK_EVERY
@@ -91,30 +92,32 @@ class Phase:
     outcome: Outcome
     settle_error: str | None
     acknowledged_before_fault: int
-    fault_at: float | None
+    fault_at: float | None = None
+    victim: str | None = None  # the host the fault hit
+    survivor: str | None = None  # the other one
+
+
+# A fault: given the phase's load (running), picks its victim host, hits it and returns the
+# victim's name and when the fault began (time.time()).
+Fault = Callable[[Load], tuple[str, float]]
 
 
 def run_phase(
-    cluster: Cluster,
-    table: Table,
-    name: str,
-    urls: tuple[str, ...],
-    fault: Callable[[], float] | None = None,
-    after: float = 0.0,
-    victim: str | None = None,
-    survivor: str | None = None,
+    cluster: Cluster, table: Table, name: str, urls: tuple[str, ...], fault: Fault | None = None, after: float = 0.0
 ) -> Phase:
-    """Load ``urls``; after ``BEFORE`` s run ``fault`` (it returns when the fault began, ``time.time()``),
-    keep loading ``after`` s more, stop, wait for the pipeline to settle, count, add the table row."""
+    """Load ``urls``; after ``BEFORE`` s run ``fault``, keep loading ``after`` s more, stop, wait for
+    the pipeline to settle, count, add the table row (``name`` may say ``{victim}``)."""
     started = time.monotonic()
     load = OrderedLoad(urls[0], others=urls[1:], rate=RATE, batch=BATCH, senders=SENDERS).start()
     at: float | None = None
+    victim = survivor = None
     try:
         load.wait_acknowledged(more_than=0, timeout=60)
         time.sleep(BEFORE if fault else STEADY)
         before = len(load.acknowledged())
         if fault is not None:
-            at = fault()
+            victim, at = fault(load)
+            survivor = next(host for host in cluster.hosts if host != victim)
         time.sleep(after)
     finally:
         load.stop()
@@ -123,12 +126,13 @@ def run_phase(
         cluster.watch.settle(load, timeout=SETTLE)
     except AssertionError as failure:
         error = str(failure)
+    name = name.format(victim=victim)
     result = outcome(cluster, name, load, time.monotonic() - started, victim, survivor, at)
     table.rows.append(result.row())
     if error:
         table.notes.append(f"{name}: {error}")
     print(f"\n{result.row()}")
-    return Phase(load, result, error, before, at)
+    return Phase(load, result, error, before, at, victim, survivor)
 
 
 def handled_between(cluster: Cluster, run: str, start: float, end: float = float("inf")) -> int:
@@ -301,21 +305,27 @@ def test_each_scheduled_run_fires_once_per_period_not_once_per_host(cluster: Clu
 # ------------------------------------------------------------------------------ 2. phase A: host B killed
 @pytest.fixture(scope="module")
 def phase_a(cluster: Cluster, table: Table) -> Phase:
-    """Load over both webs; every process of host B SIGKILLed after ``BEFORE`` s; ``AFTER_KILL`` s more."""
-    return run_phase(
-        cluster, table, "A: host b killed (SIGKILL)", cluster.urls(), cluster.host("b").kill, AFTER_KILL, "b", "a"
-    )
+    """Load over both webs; after ``BEFORE`` s every process of "host B" SIGKILLed, ``AFTER_KILL`` s more.
+    Host B is the host whose shard worker holds the shards (the one that handled the last event of
+    most of them; ``b`` on a tie), so that the other must take them over."""
+
+    def kill(load: Load) -> tuple[str, float]:
+        victim = shard_holder(cluster, load.run, prefer="b")
+        return victim, cluster.host(victim).kill()
+
+    return run_phase(cluster, table, "A: host {victim} killed (SIGKILL)", cluster.urls(), kill, AFTER_KILL)
 
 
 def test_phase_a_the_surviving_host_carries_on(cluster: Cluster, phase_a: Phase) -> None:
-    a = cluster.host("a")
-    assert phase_a.fault_at is not None
-    dead = [name for name, up in a.alive().items() if not up]
-    assert not dead, f"host a's processes died: {dead}; logs in {a.logs}"
+    assert phase_a.fault_at is not None and phase_a.victim and phase_a.survivor
+    survivor, victim = cluster.host(phase_a.survivor), phase_a.victim
+    dead = [name for name, up in survivor.alive().items() if not up]
+    assert not dead, f"host {survivor.name}'s processes died: {dead}; logs in {survivor.logs}"
     assert len(phase_a.load.acknowledged()) > phase_a.acknowledged_before_fault, "nothing acknowledged after the kill"
     later = handled_between(cluster, phase_a.load.run, phase_a.fault_at)
-    assert later > 0, "host a handled nothing after host b was killed"
-    assert scheduled_runs_after(cluster, phase_a.fault_at + 1) > 0, "no scheduled run was sent after host b was killed"
+    assert later > 0, f"host {survivor.name} handled nothing after host {victim} was killed"
+    runs = scheduled_runs_after(cluster, phase_a.fault_at + 1)
+    assert runs > 0, f"no scheduled run was sent after host {victim} was killed"
 
 
 def test_phase_a_every_acknowledged_event_is_handled_exactly_once(cluster: Cluster, phase_a: Phase) -> None:
@@ -329,51 +339,60 @@ def test_phase_a_per_user_order_holds(phase_a: Phase) -> None:
 # ------------------------------------------------------------------------------ 3. phase B: host A cut off
 @pytest.fixture(scope="module")
 def phase_b(cluster: Cluster, table: Table) -> Iterator[Phase]:
-    """Host B restarted (as a supervisor would); load over both webs; host A's link down for ``CUT`` s."""
+    """The killed host restarted (as a supervisor would); load over both webs; after ``BEFORE`` s
+    "host A" — the survivor of phase A, which took the shards over (again: the one holding most
+    shards) — cut off the network for ``CUT`` s, then restored; ``AFTER_CUT`` s more."""
     network = cluster.network
     if network is None:
         table.notes.append(f"phase B skipped: {cluster.no_network}")
         pytest.skip(f"no network namespaces to cut a host off: {cluster.no_network}")
-    b = cluster.host("b")
-    if not all(b.alive().values()):
-        b.stop()
-        b.start()
-        cluster.wait_ready(["b"])
+    restarted = [host for host in cluster.hosts.values() if not all(host.alive().values())]
+    for host in restarted:
+        host.stop()
+        host.start()
+    if restarted:
+        cluster.wait_ready([host.name for host in restarted])
+    preferred = next((h.name for h in cluster.hosts.values() if h not in restarted), "a")
+    cut_off: list[str] = []
 
-    def cut() -> float:
+    def cut(load: Load) -> tuple[str, float]:
+        victim = shard_holder(cluster, load.run, prefer=preferred)
+        cut_off.append(victim)
         at = time.time()
-        network.cut("a")
+        network.cut(victim)
         try:
             time.sleep(CUT)
         finally:
-            network.restore("a")
-        return at
+            network.restore(victim)
+        return victim, at
 
     try:
-        yield run_phase(cluster, table, f"B: host a cut off {CUT:g} s", cluster.urls(), cut, AFTER_CUT, "a", "b")
+        yield run_phase(cluster, table, f"B: host {{victim}} cut off {CUT:g} s", cluster.urls(), cut, AFTER_CUT)
     finally:
-        network.restore("a")
+        for victim in cut_off:
+            network.restore(victim)
 
 
 def test_phase_b_the_other_host_carries_on(cluster: Cluster, phase_b: Phase) -> None:
-    assert phase_b.fault_at is not None
-    b = cluster.host("b")
-    dead = [name for name, up in b.alive().items() if not up]
-    assert not dead, f"host b's processes died: {dead}; logs in {b.logs}"
+    assert phase_b.fault_at is not None and phase_b.victim and phase_b.survivor
+    survivor, victim = cluster.host(phase_b.survivor), phase_b.victim
+    dead = [name for name, up in survivor.alive().items() if not up]
+    assert not dead, f"host {survivor.name}'s processes died: {dead}; logs in {survivor.logs}"
     during = handled_between(cluster, phase_b.load.run, phase_b.fault_at, phase_b.fault_at + CUT)
-    assert during > 0, "nothing was handled while host a was cut off"
+    assert during > 0, f"nothing was handled while host {victim} was cut off"
     runs = scheduled_runs_after(cluster, phase_b.fault_at, phase_b.fault_at + CUT + AFTER_CUT)
-    assert runs > 0, "no scheduled run was sent while host a was cut off (host b's beat did not take over)"
+    assert runs > 0, f"no scheduled run was sent while host {victim} was cut off (host {survivor.name}'s beat)"
 
 
 def test_phase_b_the_cut_off_host_rejoins(cluster: Cluster, phase_b: Phase) -> None:
-    a = cluster.host("a")
-    dead = {name: a.processes[name].returncode for name, up in a.alive().items() if not up}
+    assert phase_b.victim
+    host = cluster.host(phase_b.victim)
+    dead = {name: host.processes[name].returncode for name, up in host.alive().items() if not up}
     assert not dead, (
-        f"host a's processes exited while it was cut off (exit codes {dead}); a supervisor would restart them, "
-        f"but a network outage should not stop them; logs in {a.logs}"
+        f"host {host.name}'s processes exited while it was cut off (exit codes {dead}); a supervisor would restart "
+        f"them, but a network outage should not stop them; logs in {host.logs}"
     )
-    assert a.web is not None and a.web.serving(), "host a's web does not answer after the cut"
+    assert host.web is not None and host.web.serving(), f"host {host.name}'s web does not answer after the cut"
 
 
 def test_phase_b_every_acknowledged_event_is_handled_exactly_once(cluster: Cluster, phase_b: Phase) -> None:
