@@ -71,7 +71,7 @@ def celery_config(settings: Settings, queue_overrides: Mapping[str, str] | None 
         # while it runs, so a second beat started by mistake waits for the lock (and takes over
         # when the first stops, or lock_timeout after it died) instead of sending every job twice.
         # Its key prefix (redbeat_key_prefix) is set with the schedule (tasks/schedule.py).
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": "tasks.schedule:SteadyRedBeatScheduler",  # RedBeat that rides out a Redis outage
         **_redbeat(settings.redis, backend),
         "redbeat_lock_timeout": int(max(2, settings.beat_lock_timeout)),
         # Beat extends its lock every loop and a waiting beat retries this often: well under the timeout.

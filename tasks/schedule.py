@@ -18,8 +18,9 @@ pandas object (``.csv``), a matplotlib figure or PNG bytes (``.png``). ``None`` 
 values (e.g. a query's data) are not written. ``Insights.reports()`` lists the reports;
 the dashboard shows them at ``/reports``.
 
-Beat runs RedBeat (``config/celery.py``): a second beat started by mistake waits on the
-lock in Redis instead of sending every job twice. The housekeeping jobs also claim their period
+Beat runs RedBeat (``config/celery.py``, ``SteadyRedBeatScheduler``): a second beat started by
+mistake waits on the lock in Redis instead of sending every job twice, and a beat that lost
+Redis for a while stands by and takes the lock again instead of exiting. The housekeeping jobs also claim their period
 in Redis (``tasks/storage/once.py``), so a job sent twice in one period (two beats, a beat whose
 lock expired while it paused, a hand-sent task) runs once. The static entries come from
 ``config/beat.py`` (the file-store sweeper, ``maintenance.sweep_files``, and the event-log
@@ -38,6 +39,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery.result import AsyncResult
 from celery.schedules import crontab, schedule
+from redbeat import RedBeatScheduler
+from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import LockError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tasks.authoring.decorators import QUEUE_PATTERN, Declaration, declarations_of, declare
 from tasks.authoring.injection import bind_arguments
@@ -70,7 +76,15 @@ CRON_ALIASES = {
     "@annually": "0 0 1 1 *",
 }
 
-__all__ = ["DEFAULT_KEEP", "REPORTS_FOLDER", "bind_schedule", "cron", "list_reports", "write_report"]
+__all__ = [
+    "DEFAULT_KEEP",
+    "REPORTS_FOLDER",
+    "SteadyRedBeatScheduler",
+    "bind_schedule",
+    "cron",
+    "list_reports",
+    "write_report",
+]
 
 
 # The decorator ---------------------------------------------------------------------------
@@ -390,3 +404,40 @@ def list_reports(app: Insights, module: str | None = None) -> list[dict[str, Any
                 }
             )
     return sorted(reports, key=lambda r: (r["created"], r["name"]), reverse=True)
+
+
+class SteadyRedBeatScheduler(RedBeatScheduler):
+    """Celery beat's scheduler (``beat_scheduler``): RedBeat, riding out a Redis outage.
+
+    RedBeat stops beat when extending its lock fails (Redis unreachable, or the lock expired
+    meanwhile and is another beat's). This one stands by instead: it sends nothing while it does
+    not hold the lock, and takes the lock again as soon as Redis answers and the lock is free, so
+    a host cut off for a while rejoins without a supervisor restarting its beat.
+    """
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """Send what is due while holding the lock; else try to take it. Returns seconds to sleep."""
+        held = getattr(self, "lock", None)  # RedBeat's lock (a redis-py Lock), None until taken
+        if self.lock_key and held is None and not self._take_lock():
+            return float(self.max_interval)  # a standby: another beat holds the lock, or Redis is away
+        try:
+            return float(super().tick(*args, **kwargs))
+        except (RedisConnectionError, RedisTimeoutError, LockError) as exc:
+            log.warning("beat: %s; standing by until Redis answers and the lock is free again", exc)
+            self.lock = None
+            return float(self.max_interval)
+
+    def _take_lock(self) -> bool:
+        """Take RedBeat's lock without waiting (``redbeat.schedulers.acquire_distributed_beat_lock`` waits)."""
+        try:
+            client = get_redis(self.app)
+            lock = client.lock(self.lock_key, timeout=self.lock_timeout, sleep=self.max_interval)
+            lock.lua_extend = client.register_script(LUA_EXTEND_TO_SCRIPT)
+            if not lock.acquire(blocking=False):
+                return False
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.debug("beat: Redis is unreachable (%s); standing by", exc)
+            return False
+        log.info("beat: took the lock again")
+        self.lock = lock
+        return True

@@ -397,6 +397,8 @@ class Outcome:
     out_of_order: int  # sequence numbers handled after a higher one of the same user (first deliveries)
     users_out_of_order: list[str]
     handled_by: dict[str, int]  # first deliveries per host
+    redelivered: int  # events of a task the fault's victim had in hand, handled again by the survivor
+    twice: list[str]  # any other event handled more than once, with the (host, process) of each delivery
     takeover: str  # seconds, or why there is none
     seconds: float
     answers: str
@@ -406,13 +408,14 @@ class Outcome:
         t = self.tally
         by = ", ".join(f"{host}: {n}" for host, n in sorted(self.handled_by.items()))
         return (
-            f"| {self.phase} | {t.sent} | {t.acknowledged} | {t.handled} | {t.lost} | {t.duplicated} "
+            f"| {self.phase} | {t.sent} | {t.acknowledged} | {t.handled} | {t.lost} "
+            f"| {t.duplicated - self.redelivered} | {self.redelivered} "
             f"| {self.out_of_order} | {self.takeover} | {by} | {self.answers} | {self.seconds:.1f} |"
         )
 
 
 HEADER = (
-    "| phase | sent | acknowledged | handled | lost | duplicated (handled twice) | out-of-order "
+    "| phase | sent | acknowledged | handled | lost | duplicated | redelivered after the fault | out-of-order "
     "| takeover seconds | handled by host | requests: answers | seconds |"
 )
 
@@ -508,25 +511,47 @@ def outcome(
     docs = deliveries(cluster, load.run)
     inversions, users = out_of_order(cluster, load.run)
     moved = "n/a" if victim is None or survivor is None or at is None else takeover(cluster, docs, victim, survivor, at)
+    redelivered, twice = redeliveries(cluster, docs, victim, at)
     return Outcome(
         phase=phase,
         tally=cluster.watch.tally(load),
         out_of_order=inversions,
         users_out_of_order=users,
         handled_by=handled_by(cluster, docs),
+        redelivered=redelivered,
+        twice=twice,
         takeover=moved,
         seconds=seconds,
         answers=", ".join(f"{status}: {n}" for status, n in sorted(load.statuses.items())),
     )
 
 
-def duplicated_ids(cluster: Cluster, run: str, limit: int = 5) -> list[str]:
-    """Some event ids of a run handled more than once, with the hosts that handled them."""
-    found = []
-    for doc in cluster.database()["deliveries"].find({"run": run, "deliveries": {"$gt": 1}}).limit(limit):
+def redeliveries(
+    cluster: Cluster, docs: list[dict[str, Any]], victim: str | None, at: float | None
+) -> tuple[int, list[str]]:
+    """Events handled more than once: how many were in a task the fault's ``victim`` had in hand
+    (delivered once by the victim before the fault at ``at``, once more after it by another host:
+    Celery delivers at least once, and the handler, idempotent by event id, absorbs it), and a
+    description of every other (a second consumer of a shard queue, a task run twice unprovoked)."""
+    redelivered, other = 0, []
+    for doc in docs:
+        if doc["deliveries"] < 2:
+            continue
         owners = [cluster.owner_of(pid) for pid in doc["pids"]]
-        found.append(f"{doc['_id']} by {owners}")
-    return found
+        first, then = (owners[0], doc["times"][0]), list(zip(owners[1:], doc["times"][1:], strict=True))
+        if (
+            victim is not None
+            and at is not None
+            and len(then) == 1
+            and first[0] is not None
+            and first[0][0] == victim
+            and first[1] <= at
+            and all(owner is not None and owner[0] != victim and t > at for owner, t in then)
+        ):
+            redelivered += 1
+        else:
+            other.append(f"{doc['_id']} by {owners}")
+    return redelivered, other
 
 
 # ------------------------------------------------------------------------------ operator commands

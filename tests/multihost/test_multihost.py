@@ -11,13 +11,16 @@ A steady HTTP load goes to both webs. The tests are the phases of one run, in or
    host's working directory sees every acknowledged event; the sweeper deletes an expired file
    for both hosts; each scheduled run fires once per period, not once per host;
 2. phase A: every process of host B SIGKILLed under load: host A carries on, nothing
-   acknowledged is lost or handled twice, order holds; takeover = seconds until host A's shard
+   acknowledged is lost, order holds, and nothing is handled twice but the events of the task
+   the killed shard worker had in hand (Celery delivers at least once: handlers are idempotent
+   by event id, and the table counts these as "redelivered after the fault"); takeover = seconds until host A's shard
    worker handles a shard host B had;
 3. phase B (network namespaces only; skipped otherwise): host B restarted, then host A's link
    cut for 20 s under load and restored: host B carries on (events handled, scheduled runs
    sent meanwhile), the same checks, and host A rejoins with all its processes still running.
 
-The table (sent, acknowledged, handled, lost, duplicated, out-of-order, takeover) is printed and
+The table (sent, acknowledged, handled, lost, duplicated, redelivered after the fault,
+out-of-order, takeover) is printed and
 written to var/multihost.md.
 """
 
@@ -44,7 +47,6 @@ from tests.multihost.cluster import (
     OrderedLoad,
     Outcome,
     deliveries,
-    duplicated_ids,
     outcome,
     replayed_ids,
     shard_holder,
@@ -159,9 +161,10 @@ def check_exactly_once(cluster: Cluster, phase: Phase) -> None:
         f"{tally.lost} of {tally.acknowledged} acknowledged events were never handled, e.g. {tally.lost_ids} "
         f"({phase.settle_error or 'the pipeline settled'}); logs in {cluster.folder}"
     )
-    assert tally.duplicated == 0, (
-        f"{tally.duplicated} acknowledged events were handled more than once, e.g. "
-        f"{duplicated_ids(cluster, phase.load.run)} (event id by [(host, process) per delivery])"
+    twice = phase.outcome.twice
+    assert not twice, (
+        f"{len(twice)} acknowledged events were handled more than once, not as the redelivery of a task the "
+        f"fault interrupted, e.g. {twice[:5]} (event id by [(host, process) per delivery])"
     )
     assert tally.unknown == 0, f"{tally.unknown} handled events were never sent"
 

@@ -27,6 +27,7 @@ from tasks.app import Insights
 from tasks.authoring.decorators import declarations_of
 from tasks.core.registry import Registry, Spec
 from tasks.errors import RegistrationError
+from tasks.ops.embedded import EmbeddedRedis
 from tasks.schedule import DEFAULT_KEEP, REPORTS_FOLDER, celery_schedule, write_report
 from tasks.storage.fs import FileStore
 from tests.conftest import COMMANDS, Pipeline, start_process, stop_process, wait_for
@@ -147,7 +148,7 @@ def test_a_job_is_registered_per_module_and_function_on_the_reports_queue(insigh
     assert beat["cron.scheduled.tick"]["schedule"].run_every == timedelta(seconds=1)
     assert beat["cron.scheduled.nightly_table"]["schedule"].hour == {3}
     assert beat[SWEEP_TASK]["schedule"] == timedelta(seconds=insights.settings.sweep_interval)
-    assert insights.celery.conf.beat_scheduler == "redbeat.RedBeatScheduler"
+    assert insights.celery.conf.beat_scheduler == "tasks.schedule:SteadyRedBeatScheduler"
     assert insights.celery.conf.redbeat_redis_url == insights.settings.redis
 
 
@@ -359,3 +360,26 @@ def test_two_beats_started_by_mistake_fire_each_run_once_and_the_second_takes_ov
         assert sent(waiter_log) >= 2
         after = runs_since(insights, handover)
         assert len(after) <= (after[-1] - after[0]) + 2
+
+
+@pytest.mark.slow
+def test_a_beat_that_lost_redis_stands_by_and_takes_the_lock_again_instead_of_exiting(
+    settings: Settings, tmp_path: Path
+) -> None:
+    own_redis = EmbeddedRedis(tmp_path / "redis").start()  # appendonly: the schedule survives the restart
+    beat_settings = dataclasses.replace(
+        settings, redis_url=own_redis.url, beat_lock_timeout=BEAT_LOCK_TIMEOUT, mongo_db_prefix="steady-beat"
+    )
+    try:
+        with beats(beat_settings, tmp_path) as [(beat, log)]:
+            wait_for(lambda: sent(log) >= 2 or beat.poll() is not None, timeout=30, what="2 runs sent")
+            own_redis.stop()
+            time.sleep(BEAT_LOCK_TIMEOUT + 2)  # Redis away longer than the lock lives: RedBeat's extend fails
+            assert beat.poll() is None, log.read_text()[-3000:]
+            before = sent(log)
+            own_redis.start()  # same port, same data; the lock has expired meanwhile
+            wait_for(lambda: sent(log) > before or beat.poll() is not None, timeout=30, what="runs after Redis is back")
+            assert beat.poll() is None, log.read_text()[-3000:]
+            assert "took the lock again" in log.read_text()
+    finally:
+        own_redis.stop()
