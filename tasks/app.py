@@ -32,7 +32,7 @@ from tasks.pipeline.batch_store import BatchStore
 from tasks.pipeline.conflicts import Conflicts
 from tasks.pipeline.dead_letters import DeadLetters
 from tasks.pipeline.dispatch import RECORD_BATCH_TASK, Dispatcher, select_all
-from tasks.pipeline.handling import HandlerRun, HandlerTasks, Retries, remember_outcome
+from tasks.pipeline.handling import HandlerRun, HandlerStep, HandlerTasks, Retries, remember_outcome
 from tasks.pipeline.shard_leases import ShardLeases, fencing, lease_step
 from tasks.pipeline.stream import Intake
 from tasks.schedule import bind_schedule, list_reports
@@ -68,6 +68,10 @@ class Insights:
         # What every call goes through (tasks/core/steps.py): a new concern is a new step, added before finalize().
         self.call_steps: list[Step] = [memoize(lambda: self.memo)]
         self.task_steps: list[Step] = [feed, present(self.services.fs), *self.call_steps]
+        self.handler_steps: list[HandlerStep] = [
+            fencing(lambda: self.shard_leases),
+            remember_outcome(lambda: self.services.redis, self.keys, settings.batch_record_ttl),
+        ]
 
     @property
     def keys(self) -> Keys:
@@ -114,19 +118,17 @@ class Insights:
 
     @property
     def handler_tasks(self) -> HandlerTasks:
-        """What runs handler tasks: their steps (add before finalize), retries, dead letters."""
+        """What runs handler tasks: through ``handler_steps``, with retries, poison events dead-lettered."""
 
         def build() -> HandlerTasks:
-            tasks = HandlerTasks(
+            return HandlerTasks(
+                self.handler_steps,
                 self.store,
                 self.dead_letters,
                 lambda spec, kwargs: self.call(spec, (), kwargs),
                 self.event,
                 Retries(self.settings.handler_attempts, self.settings.handler_backoff),
             )
-            outcomes = remember_outcome(self.services.redis, self.keys, self.settings.batch_record_ttl)
-            tasks.steps += [fencing(lambda: self.shard_leases), outcomes]
-            return tasks
 
         return self.services.once("handler_tasks", build)
 

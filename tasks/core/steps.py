@@ -2,7 +2,7 @@
 Dramatiq's middleware: feeding a chain's previous result in, presenting a view's result,
 memoizing a query. The app runs calls through a list of steps (``Insights.task_steps`` for
 tasks, ``Insights.call_steps`` for in-process calls), so a new concern is a new step, not
-an edit of the app. Handler tasks have steps of their own (``Insights.handler_tasks.steps``,
+an edit of the app. Handler tasks have steps of their own (``Insights.handler_steps``,
 tasks/pipeline/handling.py: remembering a finished task's outcome), run by the same ``through``.
 """
 

@@ -139,12 +139,12 @@ Outcome = dict[str, Any]
 HandlerStep = Callable[[HandlerRun, Callable[[HandlerRun], Outcome]], Outcome]
 
 
-def remember_outcome(redis: redis_lib.Redis, keys: Keys, ttl: float) -> HandlerStep:
-    """A handler task's outcome is stored, and a task redelivered after it finished (worker killed
-    before the acknowledgement) returns the stored outcome without running again."""
+def remember_outcome(client: Callable[[], redis_lib.Redis], keys: Keys, ttl: float) -> HandlerStep:
+    """A handler task's outcome is stored (in ``client()``), and a task redelivered after it finished
+    (worker killed before the acknowledgement) returns the stored outcome without running again."""
 
     def step(run: HandlerRun, next: Callable[[HandlerRun], Outcome]) -> Outcome:
-        done = keys.done(run.batch_id, run.label)
+        redis, done = client(), keys.done(run.batch_id, run.label)
         finished = patiently(lambda: redis.get(done))
         if finished is not None:
             stored: Outcome = json.loads(finished)
@@ -168,13 +168,14 @@ class HandlerTasks:
 
     def __init__(
         self,
+        steps: list[HandlerStep],
         store: BatchStore,
         dead_letters: DeadLetters,
         call: Callable[[Spec, dict[str, Any]], object],
         event: Callable[[dict[str, Any], str, float], Event],
         retries: Retries,
     ) -> None:
-        self.steps: list[HandlerStep] = []
+        self.steps = steps
         self._store = store
         self._dead_letters = dead_letters
         self._call = call

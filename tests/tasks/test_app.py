@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import uuid
 
 import numpy as np
@@ -71,3 +72,19 @@ def test_the_batch_record_starts_pending_and_lists_every_handler(insights: Insig
     assert "handler.pipeline.in_order#user." in " ".join(record["handlers"])  # an ordered handler runs per shard
     done = wait_for(lambda: (r := insights.store.get(batch_id)) and r["state"] == "done" and r, what="batch done")
     assert done["events"] == 1 and done["failed"] == []
+
+
+def test_a_handler_step_added_before_finalize_is_kept_in_a_forked_worker_child(settings: Settings) -> None:
+    app = Insights(settings)
+
+    def traced(run: object, next: object) -> object:
+        return next(run)  # type: ignore[operator]
+
+    app.handler_steps.append(traced)
+    app.finalize()
+    assert traced in app.handler_tasks.steps
+    child = os.fork()  # as a prefork pool makes its children: stores are built again there
+    if child == 0:
+        os._exit(0 if traced in app.handler_tasks.steps else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the step was lost in the forked child"
