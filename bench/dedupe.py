@@ -87,6 +87,7 @@ class Design:
     claim: Callable[[Sequence[str], Sequence[str], Sequence[str]], Any]
     clock: Clock | None
     span: int
+    buckets: int = dedupe.BUCKETS  # buckets per window (the per-id layout: filled as many times)
     prepare: Callable[[], None] = lambda: None
     seen: list[str] = field(default_factory=list)
     tallies: dict[str, Tally] = field(default_factory=dict)
@@ -138,7 +139,8 @@ def designs(root: Path, also: list[Path]) -> list[Design]:
         server, client = start(root, label)
         clock = Clock()
         deduper = module.Deduper(client, WINDOW, keys, clock=clock)
-        out.append(Design(label, server, client, deduper.claim, clock, module.bucket_seconds(WINDOW)))
+        span = module.bucket_seconds(WINDOW)
+        out.append(Design(label, server, client, deduper.claim, clock, span, module.BUCKETS))
     if hasattr(dedupe, "LEGACY_HORIZON"):
         server, client = start(root, "legacy")
         clock = Clock()
@@ -148,9 +150,9 @@ def designs(root: Path, also: list[Path]) -> list[Design]:
     return out
 
 
-def fill(design: Design, per_bucket: int, buckets: int, rng: random.Random) -> None:
-    """A window's worth of records: ``per_bucket`` new events in each of ``buckets`` buckets."""
-    for _ in range(buckets):
+def fill(design: Design, per_bucket: int, rng: random.Random) -> None:
+    """A window's worth of records: ``per_bucket`` new events in each of the design's buckets of a window."""
+    for _ in range(design.buckets):
         ids = [f"~@lms:{rng.getrandbits(128):032x}" for _ in range(per_bucket)]
         design.run("fill", ids)
         design.seen += ids
@@ -172,12 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench-dedupe-"))
     rng = random.Random(args.seed)
-    buckets = dedupe.BUCKETS  # then the current one: every bucket of the window present
     all_designs = designs(root, args.also)
     try:
-        print(f"steady state: {args.per_bucket:,} events in each of {buckets} buckets of a {WINDOW} s window, then now")
+        print(f"steady state: {args.per_bucket:,} events in each bucket of a {WINDOW} s window, then the current one")
         for design in all_designs:
-            fill(design, args.per_bucket, buckets, rng)
+            fill(design, args.per_bucket, rng)
             print(f"  {design.label:<26} filled: {design.tallies.pop('fill').line()}", flush=True)
         share = args.events // args.rounds // CHUNK * CHUNK
         for r in range(args.rounds):
