@@ -188,7 +188,7 @@ class Settings:
     batch_interval: float = setting(0.1, "INSIGHTS_BATCH_INTERVAL", SAME_ROW)
     dedupe_window: int = setting(
         24 * 3600, "INSIGHTS_DEDUPE_WINDOW",
-        "seconds an event id is at least remembered for deduplication (up to 1/8 longer; see *Idempotency*)",
+        "seconds an event id is at least remembered for deduplication (up to 1/4 longer; see *Idempotency*)",
     )  # fmt: skip
     shards: int = setting(4, "INSIGHTS_SHARDS", "shard queues per kind for `per_user` / `per_resource` handlers")
     visibility_timeout: int = setting(

@@ -13,7 +13,11 @@ Records are compact, because at scale they are most of what Redis holds (docs/sc
   expires as a whole ``window`` after the bucket ends. A claim looks in every bucket that
   may hold a record younger than the window, newest first, so an id is remembered for
   between ``window`` and ``window + window / BUCKETS`` seconds. A record that gains
-  handlers is written again into the current bucket (its newer copy wins).
+  handlers is written again into the current bucket (its newer copy wins). ``BUCKETS`` is 4:
+  a new event costs a lookup per bucket (an HGET that scans a packed shard), and with 8
+  buckets claims of new events took 28 µs of Redis CPU each, with 4, 17 (``bench.dedupe``,
+  a whole window of buckets present; one key per id took 6.7), for records kept up to
+  1.25 windows instead of 1.125: 11% more memory.
 - **Small hashes.** A bucket is split into shards by the id's digest, each a Redis hash of
   at most about a hundred records, which Redis stores as one packed list (listpack/ziplist,
   ``hash-max-listpack-entries`` 128 by default) instead of an entry per record. A record is
@@ -27,8 +31,13 @@ Records are compact, because at scale they are most of what Redis holds (docs/sc
 
 Two different ids collide only if 64 digest bits and the shard agree: at 10,000 events/s
 and a one-day window, about one chance in 10^7 per day that one event is taken for another.
-Records written before this layout (``Keys.seen``, one key per id) are still read on a
-miss until they expire.
+Records written before this layout (``Keys.seen``, one key per id, kept for the window of
+the time: a week by default) are read on a miss, in one MGET per claim, until
+``LEGACY_HORIZON`` (or the window, if longer) after this layout's first claim on the Redis
+(``Keys.dedupe_legacy_until``); after that a claim passes no key per event and reads none.
+
+Lua formats a number as text about as slowly as it makes a ``redis.call``, so the claim
+script builds key names once per call for each bucket level and each shard, never per lookup.
 """
 
 from __future__ import annotations
@@ -44,21 +53,27 @@ import redis
 from tasks.storage.keys import Keys
 from tasks.storage.replies import text
 
-BUCKETS = 8  # buckets per window: a claim looks in up to BUCKETS + 1; records live up to 1 + 1/BUCKETS windows
+BUCKETS = 4  # buckets per window: a claim looks in up to BUCKETS + 1; records live up to 1 + 1/BUCKETS windows
 MIN_SHARDS = 256  # shards of a bucket's first level
 FILL = 64  # records per shard a bucket's first level is sized for (from the previous bucket's count)
 SPLIT_AT = 96  # records per shard (on average) at which a bucket adds a level of GROWTH times as many shards
 GROWTH = 4
 SHARD_BYTES = 4  # digest bytes that pick the shard
 FIELD_BYTES = 8  # digest bytes stored as the record's field
+LEGACY_HORIZON = 7 * 24 * 3600  # per-id records are read this long after the first claim (their default window)
 
 # ARGV[1] window seconds; [2] bucket seconds; [3] now (seconds; "" for Redis' clock); [4] key
 # prefix (Keys.dedupe_prefix); [5] the id digests, SHARD_BYTES + FIELD_BYTES each, concatenated;
-# [6] the fingerprints (raw bytes), all of ARGV[7] bytes, concatenated; [8] h, the number of
-# handler tokens; [9 .. 8+h] the tokens (",<hex>,", all of one width), sorted.
-# KEYS: the records written before this layout, one per event (Keys.seen), read on a miss.
+# [6] the fingerprints (raw bytes), all of ARGV[7] bytes, concatenated; [8] seconds records of
+# the per-id layout are read after the first claim; [9] h, the number of handler tokens;
+# [10 .. 9+h] the tokens (",<hex>,", all of one width), sorted.
+# KEYS: the records written before this layout, one per event (Keys.seen), read on a miss while
+# Keys.dedupe_legacy_until is in the future (none passed: none read).
 # Returns, per event, the concatenated tokens it is new for ("": a duplicate), or "!" and the
-# recorded fingerprint (raw) when the event differs (a conflict).
+# recorded fingerprint (raw) when the event differs (a conflict); then "1" if records of the
+# per-id layout may still exist, else "0" (the caller stops passing KEYS).
+# Formatting a number as text costs Lua about as much as a redis.call: key names are built
+# once per call per bucket level and per shard, not per lookup.
 _CLAIM = Template("""
 local window, span = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
@@ -67,9 +82,9 @@ if not now then
   now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 end
 local prefix, digests, prints, width = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
-local h = tonumber(ARGV[8])
-local all = table.concat(ARGV, '', 9, 8 + h)
-local tw = #ARGV[9]
+local horizon, h = tonumber(ARGV[8]), tonumber(ARGV[9])
+local all = table.concat(ARGV, '', 10, 9 + h)
+local tw = #ARGV[10]
 local MIN, FILL, SPLIT, GROWTH = $min, $fill, $split, $growth
 local SB, FB = $shard_bytes, $field_bytes
 local current = math.floor(now / span)
@@ -78,6 +93,25 @@ local sets = prefix .. 'handlers'
 
 local function ttl_of(b)
   return math.ceil((b + 1) * span + window - now) + 1
+end
+
+-- Records of the per-id layout: read only until the horizon after this layout's first claim.
+local olds = {}
+local legacy = false
+if #KEYS > 0 then
+  local marker = prefix .. 'legacy-until'
+  local horizon_end = tonumber(redis.call('GET', marker))
+  if not horizon_end then
+    horizon_end = math.ceil(now + horizon)
+    redis.call('SET', marker, horizon_end)
+  end
+  legacy = now < horizon_end
+  if legacy then
+    for s = 1, #KEYS, 1000 do  -- unpack stops at about 8,000 values
+      local part = redis.call('MGET', unpack(KEYS, s, math.min(s + 999, #KEYS)))
+      for k = 1, #part do olds[s + k - 1] = part[k] end
+    end
+  end
 end
 
 local levels = {}  -- bucket -> list of shard counts (false: no such bucket)
@@ -116,19 +150,32 @@ else
   end
 end
 
-local function shard_key(b, shards, pick)
-  return prefix .. b .. ':' .. shards .. ':' .. (pick % shards)
+-- Every level of every bucket a record may be in, newest first: its key prefix and shard count.
+local places = {}
+for b = current, oldest, -1 do
+  local list = levels_of(b)
+  if list then
+    for j = #list, 1, -1 do places[#places + 1] = {prefix .. b .. ':' .. list[j] .. ':', list[j]} end
+  end
+end
+local texts = {}  -- shard count -> shard number -> the number as text
+for _, place in ipairs(places) do texts[place[2]] = texts[place[2]] or {} end
+local function shard_text(shards, shard)
+  local names = texts[shards]
+  local name = names[shard]
+  if not name then
+    name = tostring(shard)
+    names[shard] = name
+  end
+  return name
 end
 
 local function find(pick, field)
-  for b = current, oldest, -1 do
-    local list = levels_of(b)
-    if list then
-      for j = #list, 1, -1 do
-        local v = redis.call('HGET', shard_key(b, list[j], pick), field)
-        if v then return v end
-      end
-    end
+  for k = 1, #places do
+    local place = places[k]
+    local shards = place[2]
+    local v = redis.call('HGET', place[1] .. shard_text(shards, pick % shards), field)
+    if v then return v end
   end
   return nil
 end
@@ -157,11 +204,14 @@ local function tokens_of(id)
 end
 
 local added = 0
+local level, ttl, written = prefix .. current .. ':' .. top .. ':', ttl_of(current), {}
+texts[top] = texts[top] or {}
 local function write(pick, field, fp, tokens)
-  local key = shard_key(current, top, pick)
-  local fresh = redis.call('HLEN', key) == 0
+  local key = level .. shard_text(top, pick % top)
+  local fresh = not written[key] and redis.call('HLEN', key) == 0
+  written[key] = true
   added = added + redis.call('HSET', key, field, fp .. number_of(tokens))
-  if fresh then redis.call('EXPIRE', key, ttl_of(current)) end
+  if fresh then redis.call('EXPIRE', key, ttl) end
 end
 
 local function union(a, b)
@@ -184,7 +234,7 @@ for i = 1, n do
   if v then
     known, had = string.sub(v, 1, #v - 2), tokens_of(string.sub(v, -2))
   else
-    local legacy = KEYS[i] and redis.call('GET', KEYS[i])
+    local legacy = olds[i]
     if legacy then  -- "<fingerprint hex>,<token>,..." or, older, ",<token>,..."
       local comma = string.find(legacy, ',', 1, true) or (#legacy + 1)
       local hex = string.sub(legacy, 1, comma - 1)
@@ -203,7 +253,7 @@ for i = 1, n do
     out[i] = '!' .. known
   else
     local new = ''
-    for j = 9, 8 + h do
+    for j = 10, 9 + h do
       if not string.find(had, ARGV[j], 1, true) then new = new .. ARGV[j] end
     end
     if new ~= '' then write(pick, field, fp, union(had, new)) end
@@ -214,6 +264,7 @@ if added > 0 then
   redis.call('HINCRBY', meta, 'n', added)
   redis.call('HINCRBY', meta, 'total', added)
 end
+out[n + 1] = legacy and '1' or '0'
 return out
 """).substitute(
     min=MIN_SHARDS,
@@ -264,6 +315,7 @@ class Deduper:
         self._keys = keys
         self._clock = clock
         self._claim = client.register_script(_CLAIM)
+        self._legacy = True  # records of the per-id layout may exist: pass their keys (until the script says no)
 
     def claim(self, event_ids: Sequence[str], prints: Sequence[str], handlers: Sequence[str]) -> list[Claim]:
         """For each event id (with its event's fingerprint: hex digits, all of one length), the
@@ -285,10 +337,13 @@ class Deduper:
             b"".join(id_digest(event_id) for event_id in event_ids),
             b"".join(raw),
             width,
+            max(self._window, LEGACY_HORIZON),
             len(ordered),
             *ordered,
         ]
-        answers = self._claim(keys=[self._keys.seen(event_id) for event_id in event_ids], args=args)
+        keys = [self._keys.seen(event_id) for event_id in event_ids] if self._legacy else []
+        answers = self._claim(keys=keys, args=args)
+        self._legacy = answers.pop() == b"1"
         every = "".join(ordered).encode()
         everything = Claim(tuple(tokens.values()))
         return [everything if a == every else _claim_of(a, tokens) if a else NOTHING for a in answers]

@@ -56,6 +56,12 @@ class Keys:
         return f"{self.dedupe_prefix}{bucket}:{shards}:{shard}"
 
     @property
+    def dedupe_legacy_until(self) -> str:
+        """String: the time (Unix seconds) until which claims read ``seen`` keys (records of the per-id
+        layout), set by the first claim of the bucketed layout. No TTL: a few bytes."""
+        return f"{self.dedupe_prefix}legacy-until"
+
+    @property
     def dedupe_handler_sets(self) -> str:
         """Hash: every set of handlers claimed together, numbered (``s<tokens>`` -> number,
         ``i<number>`` -> tokens, ``#`` the last number). No TTL: an entry per distinct set, a few bytes each."""

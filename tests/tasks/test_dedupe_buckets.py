@@ -6,6 +6,7 @@ its own (Redis' clock otherwise), near the real time so that the keys' TTLs stay
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from tasks.authoring.event_ids import canonical_json, fingerprint
 from tasks.ops.embedded import EmbeddedRedis
 from tasks.pipeline.dedupe import (
     GROWTH,
+    LEGACY_HORIZON,
     MIN_SHARDS,
     SHARD_BYTES,
     SPLIT_AT,
@@ -25,15 +27,16 @@ from tasks.pipeline.dedupe import (
     bucket_seconds,
     id_digest,
 )
+from tasks.pipeline.dedupe import fingerprint as handler_token
 from tasks.storage.keys import Keys
 
 WINDOW = 3600
 SPAN = bucket_seconds(WINDOW)
 HANDLERS = ["handler.m.a", "handler.m.b", "handler.m.c", "handler.m.d"]
 # What a 10,000 events/s deployment can keep in 64 GB of Redis with a one-day window, records
-# living up to 1 + 1/BUCKETS windows: 64 GB / (10,000 * 86,400 * 1.125) = 66 bytes per event.
+# living up to 1 + 1/BUCKETS windows: 64 GB / (10,000 * 86,400 * 1.25) = 59 bytes per event.
 # The layout keeps about 25-30 (the per-key layout before it, about 200).
-MAX_BYTES_PER_EVENT = 64
+MAX_BYTES_PER_EVENT = 59
 
 
 class Clock:
@@ -102,7 +105,8 @@ def test_a_buckets_keys_expire_as_a_whole_after_the_window(redis_server: Embedde
     deduper = Deduper(client, WINDOW, keys)  # Redis' clock
     ids = [f"e-{uuid.uuid4().hex}" for _ in range(50)]
     deduper.claim(ids, prints_of(*range(50)), HANDLERS)
-    written = [key for key in client.scan_iter(f"{keys.dedupe_prefix}*") if key != keys.dedupe_handler_sets.encode()]
+    kept = {keys.dedupe_handler_sets.encode(), keys.dedupe_legacy_until.encode()}
+    written = [key for key in client.scan_iter(f"{keys.dedupe_prefix}*") if key not in kept]
     bucket = int(client.time()[0]) // SPAN
     picks = {int.from_bytes(id_digest(i)[:SHARD_BYTES], "big") % MIN_SHARDS for i in ids}
     spelled = {keys.dedupe_bucket(bucket), *(keys.dedupe_shard(bucket, MIN_SHARDS, pick) for pick in picks)}
@@ -112,6 +116,7 @@ def test_a_buckets_keys_expire_as_a_whole_after_the_window(redis_server: Embedde
     assert all(WINDOW < ttl <= WINDOW + SPAN + 2 for ttl in ttls), ttls
     assert len(ttls) <= 2  # one expiry for the whole bucket (give or take the second that passed)
     assert client.ttl(keys.dedupe_handler_sets) == -1  # a few bytes per set of handlers, kept
+    assert client.ttl(keys.dedupe_legacy_until) == -1  # a few bytes: when reading the per-id layout stops
 
 
 def test_ids_are_remembered_for_a_real_window_and_then_forgotten(redis_server: EmbeddedRedis, keys: Keys) -> None:
@@ -157,3 +162,22 @@ def test_a_dedupe_record_keeps_few_bytes_of_redis_memory(quiet_redis: redis.Redi
     for start in range(0, events, 500):  # ... and every id is found again, in either level, a bucket later
         chunk = ids[start : start + 500]
         assert deduper.claim(chunk, prints[start : start + 500], HANDLERS) == [Claim(())] * len(chunk)
+
+
+def test_records_of_the_per_id_layout_are_read_until_the_legacy_horizon_only(
+    redis_server: EmbeddedRedis, keys: Keys
+) -> None:
+    client, clock = redis.Redis.from_url(redis_server.url), Clock()
+    deduper = Deduper(client, WINDOW, keys, clock=clock)
+    early, late = f"old-{uuid.uuid4().hex}", f"old-{uuid.uuid4().hex}"
+    for old in (early, late):  # one key per id, as the per-id layout wrote them
+        client.set(keys.seen(old), prints_of(old)[0] + handler_token(HANDLERS[0]), ex=30 * 24 * 3600)
+    assert deduper.claim([early], prints_of(early), HANDLERS[:1]) == [Claim(())]  # read: a duplicate
+    assert deduper.claim([early], prints_of("changed"), HANDLERS[:1]) == [Claim((), known=prints_of(early)[0])]
+    horizon_end = int(client.get(keys.dedupe_legacy_until) or 0)
+    assert horizon_end == math.ceil(clock.now + LEGACY_HORIZON)  # set by the first claim, kept
+    clock.now = horizon_end + 1
+    assert deduper.claim([late], prints_of("another"), HANDLERS[:1]) == [Claim((HANDLERS[0],))]  # no longer read
+    assert int(client.get(keys.dedupe_legacy_until) or 0) == horizon_end
+    assert not deduper._legacy  # and their keys are no longer passed
+    assert deduper.claim([late], prints_of("another"), HANDLERS[:1]) == [Claim(())]  # the new record is
