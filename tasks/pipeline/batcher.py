@@ -112,6 +112,7 @@ class Batcher:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_idle = claim_idle
         self.deduper = Deduper(self.client, self.settings.dedupe_window, app.keys)
+        self.deduper.note_window()  # says so when the window changed: the records kept are not read
         self.conflict_store = Conflicts(self.client, self.settings.conflicts_max, app.keys)
         self.conflicts: list[Conflict] = []  # found while dispatching, kept before the entries are acknowledged
         self.event_log = open_event_log(self.settings, app.services.mongo)

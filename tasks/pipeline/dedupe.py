@@ -43,6 +43,7 @@ script builds key names once per call for each bucket level and each shard, neve
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Callable, Sequence
 from string import Template
@@ -52,6 +53,8 @@ import redis
 
 from tasks.storage.keys import Keys
 from tasks.storage.replies import text
+
+log = logging.getLogger(__name__)
 
 BUCKETS = 4  # buckets per window: a claim looks in up to BUCKETS + 1; records live up to 1 + 1/BUCKETS windows
 MIN_SHARDS = 256  # shards of a bucket's first level
@@ -316,6 +319,21 @@ class Deduper:
         self._clock = clock
         self._claim = client.register_script(_CLAIM)
         self._legacy = True  # records of the per-id layout may exist: pass their keys (until the script says no)
+
+    def note_window(self) -> int | None:
+        """Record this deduper's window as the deployment's; returns the one recorded before when it
+        differs (bucket numbers follow the window: records kept under another window are not found
+        again, so events re-sent from before the change are handled again), else None."""
+        before = self._client.getset(self._keys.dedupe_window, self._window)
+        if before is None or int(before) == self._window:
+            return None
+        log.warning(
+            "INSIGHTS_DEDUPE_WINDOW changed from %s to %d s: the dedupe records kept so far are not read any "
+            "more, so events re-sent from before now are handled again",
+            text(before),
+            self._window,
+        )
+        return int(before)
 
     def claim(self, event_ids: Sequence[str], prints: Sequence[str], handlers: Sequence[str]) -> list[Claim]:
         """For each event id (with its event's fingerprint: hex digits, all of one length), the

@@ -62,6 +62,12 @@ class Keys:
         return f"{self.dedupe_prefix}legacy-until"
 
     @property
+    def dedupe_window(self) -> str:
+        """String: the dedupe window (seconds) the last batcher started with; a batcher starting with
+        another one says that the records kept so far are not read any more. No TTL: a few bytes."""
+        return f"{self.dedupe_prefix}window"
+
+    @property
     def dedupe_handler_sets(self) -> str:
         """Hash: every set of handlers claimed together, numbered (``s<tokens>`` -> number,
         ``i<number>`` -> tokens, ``#`` the last number). No TTL: an entry per distinct set, a few bytes each."""

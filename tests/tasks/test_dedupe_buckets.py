@@ -181,3 +181,14 @@ def test_records_of_the_per_id_layout_are_read_until_the_legacy_horizon_only(
     assert int(client.get(keys.dedupe_legacy_until) or 0) == horizon_end
     assert not deduper._legacy  # and their keys are no longer passed
     assert deduper.claim([late], prints_of("another"), HANDLERS[:1]) == [Claim(())]  # the new record is
+
+
+def test_a_changed_window_is_said_out_loud(
+    redis_server: EmbeddedRedis, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    assert Deduper(client, WINDOW, keys).note_window() is None  # the first: nothing to compare
+    assert Deduper(client, WINDOW, keys).note_window() is None  # the same window again
+    with caplog.at_level("WARNING", logger="tasks.pipeline.dedupe"):
+        assert Deduper(client, 2 * WINDOW, keys).note_window() == WINDOW
+    assert "INSIGHTS_DEDUPE_WINDOW changed from 3600 to 7200 s" in caplog.text
