@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,7 +48,7 @@ from tasks.pipeline.dispatch import Selection
 from tasks.pipeline.event_log import EncodedRecord
 from tasks.pipeline.event_logs import open_event_log
 from tasks.pipeline.redrive import Redriver
-from tasks.pipeline.stream import Intake, entry_time
+from tasks.pipeline.stream import Intake, RawEntry, entry_time
 from tasks.storage.lease import Lease, Taken, holder_id
 from tasks.storage.replies import text
 
@@ -154,10 +154,15 @@ class Batcher:
                 self.reread_own = True  # what this batcher had read is still in its pending list
                 log.error("batcher %s: %s; retrying (%d)", self.consumer, exc, failures)
                 stop.wait(min(30.0, 0.5 * 2**failures))
-        if self.renewed is not None and self.lease.held():
-            self.flush(whole=True)
-        self.lease.release()
-        self.close()
+        try:
+            if self.renewed is not None and self.lease.held():
+                self.flush(whole=True)
+            self.lease.release()
+        except (redis.RedisError, OSError, KombuError, PyMongoError, LeaseLost) as exc:
+            # What was not acknowledged stays in the stream: the next active batcher claims it.
+            log.error("batcher %s: stopping without flushing: %s", self.consumer, exc)
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Finish the event-log writes under way and close the log."""
@@ -177,12 +182,17 @@ class Batcher:
             return False
         self.renewed = now
         if taken is Taken.TAKEN:
-            log.warning("batcher %s is the active batcher", self.consumer)
-            self.ensure_group()
-            self.reread_own = True
-            for entry_id, fields in self.intake.claim(self.consumer, 0):
-                self._add(entry_id, fields, recovered=True)
+            self.take_over()
         return True
+
+    def take_over(self) -> None:
+        """On taking the lease: join the group and claim at once every entry read and not
+        acknowledged (the last holder's, and this batcher's own if it held the lease before).
+        The claim returns this batcher's own entries too, so they are not read again."""
+        log.warning("batcher %s is the active batcher", self.consumer)
+        self.ensure_group()
+        self.reread_own = False
+        self._add_all(self.intake.claim(self.consumer, 0), recovered=True)
 
     def ensure_group(self) -> None:
         """Create the stream and its consumer group if needed, and join the group (visible in XINFO)."""
@@ -199,26 +209,21 @@ class Batcher:
             self.redrive()
         wait = max_block if not self.pending else max(0.0, self.oldest + self.settings.batch_interval - now)
         if wait > 0:
-            for entry_id, fields in self.intake.read(self.consumer, block=wait):
-                self._add(entry_id, fields, recovered=False)
+            self._add_all(self.intake.read(self.consumer, block=wait), recovered=False)
         due = self.pending and time.monotonic() - self.oldest >= self.settings.batch_interval
         if self.pending_events >= self.settings.batch_size or due:
             self.flush()
 
     def _reread_own(self) -> None:
         """After an error: take back the entries this batcher read but did not dispatch."""
-        for entry_id, fields in self.intake.read_own(self.consumer):
-            self._add(entry_id, fields, recovered=True)
+        self._add_all(self.intake.read_own(self.consumer), recovered=True)
         self.reread_own = False
 
     def recover(self) -> int:
         """Take over entries another batcher read but never acknowledged; returns how many."""
         # Entries still being dispatched, round by round, are not abandoned: reset their idle time.
         self.intake.keep(self.consumer, [entry.id for entry in self.pending])
-        taken = 0
-        for entry_id, fields in self.intake.claim(self.consumer, self.claim_idle):
-            self._add(entry_id, fields, recovered=True)
-            taken += 1
+        taken = self._add_all(self.intake.claim(self.consumer, self.claim_idle), recovered=True)
         if taken:
             log.warning("batcher %s took over %d unacknowledged intake entries", self.consumer, taken)
             self.flush()
@@ -230,6 +235,18 @@ class Batcher:
             self.redriver.run()
         except Exception:  # a safety net must not take the batcher down: look again next time
             log.exception("batcher %s: looking for lost batch tasks failed", self.consumer)
+
+    def _add_all(self, entries: Iterable[RawEntry], recovered: bool) -> int:
+        """Add stream entries to the pending ones, skipping any pending already (read twice:
+        claimed, then read again); returns how many were new."""
+        known = {entry.id for entry in self.pending}
+        added = 0
+        for entry_id, fields in entries:
+            if entry_id not in known:
+                known.add(entry_id)
+                self._add(entry_id, fields, recovered)
+                added += 1
+        return added
 
     def _add(self, entry_id: str, fields: dict[bytes, bytes], recovered: bool) -> None:
         targets = text(fields.get(b"targets", b""))
