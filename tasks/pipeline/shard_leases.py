@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 import redis
 from celery import bootsteps, current_task
 from celery.exceptions import Ignore
-from kombu.transport.redis import Channel as RedisChannel
 
 from config.queues import shard_queues
 from tasks.pipeline.handling import HandlerRun, HandlerStep, Outcome
+from tasks.pipeline.kombu_layout import KombuRedisLayout
 from tasks.storage.lease import Lease, Taken, holder_id
 
 if TYPE_CHECKING:
@@ -55,11 +55,7 @@ class ShardLeases:
         self.ttl = insights.settings.lease_ttl
         self.leases = {q: Lease(client, insights.keys.lease(f"queue:{q}"), self.owner, self.ttl) for q in queues}
         self.broker = broker
-        options = insights.celery.conf.broker_transport_options or {}
-        prefix = str(options.get("global_keyprefix", "") or "")
-        self.unacked = prefix + str(options.get("unacked_key", RedisChannel.unacked_key))
-        self.unacked_index = prefix + str(options.get("unacked_index_key", RedisChannel.unacked_index_key))
-        self.queue_prefix = prefix
+        self.layout = KombuRedisLayout.from_options(insights.celery.conf.broker_transport_options)
         self._held: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -106,7 +102,7 @@ class ShardLeases:
         """Put the messages of ``queue`` that a previous holder took and never acknowledged back at
         the head of the queue, oldest delivery first; returns how many."""
         found = []
-        for tag, raw in self.broker.hgetall(self.unacked).items():
+        for tag, raw in self.broker.hgetall(self.layout.unacked).items():
             try:
                 payload, _exchange, routing_key = json.loads(raw)
             except (ValueError, TypeError):
@@ -115,14 +111,14 @@ class ShardLeases:
                 found.append((tag, payload))
         if not found:
             return 0
-        scores = {tag: self.broker.zscore(self.unacked_index, tag) or 0.0 for tag, _ in found}
+        scores = {tag: self.broker.zscore(self.layout.unacked_index, tag) or 0.0 for tag, _ in found}
         pipe = self.broker.pipeline(transaction=True)
         # kombu consumes a queue's list from the right: push the latest first, the oldest last.
         for tag, payload in sorted(found, key=lambda item: scores[item[0]], reverse=True):
             payload.setdefault("headers", {})["redelivered"] = True
-            pipe.hdel(self.unacked, tag)
-            pipe.zrem(self.unacked_index, tag)
-            pipe.rpush(self.queue_prefix + queue, json.dumps(payload))
+            pipe.hdel(self.layout.unacked, tag)
+            pipe.zrem(self.layout.unacked_index, tag)
+            pipe.rpush(self.layout.queue_key(queue), json.dumps(payload))
         pipe.execute()
         return len(found)
 
