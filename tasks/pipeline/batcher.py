@@ -230,8 +230,11 @@ class Batcher:
         return taken
 
     def redrive(self) -> None:
-        """Send again the tasks of batches the broker lost (tasks/pipeline/redrive.py); never stops the batcher."""
+        """Send again the tasks of batches the broker lost (tasks/pipeline/redrive.py); never stops the batcher.
+        Only while holding the active batcher's lease (asked of Redis, as before a dispatch): one looks at a time."""
         try:
+            if not self.lease.held():
+                return
             self.redriver.run()
         except Exception:  # a safety net must not take the batcher down: look again next time
             log.exception("batcher %s: looking for lost batch tasks failed", self.consumer)

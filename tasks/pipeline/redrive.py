@@ -82,7 +82,8 @@ class Redriver:
         self.layout = KombuRedisLayout.from_options(app.celery.conf.broker_transport_options)
 
     def run(self, now: float | None = None) -> Redriven:
-        """One pass; returns what was sent again (nothing if another batcher is looking)."""
+        """One pass; returns what was sent again. One process looks at a time: the active batcher
+        (``Batcher.redrive``, under the active batcher's lease)."""
         done = Redriven()
         if self.broker is None:
             return done
@@ -90,9 +91,6 @@ class Redriver:
         store = self.app.store
         candidates = store.overdue(now - self.after, CANDIDATES)
         if not candidates:
-            return done
-        client = self.app.services.redis
-        if not client.set(self.app.keys.redrive_lock, uuid.uuid4().hex, nx=True, px=5_000):  # one batcher looks
             return done
         queues = {ref["queue"] for r in store.get_many(candidates) if r for ref in r.get("tasks", {}).values()}
         queues.add(self.app.dispatcher.record_queue())
