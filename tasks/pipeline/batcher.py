@@ -60,10 +60,18 @@ log = logging.getLogger(__name__)
 RECOVER_EVERY = 10.0  # seconds between looks for abandoned entries; well under claim_idle
 IN_FLIGHT = 2  # batches of one request being handled at once while it is spread over rounds
 STALL_AFTER = 60.0  # seconds after which a request's next batch goes even if its last ones are not recorded done
+# The dedupe script's error when a deployment has numbered every set of handlers it can (dedupe.py):
+# no retry changes that, so the entries of such a batch are set aside instead.
+HANDLER_SETS_FULL = "too many distinct handler sets"
 
 
 class LeaseLost(Exception):
     """Another batcher holds the active batcher's lease now (this one paused or lost Redis)."""
+
+
+class HandlerSetsFull(Exception):
+    """The deployment numbered every set of handlers the dedupe records can name (dedupe.py):
+    events of a set of handlers never claimed before cannot be deduplicated, so not dispatched."""
 
 
 @dataclass
@@ -269,15 +277,25 @@ class Batcher:
         self.pending_events += len(entry.events)
 
     def _set_aside(self, entry_id: str, fields: dict[bytes, bytes], exc: Exception) -> None:
-        """Move an entry that cannot be read to a stream of its own, so it neither blocks nor vanishes."""
+        """Move an entry that cannot be read or dispatched to a stream of its own, so it neither blocks nor vanishes."""
         log.error(
-            "batcher %s: intake entry %s cannot be read (%s); moved to %s",
+            "batcher %s: intake entry %s cannot be read or dispatched (%s); moved to %s",
             self.consumer,
             entry_id,
             exc,
             self.intake.unreadable,
         )
         self.intake.set_aside(entry_id, fields, repr(exc))
+
+    def _set_aside_group(self, group: Sequence[Part], exc: Exception) -> None:
+        """Set aside (``_set_aside``) the entries of parts that cannot be deduplicated, whatever
+        retrying would do (a deployment out of handler-set numbers): they leave the pending ones."""
+        entries = {id(entry): entry for entry, _, _ in group}
+        self.pending = [e for e in self.pending if id(e) not in entries]
+        for entry in entries.values():
+            fields = self.intake.fields(entry.id)
+            if fields is not None:
+                self._set_aside(entry.id, fields, exc)
 
     def flush(self, whole: bool = False) -> None:
         """Dispatch rounds (``_round``) back to back while entries not yet begun wait behind them;
@@ -301,7 +319,12 @@ class Batcher:
         for part in parts:
             by_targets.setdefault(part[0].targets, []).append(part)
         for targets, group in by_targets.items():
-            self._dispatch(group, list(targets) or self.app.handler_names(), live=not targets)
+            try:
+                self._dispatch(group, list(targets) or self.app.handler_names(), live=not targets)
+            except redis.ResponseError as exc:
+                if HANDLER_SETS_FULL not in str(exc):
+                    raise
+                self._set_aside_group(group, HandlerSetsFull(str(exc)))
         self._keep_conflicts()
         self._logged()
         now = time.monotonic()
