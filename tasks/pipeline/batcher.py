@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,7 +48,7 @@ from tasks.pipeline.dispatch import Selection
 from tasks.pipeline.event_log import EncodedRecord
 from tasks.pipeline.event_logs import open_event_log
 from tasks.pipeline.redrive import Redriver
-from tasks.pipeline.stream import Intake, entry_time
+from tasks.pipeline.stream import Intake, RawEntry, entry_time
 from tasks.storage.lease import Lease, Taken, holder_id
 from tasks.storage.replies import text
 
@@ -60,10 +60,18 @@ log = logging.getLogger(__name__)
 RECOVER_EVERY = 10.0  # seconds between looks for abandoned entries; well under claim_idle
 IN_FLIGHT = 2  # batches of one request being handled at once while it is spread over rounds
 STALL_AFTER = 60.0  # seconds after which a request's next batch goes even if its last ones are not recorded done
+# The dedupe script's error when a deployment has numbered every set of handlers it can (dedupe.py):
+# no retry changes that, so the entries of such a batch are set aside instead.
+HANDLER_SETS_FULL = "too many distinct handler sets"
 
 
 class LeaseLost(Exception):
     """Another batcher holds the active batcher's lease now (this one paused or lost Redis)."""
+
+
+class HandlerSetsFull(Exception):
+    """The deployment numbered every set of handlers the dedupe records can name (dedupe.py):
+    events of a set of handlers never claimed before cannot be deduplicated, so not dispatched."""
 
 
 @dataclass
@@ -155,10 +163,15 @@ class Batcher:
                 self.reread_own = True  # what this batcher had read is still in its pending list
                 log.error("batcher %s: %s; retrying (%d)", self.consumer, exc, failures)
                 stop.wait(min(30.0, 0.5 * 2**failures))
-        if self.renewed is not None and self.lease.held():
-            self.flush(whole=True)
-        self.lease.release()
-        self.close()
+        try:
+            if self.renewed is not None and self.lease.held():
+                self.flush(whole=True)
+            self.lease.release()
+        except (redis.RedisError, OSError, KombuError, PyMongoError, LeaseLost) as exc:
+            # What was not acknowledged stays in the stream: the next active batcher claims it.
+            log.error("batcher %s: stopping without flushing: %s", self.consumer, exc)
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Finish the event-log writes under way and close the log."""
@@ -178,12 +191,17 @@ class Batcher:
             return False
         self.renewed = now
         if taken is Taken.TAKEN:
-            log.warning("batcher %s is the active batcher", self.consumer)
-            self.ensure_group()
-            self.reread_own = True
-            for entry_id, fields in self.intake.claim(self.consumer, 0):
-                self._add(entry_id, fields, recovered=True)
+            self.take_over()
         return True
+
+    def take_over(self) -> None:
+        """On taking the lease: join the group and claim at once every entry read and not
+        acknowledged (the last holder's, and this batcher's own if it held the lease before).
+        The claim returns this batcher's own entries too, so they are not read again."""
+        log.warning("batcher %s is the active batcher", self.consumer)
+        self.ensure_group()
+        self.reread_own = False
+        self._add_all(self.intake.claim(self.consumer, 0), recovered=True)
 
     def ensure_group(self) -> None:
         """Create the stream and its consumer group if needed, and join the group (visible in XINFO)."""
@@ -200,37 +218,47 @@ class Batcher:
             self.redrive()
         wait = max_block if not self.pending else max(0.0, self.oldest + self.settings.batch_interval - now)
         if wait > 0:
-            for entry_id, fields in self.intake.read(self.consumer, block=wait):
-                self._add(entry_id, fields, recovered=False)
+            self._add_all(self.intake.read(self.consumer, block=wait), recovered=False)
         due = self.pending and time.monotonic() - self.oldest >= self.settings.batch_interval
         if self.pending_events >= self.settings.batch_size or due:
             self.flush()
 
     def _reread_own(self) -> None:
         """After an error: take back the entries this batcher read but did not dispatch."""
-        for entry_id, fields in self.intake.read_own(self.consumer):
-            self._add(entry_id, fields, recovered=True)
+        self._add_all(self.intake.read_own(self.consumer), recovered=True)
         self.reread_own = False
 
     def recover(self) -> int:
         """Take over entries another batcher read but never acknowledged; returns how many."""
         # Entries still being dispatched, round by round, are not abandoned: reset their idle time.
         self.intake.keep(self.consumer, [entry.id for entry in self.pending])
-        taken = 0
-        for entry_id, fields in self.intake.claim(self.consumer, self.claim_idle):
-            self._add(entry_id, fields, recovered=True)
-            taken += 1
+        taken = self._add_all(self.intake.claim(self.consumer, self.claim_idle), recovered=True)
         if taken:
             log.warning("batcher %s took over %d unacknowledged intake entries", self.consumer, taken)
             self.flush()
         return taken
 
     def redrive(self) -> None:
-        """Send again the tasks of batches the broker lost (tasks/pipeline/redrive.py); never stops the batcher."""
+        """Send again the tasks of batches the broker lost (tasks/pipeline/redrive.py); never stops the batcher.
+        Only while holding the active batcher's lease (asked of Redis, as before a dispatch): one looks at a time."""
         try:
+            if not self.lease.held():
+                return
             self.redriver.run()
         except Exception:  # a safety net must not take the batcher down: look again next time
             log.exception("batcher %s: looking for lost batch tasks failed", self.consumer)
+
+    def _add_all(self, entries: Iterable[RawEntry], recovered: bool) -> int:
+        """Add stream entries to the pending ones, skipping any pending already (read twice:
+        claimed, then read again); returns how many were new."""
+        known = {entry.id for entry in self.pending}
+        added = 0
+        for entry_id, fields in entries:
+            if entry_id not in known:
+                known.add(entry_id)
+                self._add(entry_id, fields, recovered)
+                added += 1
+        return added
 
     def _add(self, entry_id: str, fields: dict[bytes, bytes], recovered: bool) -> None:
         targets = text(fields.get(b"targets", b""))
@@ -250,15 +278,25 @@ class Batcher:
         self.pending_events += len(entry.events)
 
     def _set_aside(self, entry_id: str, fields: dict[bytes, bytes], exc: Exception) -> None:
-        """Move an entry that cannot be read to a stream of its own, so it neither blocks nor vanishes."""
+        """Move an entry that cannot be read or dispatched to a stream of its own, so it neither blocks nor vanishes."""
         log.error(
-            "batcher %s: intake entry %s cannot be read (%s); moved to %s",
+            "batcher %s: intake entry %s cannot be read or dispatched (%s); moved to %s",
             self.consumer,
             entry_id,
             exc,
             self.intake.unreadable,
         )
         self.intake.set_aside(entry_id, fields, repr(exc))
+
+    def _set_aside_group(self, group: Sequence[Part], exc: Exception) -> None:
+        """Set aside (``_set_aside``) the entries of parts that cannot be deduplicated, whatever
+        retrying would do (a deployment out of handler-set numbers): they leave the pending ones."""
+        entries = {id(entry): entry for entry, _, _ in group}
+        self.pending = [e for e in self.pending if id(e) not in entries]
+        for entry in entries.values():
+            fields = self.intake.fields(entry.id)
+            if fields is not None:
+                self._set_aside(entry.id, fields, exc)
 
     def flush(self, whole: bool = False) -> None:
         """Dispatch rounds (``_round``) back to back while entries not yet begun wait behind them;
@@ -282,7 +320,12 @@ class Batcher:
         for part in parts:
             by_targets.setdefault(part[0].targets, []).append(part)
         for targets, group in by_targets.items():
-            self._dispatch(group, list(targets) or self.app.handler_names(), live=not targets)
+            try:
+                self._dispatch(group, list(targets) or self.app.handler_names(), live=not targets)
+            except redis.ResponseError as exc:
+                if HANDLER_SETS_FULL not in str(exc):
+                    raise
+                self._set_aside_group(group, HandlerSetsFull(str(exc)))
         self._keep_conflicts()
         self._logged()
         now = time.monotonic()

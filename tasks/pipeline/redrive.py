@@ -45,10 +45,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celery.canvas import Signature
-from kombu.transport.redis import PRIORITY_STEPS
-from kombu.transport.redis import Channel as RedisChannel
 
 from tasks.pipeline.batch_store import PENDING
+from tasks.pipeline.kombu_layout import KombuRedisLayout
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -80,14 +79,11 @@ class Redriver:
         self.app = app
         self.after = app.settings.redrive_after if after is None else after
         self.broker = app.services.broker_redis
-        options = app.celery.conf.broker_transport_options or {}
-        self.prefix = str(options.get("global_keyprefix", "") or "")
-        self.unacked = self.prefix + str(options.get("unacked_key", RedisChannel.unacked_key))
-        self.sep = str(options.get("sep", RedisChannel.sep))
-        self.priorities = sorted({int(p) for p in options.get("priority_steps", PRIORITY_STEPS)})
+        self.layout = KombuRedisLayout.from_options(app.celery.conf.broker_transport_options)
 
     def run(self, now: float | None = None) -> Redriven:
-        """One pass; returns what was sent again (nothing if another batcher is looking)."""
+        """One pass; returns what was sent again. One process looks at a time: the active batcher
+        (``Batcher.redrive``, under the active batcher's lease)."""
         done = Redriven()
         if self.broker is None:
             return done
@@ -95,9 +91,6 @@ class Redriver:
         store = self.app.store
         candidates = store.overdue(now - self.after, CANDIDATES)
         if not candidates:
-            return done
-        client = self.app.services.redis
-        if not client.set(self.app.keys.redrive_lock, uuid.uuid4().hex, nx=True, px=5_000):  # one batcher looks
             return done
         queues = {ref["queue"] for r in store.get_many(candidates) if r for ref in r.get("tasks", {}).values()}
         queues.add(self.app.dispatcher.record_queue())
@@ -175,7 +168,7 @@ class Redriver:
         """Ids of the task messages queued or unacknowledged, from one consistent snapshot
         (None if there are more than ``MAX_SCAN`` queued messages to read)."""
         assert self.broker is not None
-        keys = [self._key(queue, priority) for queue in sorted(queues) for priority in self.priorities]
+        keys = [key for queue in sorted(queues) for key in self.layout.queue_keys(queue)]
         pipe = self.broker.pipeline(transaction=False)
         for key in keys:
             pipe.llen(key)
@@ -184,15 +177,11 @@ class Redriver:
         pipe = self.broker.pipeline(transaction=True)  # MULTI: no message moves between the reads
         for key in keys:
             pipe.lrange(key, 0, -1)
-        pipe.hvals(self.unacked)
+        pipe.hvals(self.layout.unacked)
         *lists, unacked = pipe.execute()
         found = [_task_id(raw) for values in lists for raw in values]
         found += [_task_id(raw, unacked=True) for raw in unacked]
         return {task_id for task_id in found if task_id}
-
-    def _key(self, queue: str, priority: int) -> str:
-        """The Redis list kombu keeps a queue's messages of one priority step in."""
-        return f"{self.prefix}{queue}{self.sep}{priority}" if priority else f"{self.prefix}{queue}"
 
 
 def _task_id(raw: bytes | str, unacked: bool = False) -> str | None:

@@ -9,8 +9,13 @@ and, in the worker's own event loop, starts or cancels each as its lease is won 
 
 When a worker takes a lease that expired (its holder died or froze), the messages the old
 holder had taken from that queue and not acknowledged (kombu's ``unacked`` hash) go back to
-the head of the queue before the new holder consumes it, so the batch that was being handled
-runs again first, instead of after the visibility timeout behind later batches.
+the head of the queue (the list of their priority) before the new holder consumes it, so the
+batch that was being handled runs again first, instead of after the visibility timeout behind
+later batches. One script moves each message, and only if it is still unacknowledged: kombu
+restoring it meanwhile (the old holder's channel closing, its visibility-timeout sweep) or
+the old holder acknowledging it leaves it alone. A worker that takes again a lease it let
+lapse (nobody else held it meanwhile, as far as its heartbeat saw) restores nothing: the
+unacknowledged messages of the queue are its own, in hand.
 
 Fencing: a stale holder (paused longer than the lease, then woken) may still have a message
 in hand. Right before a shard task runs, ``fence`` checks the lease in Redis; a worker that
@@ -33,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 import redis
 from celery import bootsteps, current_task
 from celery.exceptions import Ignore
-from kombu.transport.redis import Channel as RedisChannel
 
 from config.queues import shard_queues
 from tasks.pipeline.handling import HandlerRun, HandlerStep, Outcome
+from tasks.pipeline.kombu_layout import KombuRedisLayout
 from tasks.storage.lease import Lease, Taken, holder_id
 
 if TYPE_CHECKING:
@@ -45,6 +50,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECONCILE_EVERY = 0.2  # seconds between the event loop's looks at which leases are held
+
+# Back to the head of their queue the messages still unacknowledged, oldest last (kombu pops from
+# the right). KEYS[1] the unacked hash, KEYS[2] its index, KEYS[2 + i] the list of message i;
+# ARGV[2i - 1] its delivery tag, ARGV[2i] the message. A message kombu restored or that was
+# acknowledged meanwhile is no longer in the hash: skipped.
+_RESTORE = """
+local restored = 0
+for i = 1, #KEYS - 2 do
+  local tag = ARGV[2 * i - 1]
+  if redis.call('HDEL', KEYS[1], tag) == 1 then
+    redis.call('ZREM', KEYS[2], tag)
+    redis.call('RPUSH', KEYS[2 + i], ARGV[2 * i])
+    restored = restored + 1
+  end
+end
+return restored
+"""
 
 
 class ShardLeases:
@@ -55,12 +77,10 @@ class ShardLeases:
         self.ttl = insights.settings.lease_ttl
         self.leases = {q: Lease(client, insights.keys.lease(f"queue:{q}"), self.owner, self.ttl) for q in queues}
         self.broker = broker
-        options = insights.celery.conf.broker_transport_options or {}
-        prefix = str(options.get("global_keyprefix", "") or "")
-        self.unacked = prefix + str(options.get("unacked_key", RedisChannel.unacked_key))
-        self.unacked_index = prefix + str(options.get("unacked_index_key", RedisChannel.unacked_index_key))
-        self.queue_prefix = prefix
+        self.layout = KombuRedisLayout.from_options(insights.celery.conf.broker_transport_options)
         self._held: set[str] = set()
+        self._mine: set[str] = set()  # queues whose lease nobody else held since this worker last did
+        self._restore = broker.register_script(_RESTORE)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,7 +101,9 @@ class ShardLeases:
         for queue, lease in self.leases.items():
             try:
                 taken = lease.take()
-                if taken is Taken.TAKEN:
+                if taken is Taken.TAKEN and queue in self._mine:
+                    log.warning("shard lease of %s taken again by %s after it lapsed", queue, self.owner)
+                elif taken is Taken.TAKEN:
                     restored = self.restore_unacked(queue)
                     log.warning(
                         "shard lease of %s taken by %s%s",
@@ -93,38 +115,47 @@ class ShardLeases:
                     )
             except redis.RedisError as exc:  # cannot tell: act as if lost, the holder's fencing does the rest
                 log.error("shard lease of %s: %s; not consuming it until Redis answers", queue, exc)
-                taken = Taken.OTHER
+                with self._lock:
+                    self._held.discard(queue)  # stays ``_mine``: nobody else was seen holding it
+                continue
             with self._lock:
                 if taken is Taken.OTHER:
                     if queue in self._held:
                         log.warning("shard lease of %s lost by %s: stopping its consumption", queue, self.owner)
                     self._held.discard(queue)
+                    self._mine.discard(queue)
                 else:
                     self._held.add(queue)
+                    self._mine.add(queue)
 
     def restore_unacked(self, queue: str) -> int:
         """Put the messages of ``queue`` that a previous holder took and never acknowledged back at
-        the head of the queue, oldest delivery first; returns how many."""
+        the head of the queue's list of their priority, oldest delivery first; returns how many.
+        A message restored by kombu or acknowledged while this runs is not touched (``_RESTORE``)."""
         found = []
-        for tag, raw in self.broker.hgetall(self.unacked).items():
+        for tag, raw in self.broker.hgetall(self.layout.unacked).items():
             try:
                 payload, _exchange, routing_key = json.loads(raw)
             except (ValueError, TypeError):
                 continue
-            if routing_key == queue:
+            if routing_key == queue and isinstance(payload, dict):
                 found.append((tag, payload))
         if not found:
             return 0
-        scores = {tag: self.broker.zscore(self.unacked_index, tag) or 0.0 for tag, _ in found}
-        pipe = self.broker.pipeline(transaction=True)
-        # kombu consumes a queue's list from the right: push the latest first, the oldest last.
-        for tag, payload in sorted(found, key=lambda item: scores[item[0]], reverse=True):
+        pipe = self.broker.pipeline(transaction=False)
+        for tag, _ in found:
+            pipe.zscore(self.layout.unacked_index, tag)
+        scores = [score or 0.0 for score in pipe.execute()]
+        keys: list[str] = [self.layout.unacked, self.layout.unacked_index]
+        args: list[Any] = []
+        # kombu consumes a queue's lists from the right: push the latest first, the oldest last.
+        for _, (tag, payload) in sorted(zip(scores, found, strict=True), key=lambda item: item[0], reverse=True):
             payload.setdefault("headers", {})["redelivered"] = True
-            pipe.hdel(self.unacked, tag)
-            pipe.zrem(self.unacked_index, tag)
-            pipe.rpush(self.queue_prefix + queue, json.dumps(payload))
-        pipe.execute()
-        return len(found)
+            with contextlib.suppress(KeyError, TypeError):
+                payload["properties"]["delivery_info"]["redelivered"] = True
+            keys.append(self.layout.queue_key(queue, self.layout.message_priority(payload)))
+            args += [tag, json.dumps(payload)]
+        return int(self._restore(keys=keys, args=args))
 
     def owns(self, queue: str) -> bool:
         """The fencing check: whether this worker holds ``queue``'s lease now (asks Redis)."""
@@ -132,9 +163,10 @@ class ShardLeases:
         return lease is not None and lease.held()
 
     def lost(self, queue: str) -> None:
-        """Forget a lease found lost between heartbeats."""
+        """Forget a lease found lost between heartbeats (another may have held it since)."""
         with self._lock:
             self._held.discard(queue)
+            self._mine.discard(queue)
 
     def start(self) -> None:
         """Take what is free now, then keep the leases from a heartbeat thread (every quarter TTL)."""
@@ -156,6 +188,7 @@ class ShardLeases:
             self._thread.join(timeout=5)
         with self._lock:
             self._held.clear()
+            self._mine.clear()
         for lease in self.leases.values():
             with contextlib.suppress(redis.RedisError):  # else it expires by itself
                 lease.release()

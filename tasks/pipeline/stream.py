@@ -143,6 +143,11 @@ class Intake:
         pipe.xdel(self.stream, *entry_ids)
         pipe.execute()
 
+    def fields(self, entry_id: str) -> dict[bytes, bytes] | None:
+        """An entry's fields as stored (None: not in the stream any more)."""
+        found: Any = self._client.xrange(self.stream, min=entry_id, max=entry_id, count=1)
+        return dict(found[0][1]) if found else None
+
     def set_aside(self, entry_id: str, fields: dict[bytes, bytes], error: str) -> None:
         """Move an entry that cannot be read, with why, to the ``unreadable`` stream (acknowledged and deleted here)."""
         pipe = self._client.pipeline()

@@ -105,11 +105,6 @@ class Keys:
         No TTL: a batch leaves it when it is done, or when the redriver finds its record gone."""
         return f"{self.prefix}batches:pending"
 
-    @property
-    def redrive_lock(self) -> str:
-        """Held by the one batcher looking for lost batch tasks. TTL 5 seconds."""
-        return f"{self.prefix}redrive:lock"
-
     # Single-active processes and single jobs (tasks/storage/lease.py, tasks/storage/once.py) --
     def lease(self, name: str) -> str:
         """A lease held by one process cluster-wide (``queue:<shard queue>``: its one consumer;

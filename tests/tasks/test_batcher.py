@@ -210,3 +210,27 @@ def test_one_senders_backlog_goes_out_in_rounds_back_to_back_not_one_batch_per_i
         assert all(len(unattended.store.receipt(r)["batches"]) == 1 for r in receipts)
     finally:
         batcher.close()
+
+
+def test_a_batch_whose_handler_set_cannot_be_numbered_is_set_aside_not_retried_forever(unattended: Insights) -> None:
+    app, handler = unattended, "handler.pipeline.count_deliveries"
+    batcher = Batcher(app, consumer="numbers")
+    batcher.ensure_group()
+    try:
+        first = app.intake.submit([{"n": 0}], targets=[handler])
+        batcher.step(max_block=0.2)
+        batcher.flush(whole=True)
+        assert app.intake.backlog() == 0 and len(app.store.receipt(first)["batches"]) == 1
+        # Every one of the 65,535 numbers a set of handlers can have is taken (dedupe.py).
+        app.services.redis.hset(f"{app.keys.dedupe_prefix}handlers", "#", 65535)
+        known = app.intake.submit([{"n": 1}], targets=[handler])  # a set numbered already: goes on
+        new = app.intake.submit([{"n": 2}])  # every handler: a set never claimed before
+        batcher.step(max_block=0.2)
+        batcher.flush(whole=True)
+        assert app.intake.backlog() == 0
+        assert len(app.store.receipt(known)["batches"]) == 1
+        kept = [f for _, f in app.services.redis.xrange(app.intake.unreadable) if f[b"entry"].decode() == new]
+        assert len(kept) == 1 and b"too many distinct handler sets" in kept[0][b"error"]
+        assert json.loads(kept[0][b"events"]) == [{"n": 2}]
+    finally:
+        batcher.close()

@@ -23,7 +23,9 @@ import pytest
 
 from config.settings import Settings
 from tasks.app import Insights, create_insights
+from tasks.pipeline.batcher import Batcher
 from tasks.pipeline.redrive import MAX_REDRIVES, Redriver
+from tasks.storage.lease import Lease, Taken
 from tasks.storage.mongo import database_name
 
 COUNT = "handler.pipeline.count_deliveries"
@@ -50,7 +52,6 @@ def app(settings: Settings, tmp_path: Path) -> Iterator[Insights]:
 
 def look(app: Insights) -> Any:
     """One redrive pass as the batcher makes it, as if the batches were sent long ago."""
-    app.services.redis.delete(app.keys.redrive_lock)  # the batcher looks every 10 s; the lock lasts 5 s
     return Redriver(app).run(now=time.time() + app.settings.redrive_after + 1)
 
 
@@ -118,6 +119,35 @@ def test_tasks_queued_or_held_unacknowledged_are_not_sent_again(app: Insights) -
     assert not look(app)  # a worker holds it (a dead one's comes back after the visibility timeout)
     assert queued(app, "events") == []
     assert app.store.get(batch)["resent"] == 0  # type: ignore[index]
+
+
+def test_a_pass_right_after_another_looks_too(app: Insights) -> None:
+    _, raw = events()
+    batch = app.dispatch_events(raw, [COUNT])
+    later = time.time() + app.settings.redrive_after + 1
+    redriver = Redriver(app)
+    assert not redriver.run(now=later)  # queued: nothing to do
+    take(app, "events")  # lost right after
+    assert redriver.run(now=later).handlers == {batch: [COUNT]}  # the next look finds it at once
+
+
+def test_only_the_batcher_holding_the_active_batchers_lease_redrives(app: Insights) -> None:
+    _, raw = events()
+    batch = app.dispatch_events(raw, [COUNT])
+    take(app, "events")  # lost
+    other = Lease(app.services.redis, app.keys.lease("batcher"), "another batcher", 30.0)
+    assert other.take() is Taken.TAKEN
+    standby = Batcher(app, consumer="standby")
+    try:
+        standby.redriver = Redriver(app, after=0.0)
+        standby.redrive()  # a standby (or a batcher that lost the lease) does not look
+        assert queued(app, "events") == [] and app.store.get(batch)["resent"] == 0  # type: ignore[index]
+        assert other.release() and standby.lease.take() is Taken.TAKEN
+        standby.redrive()  # the active batcher does
+        assert len(queued(app, "events")) == 1 and app.store.get(batch)["resent"] == 1  # type: ignore[index]
+    finally:
+        standby.lease.release()
+        standby.close()
 
 
 def test_nothing_is_looked_at_before_redrive_after(app: Insights) -> None:
