@@ -530,10 +530,12 @@ def redeliveries(
     cluster: Cluster, docs: list[dict[str, Any]], victim: str | None, at: float | None
 ) -> tuple[int, list[str]]:
     """Events handled more than once: how many were in a task the fault's ``victim`` had in hand
-    (delivered once by the victim before the fault at ``at``, once more after it by another host:
-    Celery delivers at least once, and the handler, idempotent by event id, absorbs it), and a
-    description of every other (a second consumer of a shard queue, a task run twice unprovoked)."""
+    (delivered once by the victim, in a task it began before its lease could run out after the
+    fault at ``at``, once more after the fault by another host: Celery delivers at least once, and
+    the handler, idempotent by event id, absorbs it), and a description of every other (a second
+    consumer of a shard queue, a task run twice unprovoked)."""
     redelivered, other = 0, []
+    began_by = (at or 0.0) + cluster.hosts[victim].settings.lease_ttl if victim else 0.0
     for doc in docs:
         if doc["deliveries"] < 2:
             continue
@@ -545,7 +547,7 @@ def redeliveries(
             and len(then) == 1
             and first[0] is not None
             and first[0][0] == victim
-            and first[1] <= at
+            and first[1] <= began_by
             and all(owner is not None and owner[0] != victim and t > at for owner, t in then)
         ):
             redelivered += 1
