@@ -12,6 +12,7 @@ read follows the field's type: ``int`` and ``float`` are positive numbers (empty
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import sys
@@ -20,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,6 +78,22 @@ class Remote:
     token: str | None = field(default=None, repr=False)
 
 
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` names this host (``localhost``, ``127.0.0.0/8``, ``::1``): plain HTTP does not leave it."""
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def token_over_plain_http(url: str, token: str | None) -> bool:
+    """Whether calling ``url`` with ``token`` would send the token unencrypted off this host."""
+    return bool(token) and url.lower().startswith("http://") and not is_loopback_url(url)
+
+
 def _remotes(variable: str, raw: str) -> tuple[Remote, ...]:
     remotes = []
     for number, item in enumerate((part.strip() for part in raw.split(",")), 1):
@@ -90,7 +108,13 @@ def _remotes(variable: str, raw: str) -> tuple[Remote, ...]:
                 f"{variable}: item {number} must start with an http:// or https:// URL without a user:password "
                 "part (give the token after the URL, separated by a space)"
             )
-        remotes.append(Remote(words[0].rstrip("/"), words[1] if len(words) == 2 else None))
+        remote = Remote(words[0].rstrip("/"), words[1] if len(words) == 2 else None)
+        if token_over_plain_http(remote.url, remote.token):
+            raise ConfigError(
+                f"{variable}: item {number} gives a token with a plain http:// URL to a host that is not loopback; "
+                "use https:// (the token would cross the network unencrypted)"
+            )
+        remotes.append(remote)
     return tuple(remotes)
 
 
@@ -298,7 +322,8 @@ class Settings:
         (), "INSIGHTS_REMOTES",
         "other Insights servers whose queries and views the injected `query` / `view` objects (and "
         "`Client.local`) fall back to, first match wins: comma-separated `URL` or `URL TOKEN` items "
-        "(`https://b:8000 s3cr3t, https://c:8000`); tokens are never logged nor shown",
+        "(`https://b:8000 s3cr3t, https://c:8000`); tokens are never logged nor shown, and need `https://` "
+        "unless the host is loopback; redirects are refused, answers bounded by `INSIGHTS_MAX_REQUEST_BYTES`",
         parse=lambda variable, raw: _remotes(variable, raw), unparse=lambda value: _unparse_remotes(value),
     )  # fmt: skip
 
