@@ -137,3 +137,19 @@ def test_symbolic_links_are_refused_and_reported_never_followed(services: Servic
     assert all("symbolic link" in why for why in done.refused)
     grid = grid_store(services, module)
     assert grid.listdir() == ["fine.txt"] and grid_store(services, linked_module).listdir() == []
+
+
+def test_a_name_with_a_backslash_is_stored_as_the_store_looks_it_up(services: Services) -> None:
+    module = f"mig{uuid.uuid4().hex[:8]}"
+    local = local_store(services, module)
+    fill(local, {"fine.txt": b"ok"})
+    # One file on disk, named with a backslash: the store reads that name as reports/r.csv.
+    local.path("fine.txt").with_name("reports\\r.csv").write_bytes(b"a,b\n")
+
+    done = migrate_files(services, modules=[module])
+
+    assert sorted(done.moved) == [f"{module}/fine.txt", f"{module}/reports/r.csv"] and done.refused == []
+    grid = grid_store(services, module)
+    assert grid.open("reports/r.csv").read() == "a,b\n" and grid.open("reports\\r.csv").read() == "a,b\n"
+    assert grid.listdir() == ["fine.txt", "reports"] and grid.listdir("reports") == ["r.csv"]
+    assert migrate_files(services, modules=[module]).already_there == [f"{module}/fine.txt", f"{module}/reports/r.csv"]
