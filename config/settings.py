@@ -44,15 +44,18 @@ def setting(
     parse: Callable[[str, str], Any] | None = None,
     unparse: Callable[[Any], str] | None = None,
     default_from: Callable[[Mapping[str, Any]], Any] | None = None,
+    secret: bool = False,
 ) -> T:
     """Declare one setting: a dataclass field with its ``default``, environment variable and doc.
 
     ``shown``: the default as the README's table shows it (Markdown), when not the value itself;
     ``parse(variable, raw)`` / ``unparse(value)``: instead of the ones of the field's type;
-    ``default_from(values)``: the default from the settings read before this one.
+    ``default_from(values)``: the default from the settings read before this one;
+    ``secret``: a password or token, left out of the settings' repr.
     """
     spec = {"env": env, "doc": doc, "shown": shown, "parse": parse, "unparse": unparse, "default_from": default_from}
-    return field(default=default, metadata={key: value for key, value in spec.items() if value is not None})
+    metadata = {key: value for key, value in spec.items() if value is not None}
+    return field(default=default, metadata=metadata, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ class Settings:
     redis_sentinel_password: str | None = setting(
         None, "INSIGHTS_REDIS_SENTINEL_PASSWORD",
         "password of the Sentinel nodes themselves, if they require one (the master's goes in the URL)",
-        shown="none",
+        shown="none", secret=True,
     )  # fmt: skip
     mongo_url: str | None = setting(
         None, "MONGO_URL", "MongoDB holding one database per module", shown="embedded nx-27017"

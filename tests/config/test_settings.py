@@ -280,3 +280,10 @@ def test_a_remote_token_over_plain_http_is_refused_unless_the_host_is_loopback()
         "http://[::1]:8002",
         "http://b.example",
     ]
+
+
+def test_the_sentinel_password_is_not_in_the_settings_repr() -> None:
+    settings = Settings.from_env({"INSIGHTS_REDIS_SENTINEL_PASSWORD": "s3cr3t-sentinel"})
+
+    assert settings.redis_sentinel_password == "s3cr3t-sentinel"
+    assert "s3cr3t" not in repr(settings) and "s3cr3t" not in str(settings)
