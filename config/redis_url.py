@@ -95,6 +95,12 @@ def sentinel_of(settings: Settings, url: str) -> SentinelTarget | None:
 def _address(address: str, variable: str) -> tuple[str, int, int | None, str | None, str | None]:
     """(host, port, database or None, username, password) of one ``sentinel://`` address."""
     parts = urlsplit(address)
+    if parts.query or parts.fragment:  # kombu, Celery and RedBeat would ignore them without a word
+        raise ConfigError(
+            f"{variable}: query options and fragments (such as ?ssl=true) are not supported in a Sentinel URL, "
+            f"got {_shown(address)!r}: write each address as sentinel://[:password@]host[:port][/db] "
+            f"(e.g. {EXAMPLE}); TLS to Sentinel or to a Sentinel-managed master is not supported (docs/sentinel.md)"
+        )
     if parts.scheme.lower() != SCHEME:
         raise ConfigError(
             f"{variable}: every address of a Sentinel URL starts with sentinel://, got {_shown(address)!r}; "

@@ -12,6 +12,7 @@ read follows the field's type: ``int`` and ``float`` are positive numbers (empty
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import sys
@@ -20,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,15 +44,18 @@ def setting(
     parse: Callable[[str, str], Any] | None = None,
     unparse: Callable[[Any], str] | None = None,
     default_from: Callable[[Mapping[str, Any]], Any] | None = None,
+    secret: bool = False,
 ) -> T:
     """Declare one setting: a dataclass field with its ``default``, environment variable and doc.
 
     ``shown``: the default as the README's table shows it (Markdown), when not the value itself;
     ``parse(variable, raw)`` / ``unparse(value)``: instead of the ones of the field's type;
-    ``default_from(values)``: the default from the settings read before this one.
+    ``default_from(values)``: the default from the settings read before this one;
+    ``secret``: a password or token, left out of the settings' repr.
     """
     spec = {"env": env, "doc": doc, "shown": shown, "parse": parse, "unparse": unparse, "default_from": default_from}
-    return field(default=default, metadata={key: value for key, value in spec.items() if value is not None})
+    metadata = {key: value for key, value in spec.items() if value is not None}
+    return field(default=default, metadata=metadata, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,22 @@ class Remote:
     token: str | None = field(default=None, repr=False)
 
 
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` names this host (``localhost``, ``127.0.0.0/8``, ``::1``): plain HTTP does not leave it."""
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def token_over_plain_http(url: str, token: str | None) -> bool:
+    """Whether calling ``url`` with ``token`` would send the token unencrypted off this host."""
+    return bool(token) and url.lower().startswith("http://") and not is_loopback_url(url)
+
+
 def _remotes(variable: str, raw: str) -> tuple[Remote, ...]:
     remotes = []
     for number, item in enumerate((part.strip() for part in raw.split(",")), 1):
@@ -90,7 +111,13 @@ def _remotes(variable: str, raw: str) -> tuple[Remote, ...]:
                 f"{variable}: item {number} must start with an http:// or https:// URL without a user:password "
                 "part (give the token after the URL, separated by a space)"
             )
-        remotes.append(Remote(words[0].rstrip("/"), words[1] if len(words) == 2 else None))
+        remote = Remote(words[0].rstrip("/"), words[1] if len(words) == 2 else None)
+        if token_over_plain_http(remote.url, remote.token):
+            raise ConfigError(
+                f"{variable}: item {number} gives a token with a plain http:// URL to a host that is not loopback; "
+                "use https:// (the token would cross the network unencrypted)"
+            )
+        remotes.append(remote)
     return tuple(remotes)
 
 
@@ -130,7 +157,7 @@ class Settings:
     redis_sentinel_password: str | None = setting(
         None, "INSIGHTS_REDIS_SENTINEL_PASSWORD",
         "password of the Sentinel nodes themselves, if they require one (the master's goes in the URL)",
-        shown="none",
+        shown="none", secret=True,
     )  # fmt: skip
     mongo_url: str | None = setting(
         None, "MONGO_URL", "MongoDB holding one database per module", shown="embedded nx-27017"
@@ -298,7 +325,8 @@ class Settings:
         (), "INSIGHTS_REMOTES",
         "other Insights servers whose queries and views the injected `query` / `view` objects (and "
         "`Client.local`) fall back to, first match wins: comma-separated `URL` or `URL TOKEN` items "
-        "(`https://b:8000 s3cr3t, https://c:8000`); tokens are never logged nor shown",
+        "(`https://b:8000 s3cr3t, https://c:8000`); tokens are never logged nor shown, and need `https://` "
+        "unless the host is loopback; redirects are refused, answers bounded by `INSIGHTS_MAX_REQUEST_BYTES`",
         parse=lambda variable, raw: _remotes(variable, raw), unparse=lambda value: _unparse_remotes(value),
     )  # fmt: skip
 

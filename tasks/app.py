@@ -58,7 +58,9 @@ class Insights:
         self.celery = Celery("insights", set_as_current=False)
         # Backends the ``query``/``view`` objects fall back to for names this registry lacks: a
         # module may call a query on another server. One per server of INSIGHTS_REMOTES, in order.
-        self.remotes: list[Backend] = [RemoteBackend(r.url, r.token) for r in settings.remotes]
+        self.remotes: list[Backend] = [
+            RemoteBackend(r.url, r.token, max_response_bytes=settings.max_request_bytes) for r in settings.remotes
+        ]
         self.queries = Caller("query", self.registry, self.call, lambda: self.remotes)
         self.views = Caller("view", self.registry, self.call, lambda: self.remotes)
         self.properties: dict[str, Property] = {}

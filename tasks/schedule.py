@@ -53,7 +53,7 @@ from tasks.errors import ArgumentError, RegistrationError, UnknownName
 from tasks.pipeline.event_log import EventLog
 from tasks.pipeline.event_logs import open_event_log
 from tasks.storage.fs import FileStore
-from tasks.storage.once import once_per_period
+from tasks.storage.once import run_once_per_period
 
 if TYPE_CHECKING:
     from tasks.app import Insights
@@ -206,19 +206,19 @@ def bind_schedule(app: Insights) -> None:
     entries = static_schedule(app.settings)
 
     def sweep_files() -> int:
-        """Delete every module's expired files, once per sweep interval cluster-wide; returns how many."""
-        if not once_per_period(app.services.redis, app.keys, SWEEP_TASK, app.settings.sweep_interval):
-            return 0
-        return sweep(app)
+        """Delete every module's expired files, once per sweep interval cluster-wide (a failed sweep gives
+        its period back); returns how many."""
+        return run_once_per_period(
+            app.services.redis, app.keys, SWEEP_TASK, app.settings.sweep_interval, lambda: sweep(app), skipped=0
+        )
 
     def prune_event_log() -> int:
-        """Delete the event log's batches (or segments) older than the retention, once a day cluster-wide;
-        returns how many."""
-        if not once_per_period(
-            app.services.redis, app.keys, PRUNE_EVENT_LOG_TASK, PRUNE_EVENT_LOG_EVERY.total_seconds()
-        ):
-            return 0
-        return prune_event_log_now(app)
+        """Delete the event log's batches (or segments) older than the retention, once a day cluster-wide
+        (a failed run gives its day back); returns how many."""
+        every = PRUNE_EVENT_LOG_EVERY.total_seconds()
+        return run_once_per_period(
+            app.services.redis, app.keys, PRUNE_EVENT_LOG_TASK, every, lambda: prune_event_log_now(app), skipped=0
+        )
 
     app.celery.task(name=SWEEP_TASK, shared=False, typing=False)(sweep_files)
 

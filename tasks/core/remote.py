@@ -2,7 +2,9 @@
 
 ``RemoteBackend`` is a backend of the Python client (tasks/client.py) and of the injected
 ``query`` / ``view`` objects: ``Insights.remotes`` holds one per server of ``INSIGHTS_REMOTES``.
-Its token goes in the ``Authorization`` header only: never in a URL, a repr or an error.
+Its token goes in the ``Authorization`` header only: never in a URL, a repr or an error. Redirects
+are refused (urllib would carry the header to whatever host they name), a token is refused over
+plain ``http://`` to a host that is not loopback, and an answer is read up to a bounded size.
 """
 
 from __future__ import annotations
@@ -11,13 +13,18 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
-from typing import Any
+from email.message import Message
+from typing import IO, Any, NoReturn
 from urllib.parse import quote
 
+from config.settings import Settings, token_over_plain_http
 from tasks.codec.serialization import dumps_plain
 from tasks.core.functions import FunctionInfo
 
 KINDS = ("view", "query")
+
+# The largest answer read by default: the deployment's largest accepted request body (its default).
+MAX_RESPONSE_BYTES: int = Settings.max_request_bytes
 
 
 def by_name(infos: Iterable[FunctionInfo]) -> dict[str, FunctionInfo]:
@@ -35,6 +42,25 @@ class RemoteError(Exception):
         self.url = url
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Refuses every redirect: following one would send the ``Authorization`` header to its host."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: Message, newurl: str
+    ) -> NoReturn:
+        """Raise :class:`RemoteError` naming the redirect instead of following it."""
+        fp.close()
+        raise RemoteError(
+            code,
+            f"the server redirects to {newurl}; redirects are not followed (the token would go along): "
+            "configure the final URL instead",
+            req.full_url,
+        )
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 class RemoteBackend:
     """The functions of an Insights server, called over its HTTP API (stdlib ``urllib``).
 
@@ -43,13 +69,27 @@ class RemoteBackend:
     decoded, a text or HTML one returned as ``str``. HTTP errors raise :class:`RemoteError`
     with the server's message (400 bad arguments, 401/403 token, 404 unknown name,
     500 the function failed, 504 time-out); an unreachable server raises ``ConnectionError``
-    and a slow one ``TimeoutError``.
+    and a slow one ``TimeoutError``. A redirect raises :class:`RemoteError` (it is not followed),
+    as does an answer longer than ``max_response_bytes``. A token with a plain ``http://`` URL to a
+    host that is not loopback is a ``ValueError``.
     """
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        if token_over_plain_http(base_url, token):
+            raise ValueError(
+                f"{base_url}: a token is only sent over https:// (or plain http:// to a loopback host); "
+                "it would cross the network unencrypted"
+            )
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
         self._schema: list[dict[str, Any]] | None = None
 
     def refresh(self) -> None:
@@ -86,11 +126,20 @@ class RemoteBackend:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return _decode(response.read(), response.headers.get_content_type())
+            with _OPENER.open(request, timeout=self.timeout) as response:
+                raw = response.read(self.max_response_bytes + 1)
+                if len(raw) > self.max_response_bytes:
+                    raise RemoteError(
+                        response.status,
+                        f"the answer is larger than {self.max_response_bytes} bytes (the limit: "
+                        "INSIGHTS_MAX_REQUEST_BYTES)",
+                        url,
+                    )
+                return _decode(raw, response.headers.get_content_type())
         except urllib.error.HTTPError as exc:
             with exc:
-                raise RemoteError(exc.code, _error_message(exc.read(), exc.reason), url) from None
+                message = _error_message(exc.read(self.max_response_bytes), exc.reason)
+                raise RemoteError(exc.code, message, url) from None
         except TimeoutError:
             raise TimeoutError(f"{url} did not answer within {self.timeout:g} s") from None
         except urllib.error.URLError as exc:

@@ -29,7 +29,7 @@ from tasks.errors import ArgumentError, InsightsError
 from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
 from tasks.pipeline.batcher import Batcher
 from tasks.pipeline.conflicts import Conflicts
-from tasks.pipeline.dead_letters import RETRY_PERIOD, retry_dead_letters
+from tasks.pipeline.dead_letters import retry_dead_letters
 from tasks.storage.connections import redis_of
 from tasks.storage.keys import Keys
 
@@ -139,11 +139,11 @@ def dead_letters(settings: Settings, args: argparse.Namespace) -> int:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(letter["time"]))
             print(f"{letter['id']}  {when}  {letter['handler']}  {len(letter['events'])} event(s)  {letter['error']}")
         return 0
-    batches = retry_dead_letters(app.dead_letters, app.dispatcher, handler, args.ids)
-    if batches is None:
-        print(f"another retry of dead letters ran less than {RETRY_PERIOD:g} s ago; nothing sent: run it again then")
-        return 1
-    print(f"dispatched again as {len(batches)} batch(es): {' '.join(batches) or '-'}")
+    done = retry_dead_letters(app.dead_letters, app.dispatcher, handler, args.ids)
+    print(
+        f"dispatched {len(done.letters)} letter(s) again as {len(done.batches)} batch(es): "
+        f"{' '.join(done.batches) or '-'} (a letter another retry took at the same time is sent by that one only)"
+    )
     return 0
 
 

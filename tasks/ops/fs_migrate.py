@@ -5,6 +5,8 @@ file is uploaded to that module's GridFS store with its modification time, unles
 same size and time is there already: running it again moves nothing twice. Expired files are left
 for the sweeper. Expiry times live in Redis under the module and file name, which do not change,
 so every file keeps its expiry. ``--remove`` deletes each local file once it is in GridFS.
+Symbolic links (a linked module folder, a link to a file or a folder in a store) are refused and
+reported, never followed: their targets are not the store's files.
 """
 
 from __future__ import annotations
@@ -51,15 +53,22 @@ def migrate_files(
         return done
     for folder in sorted(root.iterdir()):
         module = folder.name
-        if not folder.is_dir() or module == SCRATCH_FOLDER or (modules is not None and module not in modules):
+        if module == SCRATCH_FOLDER or (modules is not None and module not in modules):
+            continue
+        if folder.is_symlink():  # its files are wherever the link points: not the store's
+            done.refused.append(f"{module}/: a symbolic link, not a folder (not followed)")
+            continue
+        if not folder.is_dir():
             continue
         if not module.isidentifier():
             done.refused.append(f"{module}/: not a module name")
             continue
         local = LocalBackend(folder, root / SCRATCH_FOLDER)
         store = FileStore(local, module, services.settings.fs_url_prefix, services.redis, services.keys)
-        grid = GridBackend(services.mongodb(module))
-        grid.ensure_indexes()
+        grid = services.fs_backend(module, "gridfs")  # its catalog's index made once per process
+        if not isinstance(grid, GridBackend):
+            raise TypeError(f"the gridfs backend of {module!r} is a {type(grid).__name__}")
+        done.refused.extend(f"{module}/{name}: a symbolic link (not followed)" for name in sorted(local.links()))
         for name, info in sorted(local.files()):
             _migrate_file(store, local, grid, name, info, remove, done)
     return done
@@ -68,22 +77,26 @@ def migrate_files(
 def _migrate_file(
     store: FileStore, local: LocalBackend, grid: GridBackend, name: str, info: FileInfo, remove: bool, done: Migration
 ) -> None:
-    label = f"{store.module}/{name}"
+    """Upload the local file ``name`` (as on disk) to GridFS under the name the store keys it by."""
     try:
-        checked_name(name)
+        stored = checked_name(name)  # the name the store looks it up by (``a\\b`` -> ``a/b``)
     except ArgumentError as error:  # a control character: no store could serve it
-        done.refused.append(f"{label!r}: {error}")
+        original = f"{store.module}/{name}"
+        done.refused.append(f"{original!r}: {error}")
         return
-    if store.expired(name):
+    label = f"{store.module}/{stored}"
+    if store.expired(stored):
         done.expired.append(label)
         return
-    there = grid.info(name)
+    there = grid.info(stored)
     if there is not None and there.size == info.size and abs(there.mtime - info.mtime) < 0.001:
         done.already_there.append(label)
     else:
         try:
-            grid.put(name, local.path(name), mtime=info.mtime)
-        except OSError as error:  # a folder of that name in GridFS, or a file above it
+            source, _ = local.read(name)  # not through a link, should one have been made since
+            with source:
+                grid.put_stream(stored, source, mtime=info.mtime)
+        except OSError as error:  # a folder of that name in GridFS, or a file above it; replaced by a link
             done.refused.append(f"{label}: {error}")
             return
         done.moved.append(label)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
 
 from tasks.storage.kept import KeptStream
 from tasks.storage.keys import Keys
-from tasks.storage.once import once_per_period
 
 if TYPE_CHECKING:
     from tasks.pipeline.dispatch import Dispatcher
@@ -29,10 +30,6 @@ class DeadLetters:
         fields = {"handler": handler, "events": json.dumps(events), "error": error, "traceback": traceback}
         return self._stream.add([{**fields, "batch": batch, "time": time.time()}])[0]
 
-    def retry_turn(self) -> bool:
-        """Whether a retry of dead letters may run now: the first call in each ``RETRY_PERIOD``, cluster-wide."""
-        return once_per_period(self._client, self._keys, RETRY_JOB, RETRY_PERIOD)
-
     def list(self, handler: str | None = None) -> Iterator[dict[str, Any]]:
         """Every dead letter (oldest first), optionally of one handler task."""
         for entry_id, fields in self._stream.entries():
@@ -40,8 +37,22 @@ class DeadLetters:
                 yield _decode(entry_id, fields)
 
     def remove(self, letter_ids: Sequence[str]) -> None:
-        """Delete dead letters (after they were re-dispatched)."""
+        """Delete dead letters."""
         self._stream.remove(letter_ids)
+
+    def take(self, letters: Sequence[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
+        """Remove ``letters`` (as ``list`` gives them) and return those this call removed: of callers
+        taking the same letter at once, exactly one gets it (``XDEL`` answers 1 to one only)."""
+        pipe = self._client.pipeline(transaction=False)
+        for letter in letters:
+            pipe.xdel(self._stream.key, letter["id"])
+        return [letter for letter, removed in zip(letters, pipe.execute(), strict=True) if removed == 1]
+
+    def put_back(self, letters: Sequence[dict[str, Any]]) -> builtins.list[str]:
+        """Keep again letters that were taken (under new entry ids, with their fields); returns the new ids."""
+        fields = ("handler", "error", "traceback", "batch", "time")
+        kept = [{**{f: letter[f] for f in fields}, "events": json.dumps(letter["events"])} for letter in letters]
+        return self._stream.add(kept)
 
     def count(self) -> int:
         """How many dead letters are kept."""
@@ -60,30 +71,40 @@ def _decode(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     }
 
 
-RETRY_PERIOD = 10.0  # seconds: one retry of dead letters per period cluster-wide
-RETRY_JOB = "deadletters.retry"
+@dataclass
+class Retry:
+    """What a retry of dead letters sent: the letters it took (ids) and the batches it sent them as."""
+
+    letters: list[str] = field(default_factory=list)
+    batches: list[str] = field(default_factory=list)
 
 
 def retry_dead_letters(
     dead_letters: DeadLetters, dispatcher: Dispatcher, handler: str | None = None, letter_ids: Sequence[str] = ()
-) -> list[str] | None:
-    """Dispatch dead letters again (all, one handler's, or the given ones); returns the new batch ids,
-    or None when another retry ran in this ``RETRY_PERIOD`` (cluster-wide: two retries at once would
-    both dispatch the same letters).
+) -> Retry:
+    """Dispatch dead letters again (all, one handler's, or the given ones).
 
-    Each letter is removed once its events are with the broker; if the handler fails on
-    them again, they come back as new dead letters.
+    Removing a letter is what claims it: each handler's letters are removed first (``XDEL``), and
+    only those this retry removed are dispatched, so retries running at once (two operators, a
+    slow one overlapping the next) send each letter once, and retries of different handlers never
+    wait for each other. If a dispatch fails, its letters are kept again (under new ids). If the
+    handler fails on them again, they come back as new dead letters.
     """
-    if not dead_letters.retry_turn():
-        return None
     wanted = set(letter_ids)
     letters = [x for x in dead_letters.list(handler) if not wanted or x["id"] in wanted]
     by_handler: dict[str, list[dict[str, Any]]] = {}
     for letter in letters:
         by_handler.setdefault(letter["handler"], []).append(letter)
-    batches = []
+    done = Retry()
     for name, group in by_handler.items():
-        records = [record for letter in group for record in letter["events"]]
-        batches.append(dispatcher.dispatch(records, {name: None}))
-        dead_letters.remove([letter["id"] for letter in group])
-    return batches
+        taken = dead_letters.take(group)
+        if not taken:  # another retry took them all
+            continue
+        records = [record for letter in taken for record in letter["events"]]
+        try:
+            done.batches.append(dispatcher.dispatch(records, {name: None}))
+        except BaseException:
+            dead_letters.put_back(taken)
+            raise
+        done.letters.extend(letter["id"] for letter in taken)
+    return done

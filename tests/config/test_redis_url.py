@@ -83,3 +83,18 @@ def test_a_plain_redis_url_keeps_its_celery_options() -> None:
 def test_a_sentinel_broker_without_a_master_name_is_refused_when_celery_is_configured() -> None:
     with pytest.raises(ConfigError, match=r"^BROKER_URL is a sentinel:// URL: set INSIGHTS_REDIS_SENTINEL_MASTER"):
         celery_config(Settings(redis_url="redis://r:6379/0", broker_url="sentinel://s1:26379/0"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sentinel://:s3cr3t@s1:26379/0?ssl=true;sentinel://s2:26379",
+        "sentinel://:s3cr3t@s1:26379/0;sentinel://s2:26379?ssl_cert_reqs=required",
+        "sentinel://:s3cr3t@s1:26379/0#tls",
+    ],
+)
+def test_a_sentinel_url_with_query_options_is_refused_not_silently_ignored(url: str) -> None:
+    with pytest.raises(ConfigError, match="not supported") as raised:
+        sentinel_target(url, "m", variable="REDIS_URL")
+    message = str(raised.value)
+    assert message.startswith("REDIS_URL") and "TLS" in message and "s3cr3t" not in message

@@ -265,3 +265,25 @@ def test_remotes_are_urls_with_optional_tokens_that_no_repr_or_error_shows() -> 
         with pytest.raises(ConfigError) as refused:
             Settings.from_env({"INSIGHTS_REMOTES": bad})
         assert "s3cr3t" not in str(refused.value) and "INSIGHTS_REMOTES" in str(refused.value)
+
+
+def test_a_remote_token_over_plain_http_is_refused_unless_the_host_is_loopback() -> None:
+    for bad in ("http://b.example:8000 s3cr3t-token", "https://a.example x, http://10.0.0.2 s3cr3t-token"):
+        with pytest.raises(ConfigError) as refused:
+            Settings.from_env({"INSIGHTS_REMOTES": bad})
+        assert "INSIGHTS_REMOTES" in str(refused.value) and "https://" in str(refused.value)
+        assert "s3cr3t" not in str(refused.value)
+    loopback = "http://127.0.0.1:8000 t1, http://localhost:8001 t2, http://[::1]:8002 t3, http://b.example"
+    assert [r.url for r in Settings.from_env({"INSIGHTS_REMOTES": loopback}).remotes] == [
+        "http://127.0.0.1:8000",
+        "http://localhost:8001",
+        "http://[::1]:8002",
+        "http://b.example",
+    ]
+
+
+def test_the_sentinel_password_is_not_in_the_settings_repr() -> None:
+    settings = Settings.from_env({"INSIGHTS_REDIS_SENTINEL_PASSWORD": "s3cr3t-sentinel"})
+
+    assert settings.redis_sentinel_password == "s3cr3t-sentinel"
+    assert "s3cr3t" not in repr(settings) and "s3cr3t" not in str(settings)

@@ -38,7 +38,10 @@ def test_one_poison_event_in_500_is_dead_lettered_alone_and_recovered_after_the_
     assert letter["id"] in listing and "cannot digest a poison event" in listing
 
     assert client.get("/query/fix_picky").get_data(as_text=True) == "fixed"
-    assert "dispatched again as 1 batch(es)" in cli("deadletters", "retry", "--handler", "pipeline.picky").stdout
+    assert (
+        "dispatched 1 letter(s) again as 1 batch(es)"
+        in cli("deadletters", "retry", "--handler", "pipeline.picky").stdout
+    )
     wait_for(lambda: f"{run}-321" in picked(client, run), what="the recovered event to be handled")
     assert len(picked(client, run)) == 500
     assert not [x for x in insights.dead_letters.list(PICKY) if x["id"] == letter["id"]]

@@ -113,3 +113,43 @@ def test_the_command_moves_a_store_from_a_folder_and_reports_it(cli: CLI, tmp_pa
         assert "no such folder" in missing.stderr
     finally:
         source.close()
+
+
+def test_symbolic_links_are_refused_and_reported_never_followed(services: Services, tmp_path: Path) -> None:
+    module, linked_module = f"mig{uuid.uuid4().hex[:8]}", f"mig{uuid.uuid4().hex[:8]}"
+    local = local_store(services, module)
+    fill(local, {"fine.txt": b"ok"})
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"not the store's")
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "sub" / "inner.txt").write_bytes(b"not the store's either")
+    local.path("leak.txt").symlink_to(secret)  # a link to a file outside the store
+    local.path("linked").symlink_to(outside / "sub")  # a link to a folder outside it
+    (services.settings.fs_root / linked_module).symlink_to(outside, target_is_directory=True)  # a linked store
+
+    done = migrate_files(services, modules=[module, linked_module])
+
+    assert done.moved == [f"{module}/fine.txt"]
+    assert sorted(why.split(":")[0] for why in done.refused) == sorted(
+        [f"{module}/leak.txt", f"{module}/linked", f"{linked_module}/"]
+    )
+    assert all("symbolic link" in why for why in done.refused)
+    grid = grid_store(services, module)
+    assert grid.listdir() == ["fine.txt"] and grid_store(services, linked_module).listdir() == []
+
+
+def test_a_name_with_a_backslash_is_stored_as_the_store_looks_it_up(services: Services) -> None:
+    module = f"mig{uuid.uuid4().hex[:8]}"
+    local = local_store(services, module)
+    fill(local, {"fine.txt": b"ok"})
+    # One file on disk, named with a backslash: the store reads that name as reports/r.csv.
+    local.path("fine.txt").with_name("reports\\r.csv").write_bytes(b"a,b\n")
+
+    done = migrate_files(services, modules=[module])
+
+    assert sorted(done.moved) == [f"{module}/fine.txt", f"{module}/reports/r.csv"] and done.refused == []
+    grid = grid_store(services, module)
+    assert grid.open("reports/r.csv").read() == "a,b\n" and grid.open("reports\\r.csv").read() == "a,b\n"
+    assert grid.listdir() == ["fine.txt", "reports"] and grid.listdir("reports") == ["r.csv"]
+    assert migrate_files(services, modules=[module]).already_there == [f"{module}/fine.txt", f"{module}/reports/r.csv"]

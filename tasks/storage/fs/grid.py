@@ -93,10 +93,15 @@ class GridBackend:
 
     def put(self, name: str, source: Path, mtime: float | None = None) -> None:
         """Upload the local file ``source`` as the file ``name`` (``source`` stays)."""
-        self._check_room(name)
         with open(source, "rb") as f:
-            file_id = self._bucket.upload_from_stream(name, f)
-            size = f.tell()
+            self.put_stream(name, f, mtime)
+
+    def put_stream(self, name: str, source: IO[bytes], mtime: float | None = None) -> None:
+        """Upload what is left to read of ``source`` as the file ``name`` (the caller closes ``source``)."""
+        self._check_room(name)
+        start = source.tell()
+        file_id = self._bucket.upload_from_stream(name, source)
+        size = source.tell() - start
         written = time.time()
         entry = {"kind": "file", "folder": parent_of(name), "file": file_id, "size": size}
         entry |= {"mtime": written if mtime is None else mtime, "written": written}

@@ -561,3 +561,26 @@ def test_a_file_given_a_new_expiry_while_it_is_due_is_not_swept(fs: FileStore) -
     fs.expire("a.txt", -1)
     fs.expire("a.txt", 3600)  # renewed before the sweep came
     assert fs.sweep() == [] and fs.exists("a.txt")
+
+
+def test_a_local_store_does_not_follow_symbolic_links_planted_in_it(local_fs: FileStore, tmp_path: Path) -> None:
+    write(local_fs, "real.txt", "mine")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the store's")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "inner.txt").write_text("not the store's either")
+    local_fs.path("leak.txt").symlink_to(secret)
+    local_fs.path("linked").symlink_to(outside, target_is_directory=True)
+
+    for name in ("leak.txt", "linked/inner.txt"):
+        assert local_fs.info(name) is None and not local_fs.exists(name)
+        with pytest.raises(FileNotFoundError):
+            local_fs.read(name)
+        with pytest.raises(FileNotFoundError):
+            read(local_fs, name)
+    assert not local_fs.exists("linked") and local_fs.listdir("linked") == []
+    assert [name for name, _ in local_fs.backend.files()] == ["real.txt"]
+    with pytest.raises(OSError):  # nor is a file written through a linked folder
+        write(local_fs, "linked/new.txt", "out")
+    assert not (outside / "new.txt").exists() and read(local_fs, "real.txt") == "mine"
