@@ -143,10 +143,14 @@ class Settings:
 
     redis_url: str | None = setting(
         None, "REDIS_URL", "result backend, cache, file expiry, batch records; broker unless `BROKER_URL`",
-        shown="embedded Redis",
+        shown="embedded Redis", secret=True,  # may hold a password
     )  # fmt: skip
     broker_url: str | None = setting(
-        None, "BROKER_URL", "broker, e.g. `amqp://guest:guest@localhost:5672//` for RabbitMQ", shown="`REDIS_URL`"
+        None,
+        "BROKER_URL",
+        "broker, e.g. `amqp://guest:guest@localhost:5672//` for RabbitMQ",
+        shown="`REDIS_URL`",
+        secret=True,  # may hold a password
     )
     redis_sentinel_master: str = setting(
         "", "INSIGHTS_REDIS_SENTINEL_MASTER",
@@ -160,7 +164,11 @@ class Settings:
         shown="none", secret=True,
     )  # fmt: skip
     mongo_url: str | None = setting(
-        None, "MONGO_URL", "MongoDB holding one database per module", shown="embedded nx-27017"
+        None,
+        "MONGO_URL",
+        "MongoDB holding one database per module",
+        shown="embedded nx-27017",
+        secret=True,  # may hold a password
     )
     mongo_db_prefix: str = setting("insights_", "MONGO_DB_PREFIX", "prefix of module database names")
     redis_prefix: str = setting(

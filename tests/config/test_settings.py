@@ -287,3 +287,18 @@ def test_the_sentinel_password_is_not_in_the_settings_repr() -> None:
 
     assert settings.redis_sentinel_password == "s3cr3t-sentinel"
     assert "s3cr3t" not in repr(settings) and "s3cr3t" not in str(settings)
+
+
+@pytest.mark.parametrize(
+    "variable, url",
+    [
+        ("REDIS_URL", "redis://:s3cr3t@cache.example:6379/0"),
+        ("BROKER_URL", "amqp://insights:s3cr3t@mq.example:5672//"),
+        ("MONGO_URL", "mongodb://insights:s3cr3t@db.example:27017"),
+    ],
+)
+def test_server_urls_which_may_hold_passwords_are_not_in_the_settings_repr(variable: str, url: str) -> None:
+    settings = Settings.from_env({variable: url})
+
+    assert url in settings.to_env().values()
+    assert "s3cr3t" not in repr(settings)
