@@ -2,8 +2,8 @@
 
 Whichever batcher dispatches a batch appends it (``append_encoded``): its events become the same
 JSON lines the local segments hold (``tasks.pipeline.event_log.encode_lines``), cut into *parts*
-of at most ``PART_BYTES`` of lines (a single larger line goes alone), each part compressed with
-zlib (level 1) and stored as one document — or as several *chunks* of at most ``CHUNK_BYTES``
+of at most ``PART_BYTES`` of lines (a single larger line goes alone), each part compressed into a
+zlib stream (level 1) and stored as one document — or as several *chunks* of at most ``CHUNK_BYTES``
 when its compressed form is larger, so that no document nears MongoDB's 16 MB cap whatever an
 event's size. A document of the collection ``batches`` (database ``<MONGO_DB_PREFIX>-eventlog``)::
 
@@ -11,6 +11,11 @@ event's size. A document of the collection ``batches`` (database ``<MONGO_DB_PRE
      "first": <receive time of the part's first event, integer µs>, "last": <…of its last, µs>,
      "events": <lines>, "bytes": <length of the lines>, "written": <unix time of the write>,
      "data": <BSON binary: the zlib stream, or this chunk of it>}
+
+The streams are written with ISA-L's deflate (the ``isal`` package, ``compress``) when it is
+installed: a standard zlib stream, read back by the standard library's ``zlib`` like any other,
+made about 6x faster than ``zlib`` level 1 (it is most of the log's cost to the batcher) and no
+larger; without ``isal``, with ``zlib`` itself.
 
 Times are integer microseconds since the epoch (numbers, not datetimes: exact, and portable to
 servers like nx-27017), indexed on ``first`` and ``last``.
@@ -47,13 +52,18 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from tasks.pipeline.event_log import EncodedRecord, Position, encode_event, encode_lines
 from tasks.pipeline.parsing import OnMalformed, stored_object
 
+try:  # ISA-L: the same zlib streams, made ~6x faster than by zlib itself
+    from isal.isal_zlib import compress as _deflate
+except ImportError:  # pragma: no cover - isal is in requirements.txt
+    _deflate = zlib.compress
+
 log = logging.getLogger(__name__)
 
 COLLECTION = "batches"
 PART_BYTES = 4 * 1024 * 1024  # JSON lines per part (a single larger line goes alone)
 CHUNK_BYTES = 8 * 1024 * 1024  # compressed bytes per document: half of MongoDB's 16 MB cap
 DEFAULT_MAX_PART_BYTES = 64 * 1024 * 1024  # a part claiming more (uncompressed) is refused when read
-LEVEL = 1  # zlib: JSON lines shrink about 5x at level 1; higher levels cost the batcher more CPU
+LEVEL = 1  # JSON lines shrink 5-10x at level 1 (ISA-L's or zlib's); higher levels cost the batcher more CPU
 DUPLICATE_KEY = 11000
 MICROS = 1_000_000
 
@@ -107,7 +117,7 @@ class MongoEventLog:
         for part, (start, end) in enumerate(_cut(lines, PART_BYTES)):
             raw = "".join(lines[start:end]).encode("ascii")
             received = [record[1] for record in records[start:end]]
-            data = zlib.compress(raw, LEVEL)
+            data = compress(raw)
             chunks = [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)]
             for number, chunk in enumerate(chunks):
                 documents.append(
@@ -292,6 +302,11 @@ class MongoEventLog:
         """Delete the documents whose last event was received before the unix time ``older_than``;
         returns how many (a concurrent run may have deleted some of them first)."""
         return self._ready().delete_many({"last": {"$lt": micros(older_than)}}).deleted_count
+
+
+def compress(data: bytes) -> bytes:
+    """``data`` as a zlib stream (level ``LEVEL``), as the documents hold it; any zlib reads it back."""
+    return _deflate(data, LEVEL)
 
 
 def _cut(lines: Sequence[str], limit: int) -> Iterator[tuple[int, int]]:

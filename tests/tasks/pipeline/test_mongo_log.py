@@ -15,7 +15,7 @@ import pytest
 from pymongo.database import Database
 
 from tasks.pipeline.event_log import EventLog, Position
-from tasks.pipeline.mongo_log import CHUNK_BYTES, COLLECTION, PART_BYTES, MongoEventLog, micros
+from tasks.pipeline.mongo_log import CHUNK_BYTES, COLLECTION, LEVEL, PART_BYTES, MongoEventLog, compress, micros
 from tests.tasks.test_eventlog import records
 
 MAX_BSON = 16 * 1024 * 1024
@@ -45,6 +45,21 @@ def test_a_batch_is_one_compressed_document_of_the_local_logs_lines(log: MongoEv
     assert zlib.decompress(first["data"]) == local.segments()[0].read_bytes().split(b'{"id":"id-5"')[0]
     assert [record for _, record in log.read()] == [record for _, record in local.read()]
     assert log.description == f"eventlog:mongodb:{log.database.name}.{COLLECTION}"
+
+
+def test_parts_are_standard_zlib_streams_made_with_isal() -> None:
+    """ISA-L writes the streams (isal is a requirement); the standard library's zlib reads them, and
+    parts that zlib itself wrote (before, or where isal is missing) are read alike (test above)."""
+    isal_zlib = pytest.importorskip("isal.isal_zlib")
+    rng = random.Random(5)
+    lines = b"".join(b'{"id":"e-%d","received":1.5,"event":{"n":%d}}\n' % (n, rng.randrange(9)) for n in range(5000))
+    for data in (lines, rng.randbytes(300_000), b"x"):
+        stream = compress(data)
+        assert stream == isal_zlib.compress(data, LEVEL)
+        assert zlib.decompress(stream) == data
+        inflate = zlib.decompressobj()
+        assert inflate.decompress(stream) == data and inflate.eof
+    assert len(compress(lines)) <= len(zlib.compress(lines, LEVEL))
 
 
 def test_indexes_on_the_time_range(log: MongoEventLog) -> None:
