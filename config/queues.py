@@ -51,7 +51,7 @@ def declared_queues(queues: Queues, shards: int) -> list[Queue]:
 
     A queue that exists on RabbitMQ without the argument cannot be declared with it (RabbitMQ answers
     ``PRECONDITION_FAILED - inequivalent arg 'x-single-active-consumer'``): drain and delete it once
-    (README, *Scaling*), then let the workers declare it again.
+    (docs/scaling.md), then let the workers declare it again.
     """
     plain = [Queue(name, Exchange(name), routing_key=name) for name in dict.fromkeys(queues.all())]
     ordered = [
