@@ -33,6 +33,8 @@ from tasks.pipeline.conflicts import Conflicts
 from tasks.pipeline.dead_letters import DeadLetters
 from tasks.pipeline.dispatch import RECORD_BATCH_TASK, Dispatcher, select_all
 from tasks.pipeline.handling import HandlerRun, HandlerStep, HandlerTasks, Retries, remember_outcome
+from tasks.pipeline.kombu_layout import KombuRedisLayout
+from tasks.pipeline.redrive import Redriver
 from tasks.pipeline.shard_leases import ShardLeases, fencing, lease_step
 from tasks.pipeline.stream import Intake
 from tasks.schedule import bind_schedule, list_reports
@@ -116,6 +118,18 @@ class Insights:
         return self.services.once(
             "dispatcher",
             lambda: Dispatcher(self.celery, self.store, self.settings, self.handler_spec, self.properties),
+        )
+
+    def redriver(self, after: float | None = None) -> Redriver:
+        """What sends again the task messages the broker lost (after ``after`` seconds unfinished,
+        ``INSIGHTS_REDRIVE_AFTER`` by default)."""
+        return Redriver(
+            self.store,
+            self.dispatcher,
+            self.dead_letters,
+            self.services.broker_redis,
+            KombuRedisLayout.from_options(self.celery.conf.broker_transport_options),
+            self.settings.redrive_after if after is None else after,
         )
 
     @property

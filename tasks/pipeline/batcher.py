@@ -47,7 +47,6 @@ from tasks.pipeline.dedupe import Deduper
 from tasks.pipeline.dispatch import Selection
 from tasks.pipeline.event_log import EncodedRecord
 from tasks.pipeline.event_logs import open_event_log
-from tasks.pipeline.redrive import Redriver
 from tasks.pipeline.stream import Intake, RawEntry, entry_time
 from tasks.storage.lease import Lease, Taken, holder_id
 from tasks.storage.replies import text
@@ -132,7 +131,7 @@ class Batcher:
         self.oldest = 0.0
         self.last_recovery = 0.0
         self.reread_own = False
-        self.redriver = Redriver(app)
+        self.redriver = app.redriver()
         # One batcher is active cluster-wide (per-user order needs one reader of the stream); the others stand by.
         self.lease = Lease(
             self.client, app.keys.lease("batcher"), f"{self.consumer}:{holder_id()}", self.settings.lease_ttl

@@ -42,15 +42,15 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import redis
 from celery.canvas import Signature
 
-from tasks.pipeline.batch_store import PENDING
+from tasks.pipeline.batch_store import PENDING, BatchStore
+from tasks.pipeline.dead_letters import DeadLetters
+from tasks.pipeline.dispatch import Dispatcher
 from tasks.pipeline.kombu_layout import KombuRedisLayout
-
-if TYPE_CHECKING:
-    from tasks.app import Insights
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,24 @@ class Redriven:
 class Redriver:
     """Finds unfinished batches whose task messages are nowhere in the broker, and sends them again."""
 
-    def __init__(self, app: Insights, after: float | None = None) -> None:
-        self.app = app
-        self.after = app.settings.redrive_after if after is None else after
-        self.broker = app.services.broker_redis
-        self.layout = KombuRedisLayout.from_options(app.celery.conf.broker_transport_options)
+    def __init__(
+        self,
+        store: BatchStore,
+        dispatcher: Dispatcher,
+        dead_letters: DeadLetters,
+        broker: redis.Redis | None,
+        layout: KombuRedisLayout,
+        after: float,
+    ) -> None:
+        """``broker``: a client of the Redis broker (None: the broker is not Redis, nothing to do);
+        ``layout``: where kombu keeps its messages there; ``after``: seconds a batch may stay
+        unfinished before its messages are looked for."""
+        self.store = store
+        self.dispatcher = dispatcher
+        self.dead_letters = dead_letters
+        self.broker = broker
+        self.layout = layout
+        self.after = after
 
     def run(self, now: float | None = None) -> Redriven:
         """One pass; returns what was sent again. One process looks at a time: the active batcher
@@ -88,12 +101,12 @@ class Redriver:
         if self.broker is None:
             return done
         now = time.time() if now is None else now
-        store = self.app.store
+        store = self.store
         candidates = store.overdue(now - self.after, CANDIDATES)
         if not candidates:
             return done
         queues = {ref["queue"] for r in store.get_many(candidates) if r for ref in r.get("tasks", {}).values()}
-        queues.add(self.app.dispatcher.record_queue())
+        queues.add(self.dispatcher.record_queue())
         present = self._in_broker(queues)
         if present is None:
             done.postponed = True
@@ -109,7 +122,7 @@ class Redriver:
 
     def _redrive(self, record: dict[str, Any], present: set[str], done: Redriven) -> None:
         batch_id, tasks = record["batch"], record["tasks"]
-        outcomes = self.app.store.done_outcomes(batch_id, list(tasks))
+        outcomes = self.store.done_outcomes(batch_id, list(tasks))
         waiting = [label for label, ref in tasks.items() if label not in outcomes and ref["id"] in present]
         if waiting:
             # Queued or being handled. Not now: the batch.record of a chord of the lost tasks
@@ -119,29 +132,27 @@ class Redriver:
         if not lost:
             if record.get("body") in present:
                 return
-            body = self.app.dispatcher.record_signature(batch_id)
-            if self.app.store.resent(batch_id, {}, body.id):
+            body = self.dispatcher.record_signature(batch_id)
+            if self.store.resent(batch_id, {}, body.id):
                 log.warning("batch %s: batch.record was lost; sending it again", batch_id)
                 body.apply_async()
-                self.app.dispatcher.stop_listening([body])
+                self.dispatcher.stop_listening([body])
                 done.records.append(batch_id)
             return
         if record.get("resent", 0) >= MAX_REDRIVES:
             self._give_up(record, lost)
             done.given_up[batch_id] = lost
             return
-        header: list[Signature] = [
-            self.app.dispatcher.handler_signature(batch_id, label, tasks[label]) for label in lost
-        ]
+        header: list[Signature] = [self.dispatcher.handler_signature(batch_id, label, tasks[label]) for label in lost]
         body_id = str(uuid.uuid4())
-        if self.app.store.resent(batch_id, {sig.args[2]: sig.id for sig in header}, body_id):
+        if self.store.resent(batch_id, {sig.args[2]: sig.id for sig in header}, body_id):
             log.warning(
                 "batch %s: %d handler task(s) were lost by the broker; sending them again: %s",
                 batch_id,
                 len(lost),
                 ", ".join(lost),
             )
-            self.app.dispatcher.send_chord(batch_id, header, body_id)
+            self.dispatcher.send_chord(batch_id, header, body_id)
             done.handlers[batch_id] = lost
 
     def _give_up(self, record: dict[str, Any], lost: Sequence[str]) -> None:
@@ -149,7 +160,7 @@ class Redriver:
         batch_id, tasks = record["batch"], record["tasks"]
         error = f"LostTask: sent {record.get('resent', 0) + 1} times, never handled"
         try:
-            events = self.app.store.events(batch_id)
+            events = self.store.events(batch_id)
         except KeyError:
             events = []
         outcomes = []
@@ -157,12 +168,12 @@ class Redriver:
             ref = tasks[label]
             items = events if ref["indices"] is None else [events[i] for i in ref["indices"] if i < len(events)]
             if items:
-                self.app.dead_letters.add(ref["task"], items, error, "", batch_id)
+                self.dead_letters.add(ref["task"], items, error, "", batch_id)
             outcomes.append(
                 {"handler": label, "ok": False, "events": len(items), "dead_lettered": len(items), "error": error}
             )
         log.error("batch %s: giving up on %s; %s", batch_id, ", ".join(lost), error)
-        self.app.record_batch(outcomes, batch_id)
+        self.store.finish(batch_id, outcomes)
 
     def _in_broker(self, queues: Iterable[str]) -> set[str] | None:
         """Ids of the task messages queued or unacknowledged, from one consistent snapshot

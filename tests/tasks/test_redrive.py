@@ -24,7 +24,7 @@ import pytest
 from config.settings import Settings
 from tasks.app import Insights, create_insights
 from tasks.pipeline.batcher import Batcher
-from tasks.pipeline.redrive import MAX_REDRIVES, Redriver
+from tasks.pipeline.redrive import MAX_REDRIVES
 from tasks.storage.lease import Lease, Taken
 from tasks.storage.mongo import database_name
 
@@ -52,7 +52,7 @@ def app(settings: Settings, tmp_path: Path) -> Iterator[Insights]:
 
 def look(app: Insights) -> Any:
     """One redrive pass as the batcher makes it, as if the batches were sent long ago."""
-    return Redriver(app).run(now=time.time() + app.settings.redrive_after + 1)
+    return app.redriver().run(now=time.time() + app.settings.redrive_after + 1)
 
 
 def queued(app: Insights, queue: str) -> list[dict[str, Any]]:
@@ -125,7 +125,7 @@ def test_a_pass_right_after_another_looks_too(app: Insights) -> None:
     _, raw = events()
     batch = app.dispatch_events(raw, [COUNT])
     later = time.time() + app.settings.redrive_after + 1
-    redriver = Redriver(app)
+    redriver = app.redriver()
     assert not redriver.run(now=later)  # queued: nothing to do
     take(app, "events")  # lost right after
     assert redriver.run(now=later).handlers == {batch: [COUNT]}  # the next look finds it at once
@@ -139,7 +139,7 @@ def test_only_the_batcher_holding_the_active_batchers_lease_redrives(app: Insigh
     assert other.take() is Taken.TAKEN
     standby = Batcher(app, consumer="standby")
     try:
-        standby.redriver = Redriver(app, after=0.0)
+        standby.redriver = app.redriver(after=0.0)
         standby.redrive()  # a standby (or a batcher that lost the lease) does not look
         assert queued(app, "events") == [] and app.store.get(batch)["resent"] == 0  # type: ignore[index]
         assert other.release() and standby.lease.take() is Taken.TAKEN
@@ -154,7 +154,7 @@ def test_nothing_is_looked_at_before_redrive_after(app: Insights) -> None:
     _, raw = events()
     app.dispatch_events(raw, [COUNT])
     take(app, "events")
-    assert not Redriver(app).run(now=time.time() + 1)
+    assert not app.redriver().run(now=time.time() + 1)
 
 
 def test_a_handler_task_the_broker_lost_is_sent_again_once_the_others_have_run(app: Insights) -> None:
@@ -226,7 +226,7 @@ def test_a_task_lost_again_and_again_is_dead_lettered_and_the_batch_finished(app
 def test_a_broker_that_is_not_redis_is_left_alone(app: Insights) -> None:
     amqp = create_insights(dataclasses.replace(app.settings, broker_url="amqp://guest:guest@127.0.0.1:1//"))
     try:
-        assert Redriver(amqp).broker is None
-        assert not Redriver(amqp).run()
+        assert amqp.redriver().broker is None
+        assert not amqp.redriver().run()
     finally:
         amqp.services.close()
