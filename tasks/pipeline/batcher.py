@@ -40,7 +40,7 @@ import redis
 from kombu.exceptions import KombuError
 from pymongo.errors import PyMongoError
 
-from tasks.authoring.event_ids import canonical_json, fingerprint, identify
+from tasks.authoring.event_ids import Identifier, canonical_json, fingerprint
 from tasks.pipeline.batch_store import DONE, Record
 from tasks.pipeline.conflicts import Conflict, Conflicts
 from tasks.pipeline.dedupe import Deduper
@@ -372,16 +372,18 @@ class Batcher:
         owners: list[Entry] = []
         seen: dict[str, str] = {}  # event id -> fingerprint, within these entries
         for entry, start, events in parts:
+            received, ids = entry.received, entry.ids
+            identify = Identifier(entry.sender, entry.id)
             for index, raw in enumerate(events, start):
                 encoded = canonical_json(raw)  # encoded once: for the id, the fingerprint, the stored batch and the log
-                if entry.ids is None:
-                    eid, mark = identify(raw, encoded, sender=entry.sender, occurrence=f"{entry.id}/{index}")
+                if ids is None:
+                    eid, mark = identify(raw, encoded, index)
                 else:
-                    eid, mark = entry.ids[index], fingerprint(encoded)
+                    eid, mark = ids[index], fingerprint(encoded)
                 known = seen.get(eid)
                 if known is None:
                     seen[eid] = mark
-                    records.append([eid, entry.received, raw, encoded])
+                    records.append([eid, received, raw, encoded])
                     prints.append(mark)
                     owners.append(entry)
                 elif known == mark:
