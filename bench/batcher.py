@@ -9,7 +9,7 @@ batcher as the only bottleneck: its own Redis and nx-27017 (``bench.deploy.Serve
 no worker (the broker just holds the chords' messages). Each drain runs in a fresh process:
 it fills the intake stream with ``N`` realistic events (``tasks.synthetic``'s simulated course,
 rendered as Open edX tracking-log events, ~1 KB each, or xAPI statements) in 500-event entries
-as the web app stores them (``Intake.submit_json``), warms a batcher up on two entries, then
+as the web app stores them (``_accept``), warms a batcher up on two entries, then
 times it draining the rest to dispatched chords (``Batcher.step`` until the stream is empty:
 every entry dispatched, logged and acknowledged).
 
@@ -19,11 +19,13 @@ rounds (each round in another order), so load from elsewhere on the shared machi
 alike. Per configuration it prints the medians of: events/s (wall), CPU ms per 1,000 events of
 the batcher process (every thread), of its main thread (the serial part: what caps the
 deployment), of Redis (``INFO`` ``used_cpu_*``) and of nx-27017, and the ceiling the batcher's
-CPU allows on one core (1e6 / CPU ms per 1,000 events).
+CPU allows on one core (1e6 / CPU ms per 1,000 events). ``web`` is the CPU of accepting the events
+beforehand as the web app does (``parse_events`` and storing the entry; not Flask): the web app
+scales out, so CPU moved there from the batcher raises the ceiling.
 
-``--base REV`` also runs every configuration with the code of git revision ``REV``
+``--base REV`` (repeatable) also runs every configuration with the code of git revision ``REV``
 (``git archive`` into a temporary directory; the drain runs there with this file), interleaved
-with this tree's, and prints the ratios this/base of events/s and of CPU per event: before and
+with this tree's, and prints the ratios this/REV of events/s and of CPU per event: before and
 after figures measured in the same run. ``--profile`` then runs one more drain per code version
 (mongo log, 4 handlers) under cProfile and prints the top functions of the batcher's main
 thread by cumulative and by own time.
@@ -62,6 +64,7 @@ class Drain:
     main: float
     redis: float
     mongo: float
+    web: float  # CPU seconds of accepting the entries as the web app does (parse_events, submit): not the batcher's
 
     def per_thousand(self, value: float) -> float:
         """``value`` seconds as milliseconds per 1,000 events."""
@@ -72,6 +75,20 @@ class Drain:
 def _redis_cpu(client: Any) -> float:
     info = client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def _accept(app: Any, body: str) -> None:
+    """Parse a request body and store its events in the intake stream as ``web/intake.py`` does in this code
+    version: as sent (``submit_json``) when the body is a verbatim array, before the web app derived the
+    batcher's per-event work (``tasks.pipeline.stream.entry_fields``); with ``submit`` since."""
+    from tasks.pipeline import stream
+    from tasks.pipeline.parsing import parse_events
+
+    parsed = parse_events(body.encode())
+    if hasattr(stream, "entry_fields") or not parsed.verbatim:
+        app.intake.submit(parsed.events, sender="bench")
+    else:
+        app.intake.submit_json(body, len(parsed.events), sender="bench")
 
 
 def drain(spec: dict[str, Any]) -> Drain:
@@ -104,14 +121,16 @@ def drain(spec: dict[str, Any]) -> Drain:
     batcher = Batcher(app, consumer="bench")
     batcher.ensure_group()
     for body in entries[:2]:  # warm up: connections, indexes, first-use costs
-        app.intake.submit_json(body, PER_ENTRY, sender="bench")
+        _accept(app, body)
     while app.intake.backlog() or batcher.pending:
         batcher.step(max_block=0.05)
+    web_before = time.process_time()
     for body in entries[2:]:
-        app.intake.submit_json(body, PER_ENTRY, sender="bench")
+        _accept(app, body)
+    web = time.process_time() - web_before
     events = PER_ENTRY * (len(entries) - 2)
     mongo = psutil.Process(int(spec["mongo_pid"]))
-    profile = cProfile.Profile() if spec.get("profile") else None
+    profile = cProfile.Profile(time.thread_time) if spec.get("profile") else None  # CPU of the main thread
     mongo_before, redis_before = sum(mongo.cpu_times()[:2]), _redis_cpu(client)
     thread_before, process_before = time.thread_time(), time.process_time()
     start = time.perf_counter()
@@ -130,6 +149,7 @@ def drain(spec: dict[str, Any]) -> Drain:
         time.thread_time() - thread_before,
         _redis_cpu(client) - redis_before,
         sum(mongo.cpu_times()[:2]) - mongo_before,
+        web,
     )
     if profile is not None:
         for key in ("cumulative", "tottime"):
@@ -200,6 +220,7 @@ def summary(runs: list[Drain]) -> dict[str, float]:
         "main": statistics.median(r.per_thousand(r.main) for r in runs),
         "redis": statistics.median(r.per_thousand(r.redis) for r in runs),
         "mongo": statistics.median(r.per_thousand(r.mongo) for r in runs),
+        "web": statistics.median(r.per_thousand(r.web) for r in runs),
     }
 
 
@@ -211,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--handlers", default="1,4,10", help="handler counts (of 1, 4, 10; default all)")
     parser.add_argument("--logs", default="local,mongo", help="event logs (default local,mongo)")
     parser.add_argument("--format", choices=("openedx", "xapi"), default="openedx", help="event format")
-    parser.add_argument("--base", metavar="REV", help="also run the code of git revision REV, interleaved")
+    parser.add_argument("--base", metavar="REV", action="append", default=[],
+                        help="also run the code of git revision REV, interleaved (repeatable)")  # fmt: skip
     parser.add_argument("--profile", type=int, nargs="?", const=25, default=0, metavar="N",
                         help="then profile a drain per code version (mongo, 4 handlers): top N functions")  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -228,9 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     entries = make_entries(args.events, args.format)
     entries_file.write_text("\n".join(entries) + "\n")
     size = sum(len(e) for e in entries) / (PER_ENTRY * len(entries))
-    trees = {"this": HERE}
-    if args.base:
-        trees = {"base": export(args.base, root / "base"), "this": HERE}
+    trees = {rev: export(rev, root / f"tree-{number}") for number, rev in enumerate(args.base)}
+    trees["this"] = HERE
     configs = [(tree, log, count) for log in logs for count in handlers for tree in trees]
     runs: dict[tuple[str, str, int], list[Drain]] = {c: [] for c in configs}
     count = PER_ENTRY * (len(entries) - 2)
@@ -251,22 +272,22 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_child(trees[tree], spec)
                 runs[(tree, log, handler_count)].append(result)
                 ms = result.per_thousand
-                print(f"  round {number + 1} {tree:<4} {log:<5} {handler_count:>2} handlers  "
+                print(f"  round {number + 1} {tree:<8} {log:<5} {handler_count:>2} handlers  "
                       f"{result.events / result.wall:>7,.0f} events/s  batcher {ms(result.cpu):5.1f} "
                       f"(main {ms(result.main):5.1f})  redis {ms(result.redis):5.1f}  "
-                      f"nx-27017 {ms(result.mongo):5.1f}", flush=True)  # fmt: skip
+                      f"nx-27017 {ms(result.mongo):5.1f}  (web {ms(result.web):5.1f})", flush=True)  # fmt: skip
         medians = {c: summary(r) for c, r in runs.items()}
         print("\nmedians (CPU ms per 1,000 events; ceiling: events/s the batcher's CPU allows on one core)")
-        print(f"  {'code':<4} {'log':<5} {'handlers':>8} {'events/s':>9} {'batcher':>8} {'main':>6} "
-              f"{'redis':>6} {'nx-27017':>8} {'ceiling':>8}")  # fmt: skip
+        print(f"  {'code':<8} {'log':<5} {'handlers':>8} {'events/s':>9} {'batcher':>8} {'main':>6} "
+              f"{'redis':>6} {'nx-27017':>8} {'ceiling':>8} {'web':>6}")  # fmt: skip
         for (tree, log, handler_count), m in medians.items():
-            print(f"  {tree:<4} {log:<5} {handler_count:>8} {m['events/s']:>9,.0f} {m['cpu']:>8.1f} {m['main']:>6.1f} "
-                  f"{m['redis']:>6.1f} {m['mongo']:>8.1f} {1e6 / m['cpu']:>8,.0f}")  # fmt: skip
-        if "base" in trees:
-            print("\nthis / base (events/s: higher is better; CPU: lower is better)")
+            print(f"  {tree:<8} {log:<5} {handler_count:>8} {m['events/s']:>9,.0f} {m['cpu']:>8.1f} {m['main']:>6.1f} "
+                  f"{m['redis']:>6.1f} {m['mongo']:>8.1f} {1e6 / m['cpu']:>8,.0f} {m['web']:>6.1f}")  # fmt: skip
+        for rev in args.base:
+            print(f"\nthis / {rev} (events/s: higher is better; CPU: lower is better)")
             for log in logs:
                 for handler_count in handlers:
-                    new, old = medians[("this", log, handler_count)], medians[("base", log, handler_count)]
+                    new, old = medians[("this", log, handler_count)], medians[(rev, log, handler_count)]
                     print(f"  {log:<5} {handler_count:>2} handlers  events/s x{new['events/s'] / old['events/s']:.2f}  "
                           f"batcher CPU x{new['cpu'] / old['cpu']:.2f}  main thread x{new['main'] / old['main']:.2f}  "
                           f"redis x{new['redis'] / old['redis']:.2f}")  # fmt: skip

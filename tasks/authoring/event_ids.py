@@ -151,6 +151,19 @@ def identify(
     return scoped(base, sender), digest[:8].hex()
 
 
+def derive(event: Mapping[str, Any], canonical: str, *, sender: str | None = None) -> tuple[str | None, str]:
+    """What the web app derives of an event at intake (``tasks.pipeline.stream``): its ``event_id``, or
+    None for an event identified by its occurrence (the intake entry id is not known yet), and its
+    ``fingerprint``."""
+    digest = _digest(canonical)
+    base = carried_id(event)
+    if base is None:
+        if not has_time(event):
+            return None, digest[:8].hex()
+        base = _content_id(digest)
+    return scoped(base, sender), digest[:8].hex()
+
+
 class Identifier:
     """``identify`` for the events of one sender's intake entry, the batcher's hot path: the scope's
     prefix built once, an event's occurrence (``<entry id>/<index>``) formatted only when it is needed."""
@@ -166,3 +179,7 @@ class Identifier:
         if base is None:
             base = _content_id(digest) if has_time(event) else f"{self._occurrence}{index}"
         return self._prefix + base, digest[:8].hex()
+
+    def occurrence(self, index: int) -> str:
+        """The id of the entry's event number ``index`` when it has neither an id nor a time."""
+        return f"{self._prefix}{self._occurrence}{index}"

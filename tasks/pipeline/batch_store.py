@@ -25,7 +25,8 @@ DONE = "done"
 QUEUED = "queued"
 
 # One stored event: [event id, received (unix time), raw event], optionally followed by the
-# raw event's JSON text (from the batcher, which encoded it once already).
+# raw event's JSON text (from the batcher, which has it already; the raw event is then None
+# when the batcher did not decode it: the text is what is stored).
 Record = list[Any]
 
 # One task message sent for a batch: {"id": task id, "task": task name, "indices": indices
