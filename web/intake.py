@@ -37,10 +37,8 @@ def post_events() -> tuple[Response, int]:
     token = current_token()
     sender = token.name if token is not None else None  # events are deduplicated per sender
     try:
-        if parsed.verbatim:
-            receipt = app.intake.submit_json(payload, len(parsed.events), sender=sender)
-        else:
-            receipt = app.intake.submit(parsed.events, sender=sender)
+        # Not the body as sent: submit stores what the batcher would derive per event (tasks/pipeline/stream.py).
+        receipt = app.intake.submit(parsed.events, sender=sender)
     except RedisError as exc:
         reason = f"the events could not be stored ({type(exc).__name__}); nothing was kept, send again"
         raise ApiError(503, reason) from None

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 NAMESPACE = uuid.UUID("6f1c3a52-1d0e-4c55-9a43-2b7c7a0b9e11")
@@ -41,9 +42,28 @@ NAMED = TAG + "@"  # starts every id in a named sender's scope; no base id start
 _NAMESPACE_BYTES = NAMESPACE.bytes
 
 
+def _canonical_encoder() -> Callable[[Mapping[str, Any]], str]:
+    """``json.dumps(event, sort_keys=True, separators=(",", ":"), default=str)``, without building a
+    ``JSONEncoder`` per call: the C encoder called directly where available (the batcher's hot path)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is not None:
+        try:
+            # markers=None: no circular-reference check (an event is a tree: it came from JSON).
+            c_encode = make(None, str, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True)
+            sample = {"b": [1, 2.5, None, "\u00e9"], "a": {"d": True, "c": float("inf")}}
+            if "".join(c_encode(sample, 0)) == json.dumps(sample, sort_keys=True, separators=(",", ":")):
+                return lambda event: "".join(c_encode(event, 0))
+        except TypeError:  # a Python whose C encoder takes other arguments
+            pass
+    return json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
+_canonical = _canonical_encoder()
+
+
 def canonical_json(event: Mapping[str, Any]) -> str:
     """The event as canonical JSON: sorted keys, no spaces, ASCII (the same text for the same event)."""
-    return json.dumps(event, sort_keys=True, separators=(",", ":"), default=str)
+    return _canonical(event)
 
 
 def carried_id(event: Mapping[str, Any]) -> str | None:
@@ -88,8 +108,14 @@ def _digest(canonical: str) -> bytes:
 
 
 def _content_id(digest: bytes) -> str:
-    """The UUID5 of the event whose ``_digest`` this is (``uuid.uuid5(NAMESPACE, canonical)``)."""
-    return str(uuid.UUID(bytes=digest[:16], version=5))
+    """The UUID5 of the event whose ``_digest`` this is (``str(uuid.uuid5(NAMESPACE, canonical))``),
+    formatted without a ``uuid.UUID``: version 5 in the high nibble of byte 6, the RFC 4122 variant in byte 8."""
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+# The RFC 4122 variant (bits 10) over the high nibble of byte 8, by the hex digit it replaces.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 def fingerprint(canonical: str) -> str:
@@ -123,3 +149,37 @@ def identify(
     digest = _digest(canonical)
     base = carried_id(event) or occurrence_id(event, occurrence) or _content_id(digest)
     return scoped(base, sender), digest[:8].hex()
+
+
+def derive(event: Mapping[str, Any], canonical: str, *, sender: str | None = None) -> tuple[str | None, str]:
+    """What the web app derives of an event at intake (``tasks.pipeline.stream``): its ``event_id``, or
+    None for an event identified by its occurrence (the intake entry id is not known yet), and its
+    ``fingerprint``."""
+    digest = _digest(canonical)
+    base = carried_id(event)
+    if base is None:
+        if not has_time(event):
+            return None, digest[:8].hex()
+        base = _content_id(digest)
+    return scoped(base, sender), digest[:8].hex()
+
+
+class Identifier:
+    """``identify`` for the events of one sender's intake entry, the batcher's hot path: the scope's
+    prefix built once, an event's occurrence (``<entry id>/<index>``) formatted only when it is needed."""
+
+    def __init__(self, sender: str | None, entry_id: str) -> None:
+        self._prefix = scoped("", sender)
+        self._occurrence = f"{TAG}intake:{entry_id}/"
+
+    def __call__(self, event: Mapping[str, Any], canonical: str, index: int) -> tuple[str, str]:
+        """The ``event_id`` and ``fingerprint`` of the entry's event number ``index``."""
+        digest = hashlib.sha1(_NAMESPACE_BYTES + canonical.encode()).digest()
+        base = carried_id(event)
+        if base is None:
+            base = _content_id(digest) if has_time(event) else f"{self._occurrence}{index}"
+        return self._prefix + base, digest[:8].hex()
+
+    def occurrence(self, index: int) -> str:
+        """The id of the entry's event number ``index`` when it has neither an id nor a time."""
+        return f"{self._prefix}{self._occurrence}{index}"

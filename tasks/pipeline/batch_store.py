@@ -10,6 +10,7 @@ task messages the broker lost and send them again (tasks/pipeline/redrive.py).
 from __future__ import annotations
 
 import json
+import json.encoder
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -24,7 +25,8 @@ DONE = "done"
 QUEUED = "queued"
 
 # One stored event: [event id, received (unix time), raw event], optionally followed by the
-# raw event's JSON text (from the batcher, which encoded it once already).
+# raw event's JSON text (from the batcher, which has it already; the raw event is then None
+# when the batcher did not decode it: the text is what is stored).
 Record = list[Any]
 
 # One task message sent for a batch: {"id": task id, "task": task name, "indices": indices
@@ -32,9 +34,12 @@ Record = list[Any]
 TaskRef = dict[str, Any]
 
 
+_encode_string = json.encoder.encode_basestring_ascii  # what json.dumps does with a string, without its set-up
+
+
 def _encode_record(record: Record) -> str:
     if len(record) > 3:  # the raw event's JSON is known: do not encode it again
-        return f"[{json.dumps(record[0])},{record[1]!r},{record[3]}]"
+        return f"[{_encode_string(record[0])},{record[1]!r},{record[3]}]"
     return json.dumps(record, separators=(",", ":"))
 
 

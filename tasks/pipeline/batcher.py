@@ -40,7 +40,7 @@ import redis
 from kombu.exceptions import KombuError
 from pymongo.errors import PyMongoError
 
-from tasks.authoring.event_ids import canonical_json, fingerprint, identify
+from tasks.authoring.event_ids import Identifier, canonical_json, fingerprint
 from tasks.pipeline.batch_store import DONE, Record
 from tasks.pipeline.conflicts import Conflict, Conflicts
 from tasks.pipeline.dedupe import Deduper
@@ -78,11 +78,16 @@ class Entry:
     """One intake stream entry: a request's (or replay chunk's) events."""
 
     id: str
-    events: list[dict[str, Any]]
+    events: list[Any]  # the events (dicts), or their canonical JSON texts when the entry gives ``prints``
     targets: tuple[str, ...]
     recovered: bool
     sender: str | None = None  # the API token that posted the events; None: the anonymous scope
-    ids: list[str] | None = None  # the events' ids when the entry gives them (a replay of the event log)
+    # The events' ids when the entry gives them: a replay of the event log's, or those the web app derived
+    # (``prints`` set; None for an event identified by its occurrence).
+    ids: list[str | None] | None = None
+    # The events' fingerprints (16 hex digits each) when the web app derived them; ``events`` then holds
+    # each event's canonical JSON text rather than the event.
+    prints: str | None = None
     batches: list[str] = field(default_factory=list)
     duplicates: int = 0
     conflicts: int = 0
@@ -105,7 +110,30 @@ class Entry:
         return entry_time(self.id)
 
 
-Part = tuple[Entry, int, list[dict[str, Any]]]  # an entry, the index of its first event dispatched now, those events
+Part = tuple[Entry, int, list[Any]]  # an entry, the index of its first event dispatched now, those events
+
+
+def _derived(fields: dict[bytes, bytes]) -> tuple[list[str], list[str | None], str]:
+    """The canonical JSON texts, ids and fingerprints of an entry the web app derived them for
+    (``tasks.pipeline.stream.entry_fields``); ValueError when they do not fit together."""
+    body = fields[b"events"].decode("ascii")  # canonical JSON is ASCII
+    sizes = [int(size) for size in fields[b"sizes"].split(b",")] if fields[b"sizes"] else []
+    prints = fields[b"prints"].decode("ascii")
+    derived = b"ids" not in fields
+    ids = json.loads(fields[b"derived"] if derived else fields[b"ids"])
+    texts, position = [], 1
+    for size in sizes:
+        texts.append(body[position : position + size])
+        position += size + 1
+    if not (
+        isinstance(ids, list)
+        and len(ids) == len(sizes)
+        and len(prints) == 16 * len(sizes)
+        and body == "[" + ",".join(texts) + "]"
+        and all(isinstance(i, str) or (derived and i is None) for i in ids)
+    ):
+        raise ValueError(f"the derived fields do not fit the entry's {len(sizes)} events")
+    return texts, ids, prints
 
 
 class Batcher:
@@ -262,15 +290,21 @@ class Batcher:
     def _add(self, entry_id: str, fields: dict[bytes, bytes], recovered: bool) -> None:
         targets = text(fields.get(b"targets", b""))
         sender = text(fields.get(b"sender", b"")) or None
+        prints: str | None = None
+        ids: list[str | None] | None
+        events: list[Any]
         try:
-            events = json.loads(fields[b"events"])
-            ids = json.loads(fields[b"ids"]) if b"ids" in fields else None
-            if ids is not None and (len(ids) != len(events) or not all(isinstance(i, str) for i in ids)):
-                raise ValueError(f"{len(ids)} ids for {len(events)} events, or an id that is not a string")
+            if b"sizes" in fields and b"prints" in fields:
+                events, ids, prints = _derived(fields)
+            else:
+                events = json.loads(fields[b"events"])
+                ids = json.loads(fields[b"ids"]) if b"ids" in fields else None
+                if ids is not None and (len(ids) != len(events) or not all(isinstance(i, str) for i in ids)):
+                    raise ValueError(f"{len(ids)} ids for {len(events)} events, or an id that is not a string")
         except (KeyError, ValueError, TypeError, RecursionError) as exc:
             self._set_aside(entry_id, fields, exc)
             return
-        entry = Entry(entry_id, events, tuple(t for t in targets.split(",") if t), recovered, sender, ids)
+        entry = Entry(entry_id, events, tuple(t for t in targets.split(",") if t), recovered, sender, ids, prints)
         if not self.pending:
             self.oldest = time.monotonic()
         self.pending.append(entry)
@@ -371,16 +405,23 @@ class Batcher:
         owners: list[Entry] = []
         seen: dict[str, str] = {}  # event id -> fingerprint, within these entries
         for entry, start, events in parts:
+            received, ids, marks = entry.received, entry.ids, entry.prints
+            identify = Identifier(entry.sender, entry.id)
             for index, raw in enumerate(events, start):
-                encoded = canonical_json(raw)  # encoded once: for the id, the fingerprint, the stored batch and the log
-                if entry.ids is None:
-                    eid, mark = identify(raw, encoded, sender=entry.sender, occurrence=f"{entry.id}/{index}")
+                if marks is not None:  # derived by the web app: the event's canonical JSON, id and fingerprint
+                    encoded, raw = raw, None  # decoded only if a handler's shard key needs it (dispatch.py)
+                    eid = ids[index] or identify.occurrence(index)  # type: ignore[index]
+                    mark = marks[16 * index : 16 * index + 16]
                 else:
-                    eid, mark = entry.ids[index], fingerprint(encoded)
+                    encoded = canonical_json(raw)  # encoded once: for the id, the fingerprint, the batch and the log
+                    if ids is None:
+                        eid, mark = identify(raw, encoded, index)
+                    else:
+                        eid, mark = ids[index], fingerprint(encoded)
                 known = seen.get(eid)
                 if known is None:
                     seen[eid] = mark
-                    records.append([eid, entry.received, raw, encoded])
+                    records.append([eid, received, raw, encoded])
                     prints.append(mark)
                     owners.append(entry)
                 elif known == mark:

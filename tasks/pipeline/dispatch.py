@@ -9,6 +9,7 @@ broker lost can be sent again (tasks/pipeline/redrive.py).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -122,7 +123,11 @@ class Dispatcher:
         count, queues = self._settings.shards, self._settings.queues
         shards: dict[int, list[int]] = {}
         for index in range(len(records)) if selection is None else selection:
-            shard = 0 if one_shard else shard_of(records[index][2], by, count, self._properties)
+            if one_shard:
+                shard = 0
+            else:  # the batcher leaves the raw event out (None) when it has the event's JSON only
+                event = records[index][2]
+                shard = shard_of(json.loads(records[index][3]) if event is None else event, by, count, self._properties)
             shards.setdefault(shard, []).append(index)
         return [
             self._celery.signature(name, args=(batch_id, indices, f"{name}#{by}.{shard}")).set(

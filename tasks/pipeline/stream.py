@@ -6,6 +6,15 @@ JSON array (``events``, their number ``n``), the handler tasks it is meant for
 token's name; absent for the anonymous scope) and, for replays, the events' ids (``ids``).
 The receipt the sender gets is the entry id.
 
+``submit`` also does here, in the web app (which scales out), the per-event work the one active
+batcher would otherwise do (``entry_fields``): ``events`` holds each event's canonical JSON
+(``tasks.authoring.event_ids``), ``sizes`` their lengths (comma-separated), ``prints`` their
+fingerprints (16 hex digits each, one after the other) and, without ``ids``, ``derived`` their ids
+as a JSON array (null for an event identified by its occurrence, whose id needs the entry id).
+The batcher takes these from the entry, never from what a client sent: the web app computes them
+from the parsed events. An entry without them (``submit_json``: events stored as sent, or an
+entry from before) is decoded and identified by the batcher itself.
+
 The protocol, all of it here (``Intake``): the web app appends entries (``submit``). Batchers
 read them through one consumer group (``join``, ``read``), dispatch their events, and only
 then acknowledge and delete them (``ack``), so a crash anywhere after 202 loses nothing:
@@ -26,6 +35,7 @@ from typing import Any
 
 import redis
 
+from tasks.authoring.event_ids import canonical_json, derive, fingerprint
 from tasks.storage.replies import text
 
 GROUP = "batchers"  # the consumer group every batcher reads the stream in
@@ -57,9 +67,10 @@ class Intake:
         empty means every handler. ``sender`` is the scope the events are deduplicated in
         (the name of the API token that posted them; None: the anonymous scope). ``ids``
         gives the events' ids (``tasks.authoring.event_ids``) instead of deriving them (a replay
-        passes what the event log recorded).
+        passes what the event log recorded). The batcher's per-event work is done here (``entry_fields``).
         """
-        return self.submit_json(json.dumps(events, separators=(",", ":")), len(events), targets, sender, ids)
+        entry = self._client.xadd(self.stream, entry_fields(events, targets, sender, ids))  # type: ignore[arg-type]
+        return text(entry)
 
     def submit_json(
         self,
@@ -69,7 +80,8 @@ class Intake:
         sender: str | None = None,
         ids: Sequence[str] | None = None,
     ) -> str:
-        """Like ``submit`` for events already serialized as one JSON array of objects."""
+        """Like ``submit`` for events already serialized as one JSON array of objects, stored as they are:
+        the batcher decodes, encodes and identifies them itself."""
         fields: dict[str, Any] = {"events": events_json, "n": count, "targets": ",".join(sorted(targets))}
         if sender is not None:
             fields["sender"] = sender
@@ -168,6 +180,35 @@ class Intake:
         if not oldest:
             return None
         return max(0.0, (time.time() if now is None else now) - entry_time(text(oldest[0][0])))
+
+
+def entry_fields(
+    events: Sequence[dict[str, Any]],
+    targets: Iterable[str] = (),
+    sender: str | None = None,
+    ids: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """An intake entry's fields for ``events`` (see the module docstring), with each event's canonical
+    JSON, fingerprint and (without ``ids``) derived id: what the batcher would compute per event."""
+    if ids is not None and len(ids) != len(events):
+        raise ValueError(f"{len(ids)} ids for {len(events)} events")
+    texts = [canonical_json(event) for event in events]
+    fields: dict[str, Any] = {
+        "events": "[" + ",".join(texts) + "]",
+        "n": len(events),
+        "targets": ",".join(sorted(targets)),
+        "sizes": ",".join([str(len(t)) for t in texts]),
+    }
+    if sender is not None:
+        fields["sender"] = sender
+    if ids is not None:
+        fields["ids"] = json.dumps(list(ids), separators=(",", ":"))
+        fields["prints"] = "".join([fingerprint(t) for t in texts])
+    else:
+        derived = [derive(event, t, sender=sender) for event, t in zip(events, texts, strict=True)]
+        fields["derived"] = json.dumps([eid for eid, _ in derived], separators=(",", ":"))
+        fields["prints"] = "".join([mark for _, mark in derived])
+    return fields
 
 
 def entry_time(entry_id: str) -> float:

@@ -14,10 +14,12 @@ import pytest
 from flask.testing import FlaskClient
 
 from tasks.app import Insights
+from tasks.authoring.event_ids import event_id
 from tasks.core.tokens import TokenStore
 from tasks.pipeline.batcher import Batcher
 from tasks.pipeline.event_logs import open_event_log
 from tasks.pipeline.replay import replay
+from tasks.pipeline.stream import entry_fields
 from tests.conftest import Pipeline, as_token, new_token, send, wait_for, wait_handled
 from tests.tasks.test_dedupe import RecordingIntake
 
@@ -232,5 +234,47 @@ def test_a_batch_whose_handler_set_cannot_be_numbered_is_set_aside_not_retried_f
         kept = [f for _, f in app.services.redis.xrange(app.intake.unreadable) if f[b"entry"].decode() == new]
         assert len(kept) == 1 and b"too many distinct handler sets" in kept[0][b"error"]
         assert json.loads(kept[0][b"events"]) == [{"n": 2}]
+    finally:
+        batcher.close()
+
+
+def test_the_ids_and_fingerprints_the_web_app_derives_are_those_the_batcher_would(unattended: Insights) -> None:
+    app, handler = unattended, "handler.pipeline.count_deliveries"
+    events = [{"id": 7, "v": 1}, {"event_id": "e", "v": 2}, {"v": 3, "time": "2026-11-01T00:00:00+00:00"}, {"v": 4}]
+    batcher = Batcher(app, consumer="derived")
+    batcher.ensure_group()
+    try:
+        derived = app.intake.submit(events, targets=[handler], sender="lms")  # as the web app stores events
+        as_sent = app.intake.submit_json(json.dumps(events), len(events), targets=[handler], sender="other")
+        again = app.intake.submit(events[:3], targets=[handler], sender="lms")
+        resent = app.intake.submit_json(json.dumps(events[:3]), 3, targets=[handler], sender="lms")  # batcher derives
+        batcher.step(max_block=0.2)
+        batcher.flush(whole=True)
+        assert app.intake.backlog() == 0
+        batches = {b for receipt in (derived, as_sent) for b in app.store.receipt(receipt)["batches"]}
+        stored = {record[0]: record[2] for batch in batches for record in app.store.events(batch)}
+        for receipt, sender in ((derived, "lms"), (as_sent, "other")):
+            ids = [event_id(e, sender=sender, occurrence=f"{receipt}/{i}") for i, e in enumerate(events)]
+            assert [stored[i] for i in ids] == events
+        assert len(stored) == 2 * len(events)
+        for receipt in (again, resent):  # the same ids and fingerprints: re-sends, not conflicts
+            assert app.store.receipt(receipt)["duplicates"] == 3 and app.store.receipt(receipt)["conflicts"] == 0
+    finally:
+        batcher.close()
+
+
+def test_an_entry_whose_derived_fields_do_not_fit_its_events_is_set_aside(unattended: Insights) -> None:
+    app = unattended
+    fields = entry_fields([{"n": 1}, {"n": 2}], sender="lms")
+    broken = [{**fields, "sizes": "5,5"}, {**fields, "prints": fields["prints"][:16]}, {**fields, "derived": "[1,2]"}]
+    batcher = Batcher(app, consumer="broken")
+    batcher.ensure_group()
+    try:
+        entries = [app.services.redis.xadd(app.intake.stream, f).decode() for f in broken]
+        batcher.step(max_block=0.2)
+        batcher.flush(whole=True)
+        assert app.intake.backlog() == 0
+        kept = {f[b"entry"].decode() for _, f in app.services.redis.xrange(app.intake.unreadable)}
+        assert set(entries) <= kept
     finally:
         batcher.close()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import uuid
 
-from tasks.authoring.event_ids import NAMESPACE, canonical_json, event_id, fingerprint, identify
+import pytest
+
+from tasks import synthetic
+from tasks.authoring.event_ids import NAMESPACE, Identifier, canonical_json, event_id, fingerprint, identify
 from tasks.authoring.events import Event
 
 
@@ -83,3 +88,31 @@ def test_identify_gives_the_event_id_and_the_fingerprint_at_once() -> None:
         )
     timed = {"user": "a", "time": "2026-11-01"}
     assert event_id(timed) == str(uuid.uuid5(NAMESPACE, canonical_json(timed)))  # as before: ids stay stable
+
+
+def test_content_ids_are_the_uuid5_of_the_canonical_json() -> None:
+    for n in range(500):
+        event = {"user": f"u{n}", "time": f"2026-11-01T00:00:{n % 60:02d}", "score": n / 7}
+        assert event_id(event) == str(uuid.uuid5(NAMESPACE, canonical_json(event)))
+
+
+def test_canonical_json_is_what_json_dumps_with_sorted_keys_gives() -> None:
+    def dumps(value: object) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+    events = []
+    for activity in synthetic.simulate(synthetic.Config(students=5, days=2)):
+        events += [synthetic.to_openedx(activity), synthetic.to_xapi(activity)]
+    odd = {"z": datetime.date(2026, 1, 1), "\u00e9": "\u00fc\u2028\U0001f600", "a": [1e300, -0.0, float("nan"), 10**30]}
+    for event in [*events, odd, {"b": {"d": True, "c": None}, "a": float("-inf")}, {}]:
+        assert canonical_json(event) == dumps(event)
+    with pytest.raises(TypeError):  # keys that do not sort, as with json.dumps
+        canonical_json({"a": 1, 2: 3})
+
+
+def test_an_identifier_gives_what_identify_gives() -> None:
+    for sender in (None, "lms", "a:b%c"):
+        for event in ({"id": "x"}, {"time": "t", "k": 1}, {"k": 1}, {"id": 5}, {"event_id": "~q"}, {"id": "~z"}):
+            text = canonical_json(event)
+            expected = identify(event, text, sender=sender, occurrence="17-3/4")
+            assert Identifier(sender, "17-3")(event, text, 4) == expected
