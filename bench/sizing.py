@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import bson
 import psutil
 import pymongo
 import redis
@@ -155,6 +156,23 @@ def documents(client: pymongo.MongoClient[dict[str, Any]], prefix: str) -> dict[
     return answer
 
 
+def bson_sizes(
+    client: pymongo.MongoClient[dict[str, Any]], prefix: str, sample: int = 200
+) -> dict[tuple[str, str], float]:
+    """Mean BSON bytes of a document per (database, collection) of ours, over its first ``sample`` documents.
+
+    Engine-independent: what a document is before MongoDB's storage engine compresses it, without indexes.
+    """
+    answer = {}
+    for database in client.list_database_names():
+        if database.startswith(prefix):
+            for collection in client[database].list_collection_names():
+                sizes = [len(bson.encode(d)) for d in client[database][collection].find().limit(sample)]
+                if sizes:
+                    answer[(database, collection)] = sum(sizes) / len(sizes)
+    return answer
+
+
 def queued(client: redis.Redis, dep: deploy.Deployment) -> int:
     """Entries still waiting: intake stream, Celery queues, messages workers hold (kombu's ``unacked``)."""
     pipe = client.pipeline(transaction=False)
@@ -201,6 +219,7 @@ class Run:
     after: Snapshot
     idle_cpu: dict[str, float]  # CPU seconds per second with no load, per process
     drained: bool
+    bson: dict[tuple[str, str], float] = field(default_factory=dict)  # mean BSON bytes per document
 
     @property
     def rate(self) -> float:
@@ -238,6 +257,10 @@ class Run:
         names = set(self.before.documents) | set(self.after.documents)
         grown = {n: self.after.documents.get(n, 0) - self.before.documents.get(n, 0) for n in names}
         return {n: d for n, d in sorted(grown.items()) if d}
+
+    def stored_bytes(self) -> float:
+        """BSON bytes of the documents the run added, per handled event (documents x mean size)."""
+        return sum(n * self.bson.get(k, 0.0) for k, n in self.new_documents().items()) / max(1, self.done)
 
 
 def snapshot(
@@ -285,13 +308,14 @@ def run_once(
         finished = wait_done(store, [a.receipt for a in accepted], timeout=max(120.0, events / 500))
         drained = drain(client, dep)
         after = snapshot(dep, servers, client, mongo, counts)
+        sizes = bson_sizes(mongo, dep.settings.mongo_db_prefix)
     finally:
         mongo.close()
         dep.stop()
     first = min(a.sent for a in accepted)
     done = sum(a.events for a in accepted if a.receipt in finished)
     end = max(finished.values(), default=time.time())
-    return Run(mode, workers, events, done, end - first, event_bytes, before, after, idle, drained)
+    return Run(mode, workers, events, done, end - first, event_bytes, before, after, idle, drained, sizes)
 
 
 # Reporting ----------------------------------------------------------------------------------
@@ -348,6 +372,7 @@ def report(runs: dict[str, list[Run]], base: dict[str, Any] | None) -> None:
     line("    MongoDB documents added per event", [
         f"{med(n, lambda r: sum(r.new_documents().values()) / r.done):.2f}" for n in names
     ])  # fmt: skip
+    line("    MongoDB BSON bytes stored per event", [f"{med(n, lambda r: r.stored_bytes()):,.0f}" for n in names])
     line("  idle CPU ms per second (no load)", [])
     for process in PROCESSES:
         line(f"    {process}", [f"{med(n, lambda r, p=process: r.idle_cpu[p] * 1000):.1f}" for n in names])
@@ -369,8 +394,9 @@ def report(runs: dict[str, list[Run]], base: dict[str, Any] | None) -> None:
         for (role, database, collection, command), (commands, statements) in sorted(last.mongo().items()):
             print(f"    {role:<8} {database}.{collection} {command}: {commands / last.done * 1000:.2f}, "
                   f"{statements / last.done * 1000:.1f}")  # fmt: skip
-        print("  documents added per 1,000 events: " + ", ".join(
-            f"{d}.{c} {n / last.done * 1000:.1f}" for (d, c), n in last.new_documents().items()
+        print("  documents added per 1,000 events (mean BSON bytes): " + ", ".join(
+            f"{d}.{c} {n / last.done * 1000:.1f} ({last.bson.get((d, c), 0):,.0f} B)"
+            for (d, c), n in last.new_documents().items()
         ))  # fmt: skip
 
 
