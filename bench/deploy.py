@@ -2,7 +2,8 @@
 
 Processes run with the environment of ``Settings.to_env()``: the built-in ``modules`` are
 excluded by name (``INSIGHTS_EXCLUDE_MODULES``) so only ``bench.modules`` (four trivial
-handlers) loads.
+handlers) loads; with ``modules="builtin"`` it is the other way round (the built-in modules,
+as a default deployment loads them, and no ``bench.modules``).
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ class Deployment:
     batch_size: int = Settings.batch_size
     batchers: int = 1  # batcher processes: one is active, the others stand by (tasks/pipeline/batcher.py)
     event_log: Literal["mongo", "local"] = Settings.event_log  # INSIGHTS_EVENT_LOG
+    modules: Literal["trivial", "builtin"] = "trivial"  # bench.modules only, or the built-in modules only
+    worker_concurrency: int = 2  # prefork processes of the Celery worker (worker_mode "prefork")
+    env: dict[str, str] = field(default_factory=dict)  # more environment for every process (bench hooks)
     settings: Settings = field(init=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -134,8 +138,8 @@ class Deployment:
             mongo_url=self.servers.mongo.url,
             data_dir=data,
             fs_root=data / "files",
-            module_packages=("modules", "bench.modules"),
-            exclude_modules=BUILTIN_MODULES,
+            module_packages=("modules", "bench.modules") if self.modules == "trivial" else ("modules",),
+            exclude_modules=BUILTIN_MODULES if self.modules == "trivial" else (),
             batch_size=self.batch_size,
             event_log=self.event_log,
             web_port=free_port(),
@@ -159,7 +163,7 @@ class Deployment:
             **{f"batcher{i or ''}": COMMANDS.batcher() for i in range(self.batchers)},
         }
         if self.worker_mode == "prefork":
-            commands["worker"] = COMMANDS.worker(queues, concurrency=2, name="bench-prefork@%h")
+            commands["worker"] = COMMANDS.worker(queues, concurrency=self.worker_concurrency, name="bench-prefork@%h")
         else:
             for i in range(2):
                 commands[f"worker{i}"] = COMMANDS.worker(queues, solo=True, name=f"bench-solo{i}@%h")
@@ -169,7 +173,7 @@ class Deployment:
         """Flush our Redis, start every process and wait until web answers, workers ping, batcher reads."""
         self.servers.client(0).flushdb()
         self.logs.mkdir(parents=True, exist_ok=True)
-        env = child_env(self.settings.to_env())
+        env = child_env({**self.settings.to_env(), **self.env})
         for name, args in self.commands().items():
             self.processes[name] = start(args, env, self.logs / f"{name}.log")
         alive = list(self.processes.values())

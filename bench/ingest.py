@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from bench import baseline, deploy
+from bench import baseline, deploy, sizing
 from bench.load import make_bodies, make_events, percentiles, post_all, post_paced, wait_done
 from bench.spy import Profile, Recording, py_spy
 from tasks.pipeline.batch_store import BatchStore
@@ -289,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         "in alternating rounds, and their ratio",
     )  # fmt: skip
     parser.add_argument("--rounds", type=int, help="rounds of --compare-logs (default 3, quick 2)")
+    sizing.add_arguments(parser)
     args = parser.parse_args(argv)
     args.events = args.events or (20_000 if args.quick else 100_000)
     args.seconds = args.seconds or (4.0 if args.quick else 10.0)
@@ -300,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict = {}
     options = {"batch_size": args.batch_size}
     with deploy.Servers(root) as servers:
+        if args.modules:  # bench/sizing.py: no configuration trials, prefork workers
+            return sizing.main(servers, root, args, args.web or "gthread", **options)
         if args.web and args.worker:
             web, worker = args.web, args.worker
         else:
