@@ -5,11 +5,14 @@ It reads the intake stream through a consumer group, gathers events until a batc
 (``tasks.authoring.event_ids``: in its sender's scope), drops what every target handler already had
 (dedupe by event id), sets aside an event that differs from the one on record under its id
 (a conflict, ``tasks.pipeline.conflicts``), appends live events to the event log (in a thread of its
-own while the batch is dispatched: ``INSIGHTS_EVENT_LOG``), dispatches, and only once both are done
-acknowledges and deletes the stream entries: an acknowledged event is in the log. Entries of a batcher that died
-before acknowledging are taken over by a live one after ``claim_idle`` seconds and
-dispatched again without dedupe (at least once: handlers are idempotent by ``evt.id``),
-so a crash never loses an accepted event. Once dispatched, a batch is finished by its
+own while the batch is dispatched: ``INSIGHTS_EVENT_LOG``), dispatches, and acknowledges and deletes
+the stream entries only once their batches are in the log: an acknowledged event is in the log.
+The write is pipelined: the next round is read and dispatched while a round's write finishes
+(one round at a time; writes go in order), and the round's entries are acknowledged when it is
+done (``_settle``). Entries of a batcher that died before acknowledging are taken over by a live
+one after ``claim_idle`` seconds and dispatched (and logged) again without dedupe (at least once:
+handlers are idempotent by ``evt.id``; the log may then hold such an event twice, which a replay's
+dedupe drops), so a crash never loses an accepted event. Once dispatched, a batch is finished by its
 chord; a batcher also sends again the tasks of batches whose messages the broker lost
 (tasks/pipeline/redrive.py), which acknowledgement and requeueing alone cannot bring back.
 
@@ -31,6 +34,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -62,6 +66,7 @@ STALL_AFTER = 60.0  # seconds after which a request's next batch goes even if it
 # The dedupe script's error when a deployment has numbered every set of handlers it can (dedupe.py):
 # no retry changes that, so the entries of such a batch are set aside instead.
 HANDLER_SETS_FULL = "too many distinct handler sets"
+LOG_POLL = 0.005  # seconds a read waits at most while a round's event-log write is under way (to acknowledge it soon)
 
 
 class LeaseLost(Exception):
@@ -136,6 +141,15 @@ def _derived(fields: dict[bytes, bytes]) -> tuple[list[str], list[str | None], s
     return texts, ids, prints
 
 
+@dataclass
+class Unlogged:
+    """A dispatched round whose batches are being written to the event log, and the entries it
+    finished: acknowledged once the writes (and those of the rounds before) are done."""
+
+    writes: list[Future[None]]
+    done: list[Entry]
+
+
 class Batcher:
     """Turns the intake stream into dispatched batches; see the module docstring."""
 
@@ -152,7 +166,8 @@ class Batcher:
         self.conflicts: list[Conflict] = []  # found while dispatching, kept before the entries are acknowledged
         self.event_log = open_event_log(self.settings, app.services.mongo)
         self.log_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-log")
-        self.log_writes: list[Future[None]] = []  # batches dispatched, being written to the log
+        self.log_writes: list[Future[None]] = []  # this round's batches, being written to the log
+        self.unlogged: deque[Unlogged] = deque()  # rounds dispatched whose writes may be under way, oldest first
         self.log_in_background = True  # off after a failed write, until a write succeeds
         self.pending: list[Entry] = []  # read, not yet all dispatched
         self.pending_events = 0  # events read since the last round: a full batch of them starts one at once
@@ -182,11 +197,13 @@ class Batcher:
             except LeaseLost:
                 log.warning("batcher %s lost the active batcher's lease: standing by", self.consumer)
                 self.pending, self.pending_events, self.conflicts = [], 0, []  # the new holder claims them
+                self.log_writes, self.unlogged = [], deque()  # ...and these: not acknowledged here any more
                 self.renewed = None
             except (redis.RedisError, OSError, KombuError, PyMongoError) as exc:
                 # Unacknowledged entries stay in the stream and are recovered: wait and go on.
                 failures += 1
                 self.pending, self.pending_events, self.conflicts, self.log_writes = [], 0, [], []
+                self.unlogged = deque()  # not acknowledged: read and dispatched again
                 self.reread_own = True  # what this batcher had read is still in its pending list
                 log.error("batcher %s: %s; retrying (%d)", self.consumer, exc, failures)
                 stop.wait(min(30.0, 0.5 * 2**failures))
@@ -244,6 +261,9 @@ class Batcher:
             self.recover()
             self.redrive()
         wait = max_block if not self.pending else max(0.0, self.oldest + self.settings.batch_interval - now)
+        if self.unlogged:  # acknowledge the rounds whose writes are done; look again soon for the others
+            self._settle(keep=len(self.unlogged))
+            wait = min(wait, LOG_POLL) if self.unlogged else wait
         if wait > 0:
             self._add_all(self.intake.read(self.consumer, block=wait), recovered=False)
         due = self.pending and time.monotonic() - self.oldest >= self.settings.batch_interval
@@ -258,7 +278,8 @@ class Batcher:
     def recover(self) -> int:
         """Take over entries another batcher read but never acknowledged; returns how many."""
         # Entries still being dispatched, round by round, are not abandoned: reset their idle time.
-        self.intake.keep(self.consumer, [entry.id for entry in self.pending])
+        unlogged = [entry.id for unlogged in self.unlogged for entry in unlogged.done]
+        self.intake.keep(self.consumer, [entry.id for entry in self.pending] + unlogged)
         taken = self._add_all(self.intake.claim(self.consumer, self.claim_idle), recovered=True)
         if taken:
             log.warning("batcher %s took over %d unacknowledged intake entries", self.consumer, taken)
@@ -334,7 +355,7 @@ class Batcher:
     def flush(self, whole: bool = False) -> None:
         """Dispatch rounds (``_round``) back to back while entries not yet begun wait behind them;
         a request spread over rounds goes on in later steps, as its batches are handled.
-        ``whole``: every pending event at once (when stopping)."""
+        ``whole``: every pending event at once, and wait for the log to acknowledge them (when stopping)."""
         while self.pending:
             parts = self._round(whole)
             if not parts:
@@ -343,10 +364,13 @@ class Batcher:
             if whole or not any(entry.offset == 0 for entry in self.pending):
                 break
         self.pending_events, self.oldest = 0, time.monotonic()
+        if whole:
+            self._settle(keep=0)
 
     def _dispatch_round(self, parts: list[Part]) -> None:
-        """Dispatch one round and keep its conflicts; then acknowledge and delete the entries all
-        of whose events are dispatched. Fencing: not once this batcher lost the active lease."""
+        """Dispatch one round and keep its conflicts; the entries all of whose events are dispatched
+        are acknowledged and deleted once the round's batches are in the log: after the next round
+        is dispatched, or sooner (``_settle``). Fencing: not once this batcher lost the active lease."""
         if self.renewed is not None and not self.lease.held():
             raise LeaseLost()
         by_targets: dict[tuple[str, ...], list[Part]] = {}
@@ -360,15 +384,14 @@ class Batcher:
                     raise
                 self._set_aside_group(group, HandlerSetsFull(str(exc)))
         self._keep_conflicts()
-        self._logged()
+        writes, self.log_writes = self.log_writes, []
         now = time.monotonic()
         for entry, _, events in parts:
             entry.offset, entry.last_round = entry.offset + len(events), now
         done = [e for e in self.pending if e.offset >= len(e.events)]
         self.pending = [e for e in self.pending if e.offset < len(e.events)]
-        if done:
-            self.app.store.link_receipts({e.id: e.link() for e in done})
-            self.intake.ack([e.id for e in done])
+        self.unlogged.append(Unlogged(writes, done))
+        self._settle(keep=1)  # the round before is written by now, mostly: this one's write goes on meanwhile
 
     def _round(self, whole: bool) -> list[Part]:
         """What this round dispatches: per sender, in its order, up to ``batch_size`` events of its
@@ -464,7 +487,7 @@ class Batcher:
             owner.batches.append(batch_id)
 
     def _log(self, records: list[EncodedRecord], batch_id: str) -> None:
-        """Append a batch to the event log: in the background while dispatching (``_logged`` waits for
+        """Append a batch to the event log: in the background while dispatching (``_settle`` waits for
         it before the entries are acknowledged), or now, before dispatching, after a failed write."""
         if self.log_in_background:
             self.log_writes.append(self.log_writer.submit(self.event_log.append_encoded, records, batch_id))
@@ -472,16 +495,24 @@ class Batcher:
             self.event_log.append_encoded(records, batch_id)
             self.log_in_background = True
 
-    def _logged(self) -> None:
-        """Wait until the batches dispatched are in the event log; raise if a write failed (their
-        entries are then not acknowledged: they are read and dispatched again)."""
-        writes, self.log_writes = self.log_writes, []
-        try:
-            for write in writes:
-                write.result()
-        except BaseException:
-            self.log_in_background = False  # while the log fails, nothing is dispatched before it is written
-            raise
+    def _settle(self, keep: int) -> None:
+        """Acknowledge (and link the receipts of) the entries of the rounds whose batches are in the
+        event log, oldest first: waiting for all but the last ``keep`` rounds, and the rest as far as
+        their writes are done. Raise if a write failed: its entries and those of later rounds are
+        then not acknowledged (they are read and dispatched again)."""
+        while self.unlogged and (len(self.unlogged) > keep or all(w.done() for w in self.unlogged[0].writes)):
+            written = self.unlogged[0]
+            try:
+                for write in written.writes:
+                    write.result()
+            except BaseException:
+                self.log_in_background = False  # while the log fails, nothing is dispatched before it is written
+                self.unlogged = deque()
+                raise
+            self.unlogged.popleft()
+            if written.done:
+                self.app.store.link_receipts({e.id: e.link() for e in written.done})
+                self.intake.ack([e.id for e in written.done])
 
     def _conflict(self, owner: Entry, eid: str, known: str, mark: str, encoded: str) -> None:
         """Count and remember an event that differs from the one on record under its id."""

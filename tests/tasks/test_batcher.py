@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 from typing import Any
@@ -277,4 +278,34 @@ def test_an_entry_whose_derived_fields_do_not_fit_its_events_is_set_aside(unatte
         kept = {f[b"entry"].decode() for _, f in app.services.redis.xrange(app.intake.unreadable)}
         assert set(entries) <= kept
     finally:
+        batcher.close()
+
+
+def test_the_next_round_goes_while_a_rounds_log_write_finishes_and_acknowledgement_waits_for_it(
+    unattended: Insights,
+) -> None:
+    """The event-log write is pipelined: a round is dispatched and the batcher goes on to read and
+    dispatch the next while its write is under way (held here behind a gate in the writer thread);
+    its entries are acknowledged only once the write is done: an acknowledged event is in the log."""
+    app = unattended
+    batcher = Batcher(app, consumer="pipelined")
+    batcher.ensure_group()
+    gate = threading.Event()
+    batcher.log_writer.submit(gate.wait, 120)  # the writer is busy: round writes wait behind this
+    try:
+        first = app.intake.submit([{"pipelined": 1, "tag": batcher.consumer}])
+        second = app.intake.submit([{"pipelined": 2, "tag": batcher.consumer}], sender="other")
+        flushed = threading.Thread(target=lambda: (batcher.step(max_block=0.5), batcher.flush()))
+        flushed.start()
+        wait_for(lambda: not flushed.is_alive(), timeout=30, what="a round dispatched without waiting for its log")
+        assert not any(app.store.receipt(r).get("batches") for r in (first, second))  # not linked yet...
+        assert app.intake.backlog() == 2  # ...nor acknowledged
+        assert batcher.unlogged and batcher.unlogged[-1].done
+        gate.set()
+        wait_for(lambda: (batcher.step(max_block=0.05), app.intake.backlog() == 0)[1], what="the acknowledgement")
+        assert all(len(app.store.receipt(r)["batches"]) == 1 for r in (first, second))
+        logged = [r["event"] for _, r in open_event_log(app.settings, app.services.mongo).read()]
+        assert [e["pipelined"] for e in logged if e.get("tag") == batcher.consumer] == [1, 2]
+    finally:
+        gate.set()
         batcher.close()

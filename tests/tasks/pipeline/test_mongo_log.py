@@ -7,6 +7,7 @@ import base64
 import random
 import threading
 import time
+import tracemalloc
 import zlib
 from typing import Any
 
@@ -15,7 +16,16 @@ import pytest
 from pymongo.database import Database
 
 from tasks.pipeline.event_log import EventLog, Position
-from tasks.pipeline.mongo_log import CHUNK_BYTES, COLLECTION, LEVEL, PART_BYTES, MongoEventLog, compress, micros
+from tasks.pipeline.mongo_log import (
+    CHUNK_BYTES,
+    CLOCK_TOLERANCE,
+    COLLECTION,
+    LEVEL,
+    PART_BYTES,
+    MongoEventLog,
+    compress,
+    micros,
+)
 from tests.tasks.test_eventlog import records
 
 MAX_BSON = 16 * 1024 * 1024
@@ -23,7 +33,13 @@ MAX_BSON = 16 * 1024 * 1024
 
 @pytest.fixture
 def log(own_database: Database[Any]) -> MongoEventLog:
-    return MongoEventLog(own_database)
+    """A log whose resumed reads re-read no margin: exactly what follows a position (and what came late)."""
+    return MongoEventLog(own_database, resume_margin=0.0)
+
+
+def unstamped(position: Position) -> tuple[str, int]:
+    """A position without the snapshot it was read in (two reads have two snapshots)."""
+    return position.segment.rpartition("@")[0], position.offset
 
 
 def ids(log: MongoEventLog, start: Position | None = None, **kwargs: Any) -> list[str]:
@@ -91,7 +107,8 @@ def test_reading_from_a_position_continues_right_after_it(log: MongoEventLog) ->
     received = [record["received"] for _, record in everything]
     assert received == sorted(received)
     for index, (position, _) in enumerate(everything):
-        assert list(log.read(position)) == everything[index + 1 :], index
+        rest = [(unstamped(p), record) for p, record in log.read(position)]
+        assert rest == [(unstamped(p), record) for p, record in everything[index + 1 :]], index
     with pytest.raises(ValueError, match="not a position in the MongoDB event log"):
         next(log.read(Position("events-x.jsonl", 3)))
 
@@ -110,7 +127,7 @@ def test_records_appended_after_reading_began_are_not_read(log: MongoEventLog) -
     log.append(records(3), batch="before")
     reader = log.read()
     next(reader)
-    time.sleep(0.01)
+    time.sleep(CLOCK_TOLERANCE + 0.05)  # a snapshot takes in what other hosts' clocks may stamp a little late
     log.append(records(3, start=3, received=1.0), batch="after")  # received earlier, written later
     assert [record["id"] for _, record in reader] == ["id-1", "id-2"]
 
@@ -188,3 +205,88 @@ def test_retention_deletes_the_batches_received_before_the_cutoff_once(log: Mong
     assert sum(counts) == 2  # run twice at once: each document deleted once
     assert ids(log) == ["age-29", "age-29-b", "age-0", "age-0-b"]
     assert log.remove_older(cutoff) == 0
+
+
+# -- one clock, resuming what was logged late ------------------------------------------------------
+
+
+def test_parts_written_by_a_host_whose_clock_runs_ahead_are_read_at_once(own_database: Database[Any]) -> None:
+    """``written`` is MongoDB's clock: a batcher an hour ahead, read by a host an hour behind."""
+    ahead = MongoEventLog(own_database, clock=lambda: time.time() + 3600)
+    behind = MongoEventLog(own_database, clock=lambda: time.time() - 3600)
+    ahead.append(records(2), batch="from-the-future")
+    assert ids(behind) == ["id-0", "id-1"]
+    written = ahead.collection.find_one({"batch": "from-the-future"})["written"]  # type: ignore[index]
+    server = behind.clock.now(fresh=True)
+    assert server - 5.0 < written <= server  # the server's time, not the writer's
+    behind.append(records(1, start=2), batch="from-the-past")
+    assert ids(ahead) == ["id-0", "id-1", "id-2"]
+
+
+def test_resuming_reads_the_parts_logged_late_whatever_their_receive_time(log: MongoEventLog) -> None:
+    log.append([(f"id-{n}", 100.0 + n, {}) for n in range(6)], batch="early")
+    reader = log.read()
+    read = [next(reader) for _ in range(3)]
+    position = read[-1][0]  # id-2, received at 102: the checkpoint
+    time.sleep(CLOCK_TOLERANCE + 0.05)
+    # Logged after that read began: a batch of entries claimed late (received before the checkpoint).
+    log.append([("late-101.5", 101.5, {}), ("late-200", 200.0, {})], batch="late")
+    resumed = list(log.read(position))
+    assert [record["id"] for _, record in resumed] == ["late-101.5", "id-3", "id-4", "id-5", "late-200"]
+    # Stopped again in the part read late, and resumed: nothing is lost (what follows is read again).
+    again = [record["id"] for _, record in log.read(resumed[0][0])]
+    assert {"id-3", "id-4", "id-5", "late-200"} <= set(again) and "late-101.5" not in again
+
+
+def test_resuming_soon_reads_the_margin_again_and_loses_nothing(own_database: Database[Any]) -> None:
+    log = MongoEventLog(own_database)  # the default margin: parts written shortly before the snapshot again
+    log.append([(f"id-{n}", 100.0 + n, {}) for n in range(4)], batch="b")
+    position = list(log.read())[1][0]
+    assert [record["id"] for _, record in log.read(position)] == ["id-0", "id-1", "id-2", "id-3"]
+    old = Position(position.segment.rpartition("@")[0], position.offset)  # a checkpoint from before snapshots
+    assert [record["id"] for _, record in log.read(old)] == ["id-2", "id-3"]
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+def test_a_part_naming_more_chunks_than_its_size_can_need_is_malformed(log: MongoEventLog) -> None:
+    line = b'{"id":"ok","received":5.5,"event":{}}\n'
+    stream = zlib.compress(line)
+    count = log.max_chunks + 1  # a part of at most max_part_bytes never needs so many
+    assert count == -(-log.max_part_bytes // CHUNK_BYTES) + 2
+    for number in range(count):
+        piece = stream[number * len(stream) // count : (number + 1) * len(stream) // count]
+        insert(log, f"many.0000.{number:04d}", piece, batch="many", chunk=number, chunks=count, bytes=len(line))
+    log.append(records(1, received=9.0), batch="good")
+    reported: list[tuple[str, int]] = []
+    assert ids(log, on_malformed=lambda where, offset: reported.append((where, offset))) == ["id-0"]
+    assert reported == [("many.0000", 0)]
+
+
+def test_batches_spanning_hours_do_not_make_reading_hold_the_log_between(own_database: Database[Any]) -> None:
+    """A backlog claimed after a takeover goes out over many rounds, each batch with entries received
+    an hour before and new ones: every such part begins in that hour. Reading that hour opened them
+    all at once; at most the cap is decoded at once now, in the same exact order."""
+    rng = random.Random(7)
+    log = MongoEventLog(own_database, max_open_parts=4, max_open_bytes=200_000)
+    total = 0
+    expected = []
+    for n in range(80):  # 80 parts of ~50 KB of lines: one event an hour old, the rest new
+        text = base64.b64encode(rng.randbytes(700)).decode()
+        batch = [(f"old-{n}", 1000.0 + n, {"text": text})]
+        batch += [(f"new-{n}-{i}", 1000.0 + 3600 + n + i / 100, {"text": text}) for i in range(49)]
+        log.append(batch, batch=f"b{n:03d}")
+        expected += [(received, eid) for eid, received, _ in batch]
+        total += sum(len(text) + 60 for _ in batch)
+    tracemalloc.start()
+    try:
+        read = ids(log)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert read == [eid for _, eid in sorted(expected)]  # the exact order all the same
+    stats = log.read_stats
+    assert stats.open_parts_peak <= 4 and stats.reopened >= 76, stats
+    assert stats.open_bytes_peak <= 200_000, stats
+    assert peak < total / 2, (peak, total)
