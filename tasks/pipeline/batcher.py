@@ -47,7 +47,7 @@ from pymongo.errors import PyMongoError
 from tasks.authoring.event_ids import Identifier, canonical_json, fingerprint
 from tasks.pipeline.batch_store import DONE, Record
 from tasks.pipeline.conflicts import Conflict, Conflicts
-from tasks.pipeline.dedupe import Deduper
+from tasks.pipeline.dedupe import Claim, Deduper, generation_token
 from tasks.pipeline.dispatch import Selection
 from tasks.pipeline.event_log import EncodedRecord
 from tasks.pipeline.event_logs import open_event_log
@@ -98,16 +98,31 @@ class Entry:
     conflicts: int = 0
     offset: int = 0  # events dispatched in earlier rounds
     last_round: float = 0.0  # when events of it were last dispatched (time.monotonic)
+    # Per handler task: [events handed to it, events skipped as already handled]; kept when the entry
+    # asks for it (``tally``: a replay's report), else None (no per-handler work on live requests).
+    tally: dict[str, list[int]] | None = None
+    # A reprocess's generation: its events go to the target handlers again, once per generation.
+    generation: str | None = None
 
     def link(self) -> dict[str, Any]:
-        """What the receipt records: who sent the events, the batches they went into, duplicates and conflicts."""
-        return {
+        """What the receipt records: who sent the events, the batches they went into, duplicates and
+        conflicts, and (when tallied) per handler ``[handed to it, skipped as already handled]``."""
+        link: dict[str, Any] = {
             "sender": self.sender,
             "events": len(self.events),
             "duplicates": self.duplicates,
             "conflicts": self.conflicts,
             "batches": self.batches,
         }
+        if self.tally is not None:
+            link["handlers"] = self.tally
+        return link
+
+    def count(self, handlers: Iterable[str], handed: bool) -> None:
+        """Tally one event as handed to ``handlers`` or skipped by them (when the entry is tallied)."""
+        if self.tally is not None:
+            for handler in handlers:
+                self.tally.setdefault(handler, [0, 0])[0 if handed else 1] += 1
 
     @property
     def received(self) -> float:
@@ -326,6 +341,8 @@ class Batcher:
             self._set_aside(entry_id, fields, exc)
             return
         entry = Entry(entry_id, events, tuple(t for t in targets.split(",") if t), recovered, sender, ids, prints)
+        entry.tally = {} if fields.get(b"tally") else None
+        entry.generation = text(fields.get(b"generation", b"")) or None
         if not self.pending:
             self.oldest = time.monotonic()
         self.pending.append(entry)
@@ -373,12 +390,14 @@ class Batcher:
         is dispatched, or sooner (``_settle``). Fencing: not once this batcher lost the active lease."""
         if self.renewed is not None and not self.lease.held():
             raise LeaseLost()
-        by_targets: dict[tuple[str, ...], list[Part]] = {}
+        by_targets: dict[tuple[tuple[str, ...], str | None], list[Part]] = {}
         for part in parts:
-            by_targets.setdefault(part[0].targets, []).append(part)
-        for targets, group in by_targets.items():
+            by_targets.setdefault((part[0].targets, part[0].generation), []).append(part)
+        for (targets, generation), group in by_targets.items():
             try:
-                self._dispatch(group, list(targets) or self.app.handler_names(), live=not targets)
+                handlers = list(targets) or self.app.handler_names()
+                # A reprocess is never logged: its events are handed again, not received again.
+                self._dispatch(group, handlers, live=not targets and generation is None, generation=generation)
             except redis.ResponseError as exc:
                 if HANDLER_SETS_FULL not in str(exc):
                     raise
@@ -422,7 +441,7 @@ class Batcher:
         records = [self.app.store.get(batch) for batch in entry.batches[-IN_FLIGHT:]]
         return sum(record is not None and record["state"] != DONE for record in records) < IN_FLIGHT
 
-    def _dispatch(self, parts: Sequence[Part], handlers: list[str], live: bool) -> None:
+    def _dispatch(self, parts: Sequence[Part], handlers: list[str], live: bool, generation: str | None) -> None:
         records: list[Record] = []
         prints: list[str] = []
         owners: list[Entry] = []
@@ -449,28 +468,52 @@ class Batcher:
                     owners.append(entry)
                 elif known == mark:
                     entry.duplicates += 1
+                    entry.count(handlers, handed=False)
                 else:
                     self._conflict(entry, eid, known, mark, encoded)
         size = self.settings.batch_size
         for start in range(0, len(records), size):
             end = start + size
-            self._dispatch_chunk(records[start:end], prints[start:end], owners[start:end], handlers, live)
+            chunk = (records[start:end], prints[start:end], owners[start:end])
+            self._dispatch_chunk(*chunk, handlers, live, generation)
+
+    def _claim(
+        self, records: list[Record], prints: list[str], handlers: list[str], generation: str | None
+    ) -> list[Claim]:
+        """Claim the events for ``handlers``; for a reprocess, per handler for its generation's token
+        (``generation_token``) as well: an event goes to a handler when new for that token (once per
+        generation, whatever the handler had), and the handler itself is recorded as having had it."""
+        ids = [r[0] for r in records]
+        if generation is None:
+            return self.deduper.claim(ids, prints, handlers)
+        tokens = {generation_token(handler, generation): handler for handler in handlers}
+        claims = self.deduper.claim(ids, prints, [*handlers, *tokens])
+        return [Claim(tuple(tokens[n] for n in claim.handlers if n in tokens), claim.known) for claim in claims]
 
     def _dispatch_chunk(
-        self, records: list[Record], prints: list[str], owners: list[Entry], handlers: list[str], live: bool
+        self,
+        records: list[Record],
+        prints: list[str],
+        owners: list[Entry],
+        handlers: list[str],
+        live: bool,
+        generation: str | None = None,
     ) -> None:
-        claims = self.deduper.claim([r[0] for r in records], prints, handlers)
+        claims = self._claim(records, prints, handlers, generation)
         recovered = any(owner.recovered for owner in owners)
         kept: list[tuple[Record, Sequence[str], Entry]] = []
         for record, mark, claim, owner in zip(records, prints, claims, owners, strict=True):
             if claim.known is not None:
                 self._conflict(owner, record[0], claim.known, mark, record[3])
-            elif recovered:  # after a crash: deliver again rather than risk a loss
-                kept.append((record, handlers, owner))
-            elif claim.handlers:
-                kept.append((record, claim.handlers, owner))
+                continue
+            given = handlers if recovered else claim.handlers  # after a crash: deliver again rather than risk a loss
+            if given:
+                kept.append((record, given, owner))
             else:
                 owner.duplicates += 1
+            if owner.tally is not None:
+                owner.count(given, handed=True)
+                owner.count([h for h in handlers if h not in given], handed=False)
         if not kept:
             return
         selections: dict[str, Selection] = {}

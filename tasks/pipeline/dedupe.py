@@ -295,6 +295,12 @@ def fingerprint(handler: str) -> str:
     return "," + hashlib.sha1(handler.encode()).hexdigest()[:10] + ","
 
 
+def generation_token(handler: str, generation: str) -> str:
+    """The name a reprocess of generation ``generation`` claims ``handler`` under (``<handler>@gen<generation>``):
+    an event is new for it once per generation, whatever ``handler`` itself had (tasks/pipeline/batcher.py)."""
+    return f"{handler}@gen{generation}"
+
+
 def id_digest(event_id: str) -> bytes:
     """The digest an event id is kept under: ``SHARD_BYTES`` that pick its shard, then its ``FIELD_BYTES``."""
     return hashlib.blake2b(event_id.encode(), digest_size=SHARD_BYTES + FIELD_BYTES).digest()

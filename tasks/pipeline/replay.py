@@ -8,7 +8,12 @@ stream (to every handler, or only to ``targets``), optionally rate-limited, with
 bar and a checkpoint file that lets an interrupted replay continue where it stopped.
 
 Replays are safe to repeat: the batcher skips an event that a target handler has already
-handled (same ``tasks.authoring.event_ids.event_id``), so sending an event twice changes nothing. A
+handled (same ``tasks.authoring.event_ids.event_id``), so sending an event twice changes nothing;
+each chunk's receipt counts, per handler, the events handed to it and those skipped
+(``report``, printed by the command). To hand already-handled events to a fixed handler again, a
+replay with ``reprocess`` is a new handling *generation*: the batcher claims each event for the
+generation's own token of every target handler (``tasks.pipeline.dedupe.generation_token``), so
+the handlers get every event once per reprocess run (a resumed run keeps its generation). A
 replay therefore gives every event its id itself: the one the event log recorded, else the
 id ``event_id`` derives in the replay's sender scope (an event without an id or a time is
 identified by its content here, as a replay is a re-send).
@@ -26,9 +31,10 @@ import math
 import os
 import sys
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -213,6 +219,8 @@ class ReplayStats:
     skipped_malformed: int
     seconds: float
     resumed_from: Position | None
+    receipts: list[str] = field(default_factory=list)  # the intake receipts of the chunks submitted
+    generation: str | None = None  # a reprocess's handling generation
 
 
 class CheckpointError(ValueError):
@@ -240,6 +248,7 @@ def replay(
     total: int | None = None,
     description: str | None = None,
     sender: str | None = None,
+    reprocess: bool = False,
 ) -> ReplayStats:
     """Submit every event of ``source`` to ``intake`` in chunks; returns what was done.
 
@@ -249,13 +258,16 @@ def replay(
     so the flow stays smooth. ``progress``: a tqdm bar on stderr (events, events/s, of
     ``total`` when known). ``sender``: the API token name whose scope events are replayed in
     when the source does not record one (tracking-log files; None: the anonymous scope); a
-    chunk holds events of one sender only.
+    chunk holds events of one sender only. ``reprocess``: hand the events to the target handlers
+    (every handler without ``targets``) even if they had them, once per run: the run's handling
+    generation is new (kept in the checkpoint, so a resumed run goes on with it).
 
     ``checkpoint``: after each chunk is submitted, the position of its last event is written
     to this file (JSON, replaced atomically), along with the source ``description`` (default:
-    ``source_description(source)``), the targets and the sender. If the file exists when the
-    replay starts, the replay continues from its position, or raises ``CheckpointError`` (a
-    ``ValueError``) if it describes another source, other targets or another sender. The file
+    ``source_description(source)``), the targets, the sender and the generation. If the file exists
+    when the replay starts, the replay continues from its position, or raises ``CheckpointError`` (a
+    ``ValueError``) if it describes another source, other targets, another sender, or a reprocess
+    when this is none (or the other way round). The file
     is deleted once the source is exhausted. An interruption at any point leaves the last
     checkpoint valid: Ctrl-C raises ``ReplayInterrupted`` (a ``KeyboardInterrupt`` carrying
     the stats), other errors propagate as they are. Because a chunk is submitted before its
@@ -270,14 +282,17 @@ def replay(
     wanted = sorted(set(targets))
     description = description or source_description(source)
     start, done_before = None, 0
+    generation = uuid.uuid4().hex[:12] if reprocess else None
     if checkpoint is not None and checkpoint.exists():
-        start, done_before = _resume_point(checkpoint, description, wanted, sender)
+        start, done_before, generation = _resume_point(checkpoint, description, wanted, sender, reprocess)
         log.info("resuming %s after %s (%d events sent before)", description, start, done_before)
     size = chunk_size if rate is None else max(1, min(chunk_size, int(rate)))
     pacer = None if rate is None else _Pacer(rate, burst=size)
     malformed_before = getattr(source, "skipped_malformed", 0)
     began = time.monotonic()
-    stats = ReplayStats(events=0, chunks=0, skipped_malformed=0, seconds=0.0, resumed_from=start)
+    stats = ReplayStats(
+        events=0, chunks=0, skipped_malformed=0, seconds=0.0, resumed_from=start, generation=generation
+    )  # fmt: skip
 
     def finish() -> ReplayStats:
         stats.seconds = time.monotonic() - began
@@ -287,11 +302,13 @@ def replay(
     def send(chunk: list[dict[str, Any]], ids: list[str], scope: str | None, position: Position) -> None:
         if pacer is not None:
             pacer.wait(len(chunk))
-        intake.submit(chunk, wanted, sender=scope, ids=ids)
+        receipt = intake.submit(chunk, wanted, sender=scope, ids=ids, tally=True, generation=generation)
+        stats.receipts.append(receipt)
         stats.events += len(chunk)
         stats.chunks += 1
         if checkpoint is not None:
-            _write_checkpoint(checkpoint, description, wanted, sender, position, done_before + stats.events)
+            done = done_before + stats.events
+            _write_checkpoint(checkpoint, description, wanted, sender, position, done, generation)
         bar.update(len(chunk))
 
     bar = tqdm(
@@ -347,7 +364,10 @@ class _Pacer:
             time.sleep((n - self.tokens) / self.rate)
 
 
-def _resume_point(checkpoint: Path, description: str, targets: list[str], sender: str | None) -> tuple[Position, int]:
+def _resume_point(
+    checkpoint: Path, description: str, targets: list[str], sender: str | None, reprocess: bool
+) -> tuple[Position, int, str | None]:
+    """Where a checkpointed replay goes on: its position, the events it sent, its generation."""
     try:
         state = json.loads(checkpoint.read_text())
         if state.get("version") != CHECKPOINT_VERSION:
@@ -355,6 +375,9 @@ def _resume_point(checkpoint: Path, description: str, targets: list[str], sender
         position = Position.from_json(state["position"])
         done = int(state.get("events", 0))
         theirs = (state["source"], sorted(state["targets"]), state.get("sender"))
+        generation = state.get("generation")
+        if generation is not None and not isinstance(generation, str):
+            raise ValueError(f"a generation that is not a text: {generation!r}")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise CheckpointError(
             f"cannot read the replay checkpoint {checkpoint} ({error}); delete it to start the replay over"
@@ -369,11 +392,23 @@ def _resume_point(checkpoint: Path, description: str, targets: list[str], sender
             f"not {show(description, targets, sender)}. Finish that replay by running it again, "
             "or delete the checkpoint (or use another) to start this one"
         )
-    return position, done
+    if (generation is not None) != reprocess:
+        kind = "a --reprocess" if generation is not None else "a replay without --reprocess"
+        raise CheckpointError(
+            f"the checkpoint {checkpoint} belongs to {kind} of the same events. Finish it by running it "
+            "again as it was, or delete the checkpoint (or use another) to start this one"
+        )
+    return position, done, generation
 
 
 def _write_checkpoint(
-    path: Path, description: str, targets: list[str], sender: str | None, position: Position, events: int
+    path: Path,
+    description: str,
+    targets: list[str],
+    sender: str | None,
+    position: Position,
+    events: int,
+    generation: str | None = None,
 ) -> None:
     """Replace ``path`` atomically (write a temporary file, then rename; no fsync)."""
     state = {
@@ -383,12 +418,90 @@ def _write_checkpoint(
         "sender": sender,
         "position": position.to_json(),
         "events": events,
+        "generation": generation,
         "updated": time.time(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(state, indent=1) + "\n")
     os.replace(temporary, path)
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """What the batcher did with a replay's events, from the receipts of its chunks."""
+
+    #: Per handler task: [events handed to it, events skipped as already handled].
+    handlers: dict[str, list[int]]
+    conflicts: int  # events that differ from the one on record under their id (given to no handler)
+    waiting: list[str]  # receipts of chunks the batcher had not dispatched when the wait ended
+    seconds: float  # how long the report waited
+
+
+def report(client: redis.Redis, keys: Keys, receipts: Sequence[str], patience: float, poll: float = 0.2) -> Report:
+    """Wait for the batcher to dispatch a replay's chunks and add up their receipts' counts.
+
+    Waits as long as the batcher makes progress on them: it stops once every chunk's receipt is
+    linked, or when none was for ``patience`` seconds (then ``waiting`` lists the rest).
+    """
+    began = time.monotonic()
+    handlers: dict[str, list[int]] = {}
+    conflicts = 0
+    waiting = list(receipts)
+    progress = began
+    while waiting:
+        linked: list[Any] = []
+        for at in range(0, len(waiting), 1000):
+            part = waiting[at : at + 1000]
+            linked.extend(client.mget([keys.receipt(receipt) for receipt in part]))
+        still = []
+        for receipt, raw in zip(waiting, linked, strict=True):
+            if raw is None:
+                still.append(receipt)
+                continue
+            link = json.loads(raw)
+            conflicts += int(link.get("conflicts", 0))
+            for handler, (handed, skipped) in link.get("handlers", {}).items():
+                total = handlers.setdefault(handler, [0, 0])
+                total[0] += handed
+                total[1] += skipped
+        now = time.monotonic()
+        if len(still) < len(waiting):
+            progress = now
+        waiting = still
+        if not waiting or now - progress >= patience:
+            break
+        time.sleep(poll)
+    return Report(handlers, conflicts, waiting, time.monotonic() - began)
+
+
+def describe_report(result: Report, chunks: int, reprocess: bool) -> list[str]:
+    """The lines a replay prints about what its handlers got, for people."""
+    lines = []
+    for handler, (handed, skipped) in sorted(result.handlers.items()):
+        lines.append(f"{handler}: {handed + skipped:,} sent, {handed:,} new, {skipped:,} skipped as already handled")
+    if result.conflicts:
+        lines.append(
+            f"{result.conflicts:,} events differ from the event on record under their id: given to no handler "
+            "(python -m tasks conflicts list)"
+        )
+    if result.waiting:
+        lines.append(
+            f"the batcher has not yet dispatched {len(result.waiting):,} of the {chunks:,} chunks "
+            f"(waited {result.seconds:.0f} s without progress): the counts above leave them out. "
+            f"See each chunk's receipt with GET /receipt/<receipt> (the first {result.waiting[0]}, "
+            f"the last {result.waiting[-1]}), or wait longer with --wait SECONDS"
+        )
+    idle = [handler for handler, (handed, skipped) in sorted(result.handlers.items()) if skipped and not handed]
+    if idle and not reprocess:
+        lines.append(
+            f"every event was skipped as already handled by {', '.join(idle)}: "
+            "use --reprocess to hand them to the handler again"
+        )
+    return lines
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -407,17 +520,37 @@ def replay_main(
     ``UnknownName``, ``ValueError`` or ``LookupError``: exit 2); ``stream`` is the intake stream
     (default: the deployment's).
 
+    Once the events are sent it waits (``--wait``) for the batcher to dispatch them and prints,
+    per handler, the events sent, handed to it (new) and skipped as already handled.
+
     Returns 0 when the replay finished, 1 when it was interrupted or failed (the checkpoint
     is kept: run the same command again to continue), 2 for bad arguments or a checkpoint
     that belongs to another replay.
     """
     parser = argparse.ArgumentParser(
         prog="insights replay",
-        description="Feed events back through the pipeline: tracking-log files, or the stored event log.",
+        description=(
+            "Feed events back through the pipeline: tracking-log files, or the stored event log. Events a "
+            "handler already had are skipped (the report says how many, per handler); --reprocess hands "
+            "them to the --handlers again, to backfill a fixed module."
+        ),
     )
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="tracking-log files (.gz too), in order")
     parser.add_argument("--log", action="store_true", help="replay the stored event log instead of files")
     parser.add_argument("--handlers", default="", metavar="NAME,NAME", help="deliver only to these handlers")
+    parser.add_argument(
+        "--reprocess", action="store_true",
+        help="hand the events to the --handlers even if they had them (once per run: a new handling "
+        "generation; the handlers must be idempotent by evt.id); needs --handlers, or --all-handlers",
+    )  # fmt: skip
+    parser.add_argument(
+        "--all-handlers", action="store_true", help="with --reprocess and no --handlers: re-run every handler"
+    )
+    parser.add_argument(
+        "--wait", type=float, default=60.0, metavar="SECONDS",
+        help="after sending, wait for the batcher while it makes progress, up to SECONDS without any, "
+        "to report per handler what was handled and skipped (60; 0: do not wait)",
+    )  # fmt: skip
     for bound, which in (("--since", "from"), ("--until", "up to")):
         parser.add_argument(
             bound, type=_moment, metavar="TIME",
@@ -442,6 +575,15 @@ def replay_main(
             parser.error("--rate must be a positive number")
         if args.chunk < 1:
             parser.error("--chunk must be at least 1")
+        if not (math.isfinite(args.wait) and args.wait >= 0):
+            parser.error("--wait must be a number of seconds, 0 or more")
+        if args.all_handlers and (not args.reprocess or args.handlers.strip()):
+            parser.error("--all-handlers goes with --reprocess and without --handlers")
+        if args.reprocess and not args.handlers.strip() and not args.all_handlers:
+            parser.error(
+                "--reprocess needs --handlers NAME,NAME (the handlers to hand the events to again); "
+                "to re-run every handler on them, say so with --all-handlers"
+            )
         missing = [str(path) for path in args.files if not path.is_file()]
         if missing:
             parser.error(f"no such file: {', '.join(missing)}")
@@ -467,8 +609,17 @@ def replay_main(
     try:
         stats = replay(
             intake, source, targets=targets, rate=args.rate, chunk_size=args.chunk,
-            checkpoint=checkpoint, progress=not args.no_progress, sender=args.sender,
+            checkpoint=checkpoint, progress=not args.no_progress, sender=args.sender, reprocess=args.reprocess,
         )  # fmt: skip
+        print(summary(stats, targets))
+        if args.wait > 0 and stats.receipts:
+            for line in describe_report(report(client, keys, stats.receipts, args.wait), stats.chunks, args.reprocess):
+                print(line)
+        elif stats.receipts:
+            print(
+                f"not waiting for the batcher (--wait 0): see what each chunk's events came to with "
+                f"GET /receipt/<receipt> (the first {stats.receipts[0]}, the last {stats.receipts[-1]})"
+            )
     except CheckpointError as error:
         print(f"insights replay: error: {error}", file=sys.stderr)
         return 2
@@ -484,7 +635,6 @@ def replay_main(
         client.close()
         if isinstance(source, EventLogSource):
             source.log.close()
-    print(summary(stats, targets))
     return 0
 
 
@@ -504,8 +654,9 @@ def _moment(text: str) -> float:
 def summary(stats: ReplayStats, targets: Sequence[str] = ()) -> str:
     """One line about a replay, for people."""
     speed = stats.events / stats.seconds if stats.seconds > 0 else 0.0
+    kind = "reprocessed" if stats.generation is not None else "replayed"
     text = (
-        f"replayed {stats.events:,} events in {stats.chunks:,} chunks to {', '.join(targets) or 'every handler'}"
+        f"{kind} {stats.events:,} events in {stats.chunks:,} chunks to {', '.join(targets) or 'every handler'}"
         f" in {stats.seconds:.1f} s ({speed:,.0f} events/s)"
     )
     if stats.skipped_malformed:

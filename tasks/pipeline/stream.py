@@ -3,7 +3,10 @@
 Each request (or replay chunk) becomes one entry of a Redis stream holding its events as a
 JSON array (``events``, their number ``n``), the handler tasks it is meant for
 (``targets``: empty for every handler), the sender it came from (``sender``: the API
-token's name; absent for the anonymous scope) and, for replays, the events' ids (``ids``).
+token's name; absent for the anonymous scope) and, for replays, the events' ids (``ids``),
+``tally`` (``1``: the receipt counts, per handler, the events handed to it and those skipped as
+already handled) and, for a reprocess, its ``generation`` (the batcher hands the events to the
+target handlers again, once per generation: ``tasks.pipeline.dedupe.generation_token``).
 The receipt the sender gets is the entry id.
 
 ``submit`` also does here, in the web app (which scales out), the per-event work the one active
@@ -60,6 +63,9 @@ class Intake:
         targets: Iterable[str] = (),
         sender: str | None = None,
         ids: Sequence[str] | None = None,
+        *,
+        tally: bool = False,
+        generation: str | None = None,
     ) -> str:
         """Hold ``events`` durably for the batcher; returns the receipt (stream entry id).
 
@@ -67,9 +73,13 @@ class Intake:
         empty means every handler. ``sender`` is the scope the events are deduplicated in
         (the name of the API token that posted them; None: the anonymous scope). ``ids``
         gives the events' ids (``tasks.authoring.event_ids``) instead of deriving them (a replay
-        passes what the event log recorded). The batcher's per-event work is done here (``entry_fields``).
+        passes what the event log recorded). ``tally``: the receipt counts, per handler, the events
+        handed to it and those skipped as already handled (a replay's report). ``generation``: hand
+        the events to the target handlers again, whether or not they had them (a reprocess; once
+        per generation). The batcher's per-event work is done here (``entry_fields``).
         """
-        entry = self._client.xadd(self.stream, entry_fields(events, targets, sender, ids))  # type: ignore[arg-type]
+        fields = entry_fields(events, targets, sender, ids, tally=tally, generation=generation)
+        entry = self._client.xadd(self.stream, fields)  # type: ignore[arg-type]
         return text(entry)
 
     def submit_json(
@@ -187,6 +197,9 @@ def entry_fields(
     targets: Iterable[str] = (),
     sender: str | None = None,
     ids: Sequence[str] | None = None,
+    *,
+    tally: bool = False,
+    generation: str | None = None,
 ) -> dict[str, Any]:
     """An intake entry's fields for ``events`` (see the module docstring), with each event's canonical
     JSON, fingerprint and (without ``ids``) derived id: what the batcher would compute per event."""
@@ -201,6 +214,12 @@ def entry_fields(
     }
     if sender is not None:
         fields["sender"] = sender
+    if tally:
+        fields["tally"] = 1
+    if generation is not None:
+        if not generation or "," in generation:
+            raise ValueError(f"a reprocess generation must be a non-empty text without commas, got {generation!r}")
+        fields["generation"] = generation
     if ids is not None:
         fields["ids"] = json.dumps(list(ids), separators=(",", ":"))
         fields["prints"] = "".join([fingerprint(t) for t in texts])
