@@ -348,7 +348,9 @@ def test_replay_command(
         seen.append(names)
         return [f"handler.testmodule.{name}" for name in names]
 
+    # No batcher reads this stream: do not wait for one (the report is tested in test_backfill.py).
     argv = [*map(str, files), "--handlers", "a_event, b_event", "--chunk", "3", "--no-progress", "--sender", "lms"]
+    argv += ["--wait", "0"]
     assert replay_main(argv, settings, resolve, stream=intake.stream) == 0
     assert seen == [["a_event", "b_event"]]
     assert submitted(intake) == tracking_events(7)
@@ -356,11 +358,12 @@ def test_replay_command(
     assert {target for _, _, target in entries(intake)} == {"handler.testmodule.a_event,handler.testmodule.b_event"}
     out = capsys.readouterr().out
     assert "replayed 7 events in 3 chunks" in out and "1 malformed" in out
+    assert "not waiting for the batcher (--wait 0)" in out and "GET /receipt/" in out
     assert not (settings.data_dir / "replay.checkpoint").exists()
 
     log = EventLog(settings.event_log_dir)
     log.append([("id-1", 1.0, {"event_type": "from_the_log"})])
-    assert replay_main(["--log", "--no-progress", "--rate", "500"], settings, stream=intake.stream) == 0
+    assert replay_main(["--log", "--no-progress", "--rate", "500", "--wait", "0"], settings, stream=intake.stream) == 0
     assert submitted(intake)[-1] == {"event_type": "from_the_log"}
 
     # A checkpoint of another replay: refused, and kept.
@@ -422,7 +425,8 @@ def test_ctrl_c_stops_the_command_with_a_checkpoint_and_running_it_again_finishe
     done = json.loads(checkpoint.read_text())["events"]
     assert 0 < done < 3000
 
-    finished = subprocess.run([*command, "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    args = [*command, "--no-progress", "--wait", "0"]
+    finished = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert finished.returncode == 0, finished.stderr
     assert f"replayed {3000 - done:,} events" in finished.stdout and "resumed after" in finished.stdout
     counts = Counter(event["n"] for event in submitted(intake))
