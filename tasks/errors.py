@@ -2,6 +2,7 @@
 
 InsightsError
  ├── EmbeddedServerError    an embedded Redis / Mongo-protocol server did not start
+ ├── EmbeddedServerLimit    a MongoDB operation the embedded nx-27017 would get silently wrong
  ├── RegistrationError      a decorator or module was used wrongly (decoration time)
  │    ├── DuplicateName     two definitions share a name, neither is a fallback
  │    └── RegistryFrozen    registration after the registry was finalized
@@ -24,6 +25,22 @@ class InsightsError(Exception):
 
 class EmbeddedServerError(InsightsError):
     """An embedded Redis or Mongo-protocol server failed to start or answer."""
+
+
+class EmbeddedServerLimit(InsightsError):
+    """A module's database operation that the embedded nx-27017 would silently get wrong, refused.
+
+    Raised only when the module's database is on nx-27017 (no ``MONGO_URL``); a real MongoDB runs
+    the same operation. The message names the operator and the portable form that works on both.
+    """
+
+    def __init__(self, operation: str, wrong: str, portable: str) -> None:
+        super().__init__(
+            f"{operation} refused: the embedded MongoDB server (nx-27017, used when MONGO_URL is not set) "
+            f"{wrong}. Portable form (works there and on MongoDB): {portable}. "
+            "Or set MONGO_URL to a real MongoDB. See docs/authoring.md, 'Embedded MongoDB: what works'."
+        )
+        self.operation = operation
 
 
 class RegistrationError(InsightsError):

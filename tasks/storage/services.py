@@ -18,6 +18,7 @@ from config.settings import Settings
 from tasks.errors import RegistrationError
 from tasks.storage.cache import Cache, ReadOnlyCache
 from tasks.storage.connections import close_client, redis_of
+from tasks.storage.embedded_mongo import guarded, is_embedded
 from tasks.storage.fs import SCRATCH_FOLDER, Backend, FileStore, GridBackend, LocalBackend, ReadOnlyFileStore
 from tasks.storage.keys import Keys
 from tasks.storage.mongo import ReadOnlyDatabase, database_name
@@ -86,9 +87,18 @@ class Services:
             self._mongo = pymongo.MongoClient(self.settings.mongo, serverSelectionTimeoutMS=10_000, connect=False)
         return self._mongo
 
-    def mongodb(self, module: str) -> Database[dict[str, Any]]:
-        """The database that belongs to ``module``."""
+    def database(self, module: str) -> Database[dict[str, Any]]:
+        """The database that belongs to ``module``, as pymongo gives it (the framework's own use)."""
         return self.mongo[database_name(self.settings.mongo_db_prefix, module)]
+
+    def mongodb(self, module: str) -> Database[dict[str, Any]]:
+        """The database that belongs to ``module``, as the module's functions get it: on the embedded
+        nx-27017, the operations it would silently get wrong raise ``EmbeddedServerLimit``
+        (``tasks.storage.embedded_mongo``); on MongoDB, the plain pymongo database."""
+        database = self.database(module)
+        if self.once("mongo-embedded", lambda: is_embedded(database)):
+            return guarded(database)
+        return database
 
     def fs(self, module: str) -> FileStore:
         """The file store that belongs to ``module``."""
@@ -98,7 +108,7 @@ class Services:
         """Where ``module``'s files live: ``INSIGHTS_FS_BACKEND`` (or ``kind``: ``gridfs`` or ``local``)."""
         if (kind or self.settings.fs_backend) == "local":
             return LocalBackend(self.settings.fs_root / module, self.settings.fs_root / SCRATCH_FOLDER)
-        backend = GridBackend(self.mongodb(module))
+        backend = GridBackend(self.database(module))
         self.once(f"fs-indexes:{module}", backend.ensure_indexes)
         return backend
 
@@ -137,7 +147,7 @@ def get_replica_database(module: str) -> ReadOnlyDatabase:
     Prefer calling the other module's queries (``query.<name>()``): they are its interface.
     """
     services, name = _replica("get_replica_database", module)
-    return ReadOnlyDatabase(services.mongodb(name), name)
+    return ReadOnlyDatabase(services.database(name), name)
 
 
 def get_replica_filesystem(module: str) -> ReadOnlyFileStore:
