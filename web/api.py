@@ -20,7 +20,7 @@ from tasks.core.checks import check_arguments
 from tasks.core.compose import Stage, Step, failed_step, parse_steps
 from tasks.core.memo import MODE_ARGUMENT, memo_policy, split_mode
 from tasks.core.policy import accepted_arguments
-from tasks.core.registry import Spec
+from tasks.core.registry import Spec, public
 from tasks.errors import ArgumentError
 from web.errors import ApiError
 from web.files import file_response
@@ -64,10 +64,15 @@ def run_query(name: str) -> Response:
 
 @api.get("/schema")
 def schema() -> Any:
-    """Every view, query and event handler with its category and doc (``?f=html`` for a page)."""
+    """Every view, query and event handler with its category, parameters (type, default) and doc
+    (``?f=html`` for a page); private names (``_…``) are left out, as every route refuses them."""
     app = insights()
-    specs = [spec for kind in ("view", "query", "handler") for spec in app.registry.specs(kind)]
-    entries = [{**spec.describe(), "queue": app.queue_of(spec)} for spec in specs]
+    specs = [spec for kind in ("view", "query", "handler") for spec in app.registry.specs(kind) if public(spec)]
+    entries = []
+    for spec in specs:
+        entry = {**spec.describe(), "queue": app.queue_of(spec)}
+        entry["aliases"] = [alias for alias in entry["aliases"] if not alias.startswith("_")]
+        entries.append(entry)
     if request.args.get("f") == "html":
         return render_template("schema.html", entries=entries)
     return jsonify(entries)
@@ -230,7 +235,7 @@ def _prepare(kind: str, name: str) -> tuple[Insights, Spec, dict[str, Any]]:
     from web.auth import lock_arguments  # auth: drop access_token, apply the token's locked parameters
 
     arguments = lock_arguments(spec.func, arguments)
-    check_arguments(spec.func, arguments)  # operator keys, bad text, objects, huge names: 400
+    arguments = check_arguments(spec.func, arguments)  # operator keys, bad text, objects, huge names, types: 400
     checked = split_mode(arguments)[1] if memo_policy(spec.func) else arguments
     bind_arguments(spec.label, spec.func, (), checked)
     if arguments.get(MODE_ARGUMENT) == "refresh" and app.fresh_result(spec, arguments):

@@ -105,7 +105,7 @@ def _signature(celery: Celery, registry: Registry, step: Step, fed: bool, where:
         raise ArgumentError(f"{where}: {exc}") from None
     args = dict(step.args)
     try:
-        check_arguments(spec.func, args)
+        args = check_arguments(spec.func, args)
     except ArgumentError as exc:
         raise ArgumentError(f"{where} ({step.label}): {exc}") from None
     if fed:

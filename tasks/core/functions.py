@@ -59,6 +59,11 @@ class FunctionInfo:
             required=tuple(entry.get("required", ())),
             doc=str(entry.get("doc") or ""),
             aliases=tuple(entry.get("aliases", ())),
+            defaults={
+                a["name"]: a["default"]
+                for a in entry.get("arguments", ())
+                if isinstance(a, Mapping) and "default" in a and isinstance(a.get("name"), str)
+            },
         )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
+import math
 import pkgutil
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -19,10 +21,12 @@ from typing import Any
 
 from config.queues import CRON_PREFIX, HANDLER_PREFIX, QUERY_PREFIX, VIEW_PREFIX
 from tasks.authoring.decorators import Declaration, declarations_of, declared_in
-from tasks.authoring.injection import caller_arguments, required_arguments
+from tasks.authoring.injection import caller_arguments, parameters, required_arguments
+from tasks.core.checks import expected_type
 from tasks.core.memo import memo_policy
 from tasks.errors import DuplicateName, RegistrationError, RegistryFrozen, UnknownName
 
+log = logging.getLogger(__name__)
 KINDS = ("view", "query", "handler", "property", "cron")
 TASK_PREFIX = {
     "view": VIEW_PREFIX,
@@ -99,12 +103,35 @@ class Spec:
             "category": self.options.get("category") or self._derived_category(),
             "parameters": self.category,
             "required": required_arguments(self.func),
+            "arguments": self.arguments,
+            "signature": self.signature,
             "doc": self.doc,
             "task": self.task_name,
             "queue": self.queue,
             "options": dict(self.options),
             "memoized": memo_policy(self.func) is not None,
         }
+
+    @property
+    def arguments(self) -> list[dict[str, Any]]:
+        """Each caller-supplied parameter: its name, the type its values are converted to
+        (``tasks.core.checks``; None when it declares none), whether it is required and its default."""
+        described = []
+        for parameter in parameters(self.func):
+            if parameter.name in self.category:
+                expected = expected_type(self.func, parameter.name)
+                entry: dict[str, Any] = {"name": parameter.name, "type": None if expected is None else str(expected)}
+                entry["required"] = parameter.default is parameter.empty
+                if not entry["required"]:
+                    entry["default"] = _plain_default(parameter.default)
+                described.append(entry)
+        return described
+
+    @property
+    def signature(self) -> str:
+        """How a caller calls it, with defaults: ``histogram(values, title='Histogram')``."""
+        shown = [a["name"] if a["required"] else f"{a['name']}={a['default']!r}" for a in self.arguments]
+        return f"{self.name}({', '.join(shown)})"
 
     def _derived_category(self) -> str:
         return "global" if not self.category else "per " + ", ".join(self.category)
@@ -120,6 +147,18 @@ class Spec:
         if self.options.get("per_resource"):
             return "resource"
         return None
+
+
+def _plain_default(value: Any) -> Any:
+    """A default as JSON shows it: plain values as they are, anything else as its ``repr``."""
+    if value is None or isinstance(value, (bool, int, str)) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    return repr(value)
+
+
+def public(spec: Spec) -> bool:
+    """Whether a spec is served by name: its primary name does not start with ``_`` (private)."""
+    return not spec.name.startswith("_")
 
 
 class Registry:
@@ -150,7 +189,15 @@ class Registry:
                 )
 
     def add_declared(self, module: str, func: Callable[..., Any], declaration: Declaration) -> None:
-        """Register one decorator's declaration of ``func`` as part of analytics module ``module``."""
+        """Register one decorator's declaration of ``func`` as part of analytics module ``module``
+        (a warning names a function without a docstring or ``description``: /schema and the dashboard show it)."""
+        if not inspect.getdoc(func) and not declaration.options.get("description"):
+            log.warning(
+                "%s %s.%s has no docstring: /schema and the dashboard show none for it",
+                KIND_LABEL[declaration.kind],
+                func.__module__,
+                func.__qualname__,
+            )
         self.add(
             Spec(
                 declaration.kind,

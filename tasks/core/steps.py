@@ -56,8 +56,8 @@ def feed(call: Call, next: Next) -> Any:
     into = kwargs.pop(INTO_ARGUMENT, None)
     if into is None or not call.args:
         return next(replace(call, kwargs=kwargs))
-    check_arguments(call.spec.func, {into: call.args[0]})
-    return next(replace(call, args=call.args[1:], kwargs={**kwargs, into: call.args[0]}))
+    fed = check_arguments(call.spec.func, {into: call.args[0]})[into]
+    return next(replace(call, args=call.args[1:], kwargs={**kwargs, into: fed}))
 
 
 def present(file_store: Callable[[str], FileStore]) -> Step:

@@ -28,7 +28,7 @@ from tasks.client import (
     RemoteBackend,
     RemoteError,
 )
-from tasks.core.functions import UNKNOWN_DEFAULT
+from tasks.core.functions import UNKNOWN_DEFAULT, FunctionInfo
 from tasks.core.policy import Policy
 from tasks.ops.embedded import free_port
 from tests.conftest import send, serving
@@ -113,8 +113,10 @@ def test_remote_client_calls_queries_and_views(live_server: str, users: Users) -
     signature = inspect.signature(method)
     assert list(signature.parameters) == ["course", "seconds", "verbose"]
     assert signature.parameters["course"].default is inspect.Parameter.empty
-    assert signature.parameters["seconds"].default is UNKNOWN_DEFAULT  # the server knows it
-    assert str(signature) == "(course, seconds=<default>, verbose=<default>)"
+    assert signature.parameters["seconds"].default == "0.5"  # from /schema
+    assert str(signature) == "(course, seconds='0.5', verbose='no')"
+    info = FunctionInfo.from_schema({"name": "old", "class": "query", "parameters": ["n"], "required": []})
+    assert info.signature().parameters["n"].default is UNKNOWN_DEFAULT  # a server whose /schema has no defaults
 
 
 def test_remote_errors_carry_the_servers_message(live_server: str) -> None:

@@ -397,3 +397,26 @@ def test_the_test_module_is_loaded_only_when_named_in_the_module_list() -> None:
     assert "testmodule" in named.discover(["modules", "modules.testmodule"])
     assert named.get("query", "djt_event_count").module == "testmodule"
     assert named.get("handler", "handler.testmodule.djt_python_fs_event").module == "testmodule"
+
+
+def test_a_function_without_a_docstring_is_registered_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from tasks import query
+    from tasks.authoring.decorators import declarations_of
+
+    @query()
+    def undocumented(course):  # type: ignore[no-untyped-def]
+        return course
+
+    @query(description="Documented by its decorator.")
+    def described(course):  # type: ignore[no-untyped-def]
+        return course
+
+    registry = Registry()
+    with caplog.at_level("WARNING", logger="tasks.core.registry"):
+        registry.add_declared("grading", undocumented, declarations_of(undocumented)[0])
+        registry.add_declared("grading", described, declarations_of(described)[0])
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == [
+        "query tests.tasks.test_registry.test_a_function_without_a_docstring_is_registered_with_a_warning"
+        ".<locals>.undocumented has no docstring: /schema and the dashboard show none for it"
+    ]

@@ -308,3 +308,77 @@ def test_stored_raster_images_are_served_inline_with_their_image_type_and_csp_sa
         assert response.headers["X-Content-Type-Options"] == "nosniff", name
     missing = client.get(f"{base}/missing.html")
     assert missing.status_code == 404 and missing.headers["Content-Security-Policy"] == "sandbox"
+
+
+def test_a_value_that_does_not_convert_is_400_naming_it(client: FlaskClient) -> None:
+    response = client.get("/query/hours_in?days=abc")  # the module's own float() raised: 500
+    assert response.status_code == 400
+    assert error_of(response) == "argument 'days' got 'abc': expected int"
+    for query_string in ("count=true", "days=nan", "flag=maybe", f"count={2**64}"):
+        response = client.get(f"/query/typed_args?{query_string}")
+        assert response.status_code == 400, query_string
+        assert f"argument '{query_string.split('=')[0]}'" in error_of(response)
+
+
+def test_query_string_form_and_json_values_reach_functions_converted(client: FlaskClient) -> None:
+    assert client.get("/query/hours_in?days=3").get_json() == {"days": 3, "type": "int", "hours": 72.0}
+    expected = {
+        "days": [2.5, "float"],
+        "count": [4, "int"],
+        "flag": [True, "bool"],
+        "label": ["7", "str"],
+        "ids": [None, "NoneType"],
+    }
+    text = {"days": "2.5", "count": "4", "flag": "on", "label": "7"}
+    assert client.get("/query/typed_args", query_string=text).get_json() == expected
+    assert client.post("/query/typed_args", data=text).get_json() == expected
+    assert client.post("/query/typed_args", json=text).get_json() == expected  # JSON text converts too
+    typed = {"days": 2.5, "count": 4, "flag": True, "label": "7", "ids": [1, "2"]}
+    assert client.post("/query/typed_args", json=typed).get_json() == {**expected, "ids": [[1, 2], "list"]}
+    response = client.post("/query/typed_args", json={"count": True})
+    assert response.status_code == 400 and "'count'" in error_of(response)
+    response = client.post("/query/typed_args", data='{"days": NaN}', content_type="application/json")
+    assert response.status_code == 400 and "'days'" in error_of(response)
+
+
+def test_chain_step_arguments_and_fed_results_are_converted(client: FlaskClient) -> None:
+    steps = [{"query": "hours_in", "args": {"days": "2"}}]
+    assert client.post("/chain", json={"steps": steps}).get_json() == {"days": 2, "type": "int", "hours": 48.0}
+    response = client.post("/chain", json={"steps": [{"query": "hours_in", "args": {"days": "two"}}]})
+    assert response.status_code == 400
+    assert "argument 'days' got 'two': expected int" in error_of(response)
+    fed = [{"query": "typed_args", "args": {"count": "1"}}, {"query": "hours_in", "into": "days"}]
+    response = client.post("/chain", json={"steps": fed})  # a dict fed to an int parameter
+    assert response.status_code == 400
+    assert "'days'" in error_of(response)
+
+
+def test_schema_shows_defaults_and_types(client: FlaskClient) -> None:
+    entries = {(e["class"], e["name"]): e for e in client.get("/schema").get_json()}
+    arguments = {a["name"]: a for a in entries[("query", "typed_args")]["arguments"]}
+    assert arguments["days"] == {"name": "days", "type": "float", "required": False, "default": 7.0}
+    assert arguments["label"] == {"name": "label", "type": "str | None", "required": False, "default": None}
+    assert arguments["ids"]["type"] == "list[int] | None"
+    assert entries[("query", "hours_in")]["arguments"] == [
+        {"name": "days", "type": "int", "required": False, "default": 7}
+    ]
+    assert entries[("query", "djt_user_event_count")]["arguments"] == [{"name": "user", "type": None, "required": True}]
+    assert entries[("query", "hours_in")]["signature"] == "hours_in(days=7)"
+    page = client.get("/schema?f=html").get_data(as_text=True)
+    assert "hours_in(days=7)" in page
+
+
+def test_private_functions_are_hidden_from_schema_and_refused_everywhere(client: FlaskClient) -> None:
+    names = [e["name"] for e in client.get("/schema").get_json()]
+    assert "_private_total" not in names and names
+    assert not [n for e in client.get("/schema").get_json() for n in e["aliases"] if n.startswith("_")]
+    assert "_private_total" not in client.get("/schema?f=html").get_data(as_text=True)
+    for path in ("/query/_private_total", "/run/query/_private_total"):
+        assert client.post(path, json={"values": [1]}).status_code == 403
+    for steps in (
+        [{"query": "_private_total", "args": {"values": [1]}}],
+        [{"query": "hours_in"}, {"group": [{"query": "_private_total"}]}],
+    ):
+        response = client.post("/chain", json={"steps": steps})
+        assert response.status_code == 403
+        assert "private" in error_of(response)

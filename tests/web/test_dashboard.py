@@ -111,3 +111,16 @@ def test_the_index_prefills_forms_and_runs_the_views_it_can(client: FlaskClient)
     query_card = page[page.index('data-kind="query" data-name="get_grades"') :]
     assert "data-autorun" not in query_card[: query_card.index("<h3>")]  # queries run on request
     assert "data-autorun" not in client.get("/?course=demo-101").get_data(as_text=True)
+
+
+def test_forms_are_prefilled_with_defaults(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    card = page[page.index('data-name="typed_args"') :]
+    form = card[: card.index("</form>")]
+    assert '<input name="days" value="7.0" title="float">' in form
+    assert '<input name="flag" value="False" title="bool">' in form
+    assert '<input name="label" value="" title="str | None">' in form  # None: left empty
+    assert '<input name="ids" value="" title="list[int] | None">' in form
+    card = page[page.index('data-name="hours_in"') :]
+    assert '<input name="days" value="7" title="int">' in card[: card.index("</form>")]
+    assert "_private_total" not in page

@@ -119,3 +119,24 @@ def square(n):
     if int(n) == 13:
         raise ValueError("13 is unlucky")
     return int(n) ** 2
+
+
+@query()
+def typed_args(
+    days: float = 7.0, count: int = 3, flag: bool = False, label: str | None = None, ids: list[int] | None = None
+):
+    """Each argument with the name of its Python type, as the function received it."""
+    values = {"days": days, "count": count, "flag": flag, "label": label, "ids": ids}
+    return {name: [value, type(value).__name__] for name, value in values.items()}
+
+
+@query()
+def hours_in(days=7):
+    """``days`` in hours; unannotated, so its type comes from its default."""
+    return {"days": days, "type": type(days).__name__, "hours": float(days) * 24}
+
+
+@query()
+def _private_total(values):
+    """Private to this module (a leading underscore): never served, never listed."""
+    return sum(values)
