@@ -455,14 +455,14 @@ def test_a_fed_value_passes_the_same_checks_as_a_sent_one(client: FlaskClient, v
     """Whatever a step returns (here: any JSON, surrogates and operator keys included) is fed on
     only if the same value would be accepted from a caller; else the chain is a 400 naming the step."""
     tried("chain feeding")
-    sent = check(client.post("/query/echo", json={"greeting": value}), f"sent {value!r}"[:300])
-    steps = [{"query": "from_json", "args": {"text": json.dumps(value)}}, {"query": "echo", "into": "greeting"}]
+    sent = check(client.post("/query/echo_any", json={"value": value}), f"sent {value!r}"[:300])
+    steps = [{"query": "from_json", "args": {"text": json.dumps(value)}}, {"query": "echo_any", "into": "value"}]
     fed = check(client.post("/chain", json={"steps": steps}), f"fed {value!r}"[:300])
     assert fed.status_code == sent.status_code, (fed.get_json(), sent.get_json())
     if fed.status_code == 200:
         assert fed.get_json() == sent.get_json()
     else:
-        assert fed.get_json()["error"].startswith("step 2 (query 'echo'): ")
+        assert fed.get_json()["error"].startswith("step 2 (query 'echo_any'): ")
 
 
 # Event intake -----------------------------------------------------------------------------

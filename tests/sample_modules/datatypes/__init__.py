@@ -56,6 +56,12 @@ def echo(params, greeting="hello"):
 
 
 @query()
+def echo_any(value=None):
+    """Returns its argument, whatever JSON it is (unannotated, no typed default: not converted)."""
+    return value
+
+
+@query()
 def from_json(text):
     """The JSON value ``text`` holds, whatever it is (to feed stored-looking data into a chain)."""
     return json.loads(text)
