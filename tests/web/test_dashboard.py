@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 from flask.testing import FlaskClient
 
+from tasks.app import Insights
+from tasks.core.policy import Policy
 from tests.conftest import wait_for
+from web.app import create_app
 
 
 def run(client: FlaskClient, kind: str, name: str, **args: Any) -> dict[str, Any]:
@@ -111,3 +115,18 @@ def test_the_index_prefills_forms_and_runs_the_views_it_can(client: FlaskClient)
     query_card = page[page.index('data-kind="query" data-name="get_grades"') :]
     assert "data-autorun" not in query_card[: query_card.index("<h3>")]  # queries run on request
     assert "data-autorun" not in client.get("/?course=demo-101").get_data(as_text=True)
+
+
+def test_a_failed_run_shows_its_traceback_to_authors_only(client: FlaskClient, secured: Insights) -> None:
+    """Auth off (an author's machine) or a token allowed ``tracebacks``: the traceback; any other token: not."""
+    body = run(client, "view", "broken_view")
+    assert body["traceback"].startswith("Traceback") and "broken on purpose" in body["traceback"], body
+    web = create_app(secured).test_client()
+    suffix = uuid.uuid4().hex[:8]
+    author = secured.tokens.create(f"author-{suffix}", Policy(allow=("view:*", "tracebacks")))
+    reader = secured.tokens.create(f"reader-{suffix}", Policy(allow=("view:*",)))
+    for token, shown in ((author, True), (reader, False)):
+        web.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        body = run(web, "view", "broken_view")
+        assert "this view is broken on purpose" in body["error"]
+        assert ("traceback" in body) is shown, body
