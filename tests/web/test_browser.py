@@ -201,7 +201,7 @@ def test_login_takes_the_token_from_the_form_and_refuses_a_cross_site_post(
 
 
 def test_a_failed_run_shows_its_error_and_traceback_not_expired(live_server: str) -> None:
-    """``/result`` answers a failed run with 200 ``state: failed``: the page shows why (auth off: with the traceback)."""
+    """`/result` answers a failed run 200 `state: failed`: the page shows why (auth off: and the traceback)."""
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
