@@ -21,6 +21,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from config.processes import Commands
 from config.queues import shard_queues
@@ -83,9 +84,12 @@ def run(settings: Settings, demo: bool = False) -> int:
         env = dict(os.environ, **settings.with_urls(**urls).to_env())
         # Each child in its own session, so Ctrl-C reaches only us and we stop them in order.
         children = {
-            name: subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_parent())
+            name: subprocess.Popen(
+                cmd, env=env, start_new_session=True, preexec_fn=die_with_parent(), stderr=subprocess.PIPE
+            )
             for name, cmd in process_commands(settings).items()
         }
+        relays = {name: StartupErrors.relay(child) for name, child in children.items()}
         base_url = f"http://{settings.web_host}:{settings.web_port}"
         log.warning("web on %s/ ; Ctrl-C stops everything", base_url)
         if demo:
@@ -109,10 +113,62 @@ def run(settings: Settings, demo: bool = False) -> int:
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
+        for relay in relays.values():
+            relay.finish()
         if failed and not stopping:
             log.error("stopped because %s exited", ", ".join(failed))
+            # The error of a child that exited, else of any (a child may exit on its siblings' error).
+            candidates = [*failed, *children]
+            cause = next((relays[name].last for name in candidates if relays[name].last), None)
+            if cause:  # last and alone: not line 10 of hundreds of lines of tracebacks
+                print(f"insights: {cause}", file=sys.stderr, flush=True)
             return 1
     return 0
+
+
+def _error_names() -> frozenset[str]:
+    """The class names of the errors that stop a process at start-up with a message for the operator."""
+    found, todo = {ConfigError.__name__}, [InsightsError]
+    while todo:
+        kind = todo.pop()
+        found.add(kind.__name__)
+        todo.extend(kind.__subclasses__())
+    return frozenset(found)
+
+
+class StartupErrors:
+    """Relays a child's stderr to ours line by line, remembering the message of the last
+    framework error in it: a traceback's last line (``tasks.errors.DuplicateName: …``), or
+    what ``python -m tasks`` prints of one (``error: …``, see ``main``)."""
+
+    LINE = re.compile(rb"^(?:[\w.]+\.)?(?P<name>\w+): (?P<message>.+?)\s*$")
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.last: str | None = None
+        self._names = _error_names()
+        self._thread = threading.Thread(target=self._relay, args=(stream,), daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def relay(cls, child: subprocess.Popen[bytes]) -> StartupErrors:
+        """Start relaying ``child``'s stderr (opened with ``stderr=PIPE``)."""
+        assert child.stderr is not None
+        return cls(child.stderr)
+
+    def _relay(self, stream: IO[bytes]) -> None:
+        sink = sys.stderr.buffer
+        for line in iter(stream.readline, b""):
+            sink.write(line)
+            sink.flush()
+            match = self.LINE.match(line)
+            name = match["name"].decode(errors="replace") if match else ""
+            if match and (name in self._names or name == "error"):
+                self.last = match["message"].decode(errors="replace")
+        stream.close()
+
+    def finish(self, timeout: float = 5.0) -> None:
+        """Wait for the relay to reach the end of the child's output (its own children may hold it open)."""
+        self._thread.join(timeout)
 
 
 def _load_demo(base_url: str, folder: Path) -> None:
