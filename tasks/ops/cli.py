@@ -35,6 +35,7 @@ from tasks.pipeline.dead_letters import retry_dead_letters
 from tasks.storage.connections import redis_of
 from tasks.storage.keys import Keys
 
+PROGRAM = "insights"  # how the last line of a failed run names us
 LETTER_ID = re.compile(r"\d+-\d+")  # a Redis stream entry id
 
 log = logging.getLogger("insights")
@@ -121,7 +122,7 @@ def run(settings: Settings, demo: bool = False) -> int:
             candidates = [*failed, *children]
             cause = next((relays[name].last for name in candidates if relays[name].last), None)
             if cause:  # last and alone: not line 10 of hundreds of lines of tracebacks
-                print(f"insights: {cause}", file=sys.stderr, flush=True)
+                print(f"{PROGRAM}: {cause}", file=sys.stderr, flush=True)
             return 1
     return 0
 
