@@ -144,12 +144,13 @@ def run_result(task_id: str) -> Response:
     if state not in READY_STATES:
         return _json({**public, "state": "running" if state == "STARTED" else "pending"})
     app.runs.finish(task_id, run)
-    value = result.result
+    value, traceback = result.result, result.traceback
     result.forget()
     if state != SUCCESS:
-        return _json(
-            {**public, "state": "failed", "error": f"{run['kind']} {run['name']!r} failed: {_describe(value)}"}
-        )
+        failed = {**public, "state": "failed", "error": f"{run['kind']} {run['name']!r} failed: {_describe(value)}"}
+        if traceback and may_see_tracebacks():
+            failed["traceback"] = traceback
+        return _json(failed)
     return _json({**public, "state": "done", "result": value})
 
 
@@ -271,6 +272,19 @@ def _await(app: Insights, spec: Spec, arguments: dict[str, Any]) -> Any:
         raise ApiError(500, f"{spec.label} failed: {_describe(exc)}") from None
     finally:
         result.forget()
+
+
+def may_see_tracebacks() -> bool:
+    """Whether this request may see a failed run's traceback: with auth off (an author's own
+    deployment), or with a token whose policy allows the ``tracebacks`` resource (web/auth.py).
+
+    A traceback quotes the module's source lines, its file paths and the messages of the
+    errors underneath (a database's included), so readers of results do not get it.
+    """
+    if not insights().settings.auth:
+        return True
+    token = g.get("insights_token")
+    return token is not None and bool(token.policy.permits("tracebacks"))
 
 
 def _describe(exc: object) -> str:

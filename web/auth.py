@@ -13,6 +13,7 @@ A policy names the *resources* a token may use, by ``fnmatch`` patterns:
 ``schema``         ``GET /schema``, ``/event_properties``, ``/`` and other dashboard pages
 ``file:<module>``  ``GET /fs/<module>/…``
 ``health``         ``GET /health``
+``tracebacks``     a failed run's traceback in ``GET /result/…`` (for authors: it quotes code and errors)
 =================  ==============================================================
 
 Deny patterns win over allow patterns, and nothing is allowed unless a pattern allows it.

@@ -5,16 +5,22 @@ wait for it (subscribed to a Redis channel, no sleep-polling) instead of computi
 again; if the computation crashes, its lock expires after ``timeout`` seconds and a
 waiter takes over. Callers choose a mode with the ``_memo`` argument: ``refresh``
 (recompute now), ``cached`` (cache only: an error when there is no result), ``clear``.
+
+A result is cached under its function's code version (``code_version``: a hash of the
+function's source) as well as its arguments: after a query is fixed and the processes
+restarted, the fixed code never serves a result its old code computed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
@@ -71,6 +77,34 @@ def split_mode(arguments: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return mode, rest
 
 
+def _code_bytes(code: CodeType) -> bytes:
+    """A code object's bytecode and constants, nested code objects (inner functions, lambdas) included.
+
+    Not ``repr`` of the constants: a nested code object's repr holds its memory address.
+    """
+    parts = [code.co_code, repr(code.co_names).encode()]
+    for const in code.co_consts:
+        parts.append(_code_bytes(const) if isinstance(const, CodeType) else repr(const).encode())
+    return b"\0".join(parts)
+
+
+def code_version(func: Callable[..., Any]) -> str:
+    """A short hash of a function's code: its source, or its bytecode and constants when the
+    source cannot be read (a module shipped as .pyc, a function built by ``exec``).
+
+    Computed when the function is registered (``Spec.code_version``), so it describes the code
+    that runs even if the file is edited before the process restarts. Only the function's own
+    code counts: a fix in a helper it calls changes nothing here (``_memo=clear`` or
+    ``_memo=refresh`` then).
+    """
+    try:
+        text = inspect.getsource(func).encode()
+    except (OSError, TypeError):
+        code = getattr(inspect.unwrap(func), "__code__", None)
+        text = _code_bytes(code) if code is not None else repr(func).encode()
+    return hashlib.sha1(text).hexdigest()[:10]
+
+
 def _key_value(value: Any) -> Any:
     return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
@@ -82,20 +116,21 @@ class Memo:
         self._client = client
         self._keys = keys
 
-    def key(self, module: str, name: str, arguments: Mapping[str, Any], policy: MemoPolicy) -> str:
-        """The cache key of a call: function plus its non-ignored arguments.
+    def key(self, module: str, name: str, arguments: Mapping[str, Any], policy: MemoPolicy, version: str = "") -> str:
+        """The cache key of a call: function, its code ``version`` and its non-ignored arguments.
 
         A number and its decimal string share an entry (``n=42`` from Python, ``n=42`` in a
         query string): HTTP arguments always arrive as strings.
         """
         kept = {k: _key_value(v) for k, v in sorted(arguments.items()) if k not in policy.ignores}
         digest = hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
-        return self._keys.memo(module, name, digest)
+        return self._keys.memo(module, name, f"{version}-{digest}" if version else digest)
 
     def key_of(self, spec: Spec, args: Sequence[Any], kwargs: Mapping[str, Any], policy: MemoPolicy) -> str:
-        """The cache key of calling ``spec``'s function with these arguments (no ``_memo`` among them)."""
+        """The cache key of calling ``spec``'s function with these arguments (no ``_memo`` among them),
+        under the version of the code that computes it."""
         bound, leftovers = bind_arguments(spec.label, spec.func, args, kwargs)
-        return self.key(spec.module, spec.name, {**bound, **leftovers}, policy)
+        return self.key(spec.module, spec.name, {**bound, **leftovers}, policy, spec.code_version)
 
     def lookup(self, key: str) -> tuple[bool, Any]:
         """(True, value) when a result is cached, else (False, None)."""

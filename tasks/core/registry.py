@@ -15,6 +15,7 @@ import pkgutil
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,7 +24,7 @@ from config.queues import CRON_PREFIX, HANDLER_PREFIX, QUERY_PREFIX, VIEW_PREFIX
 from tasks.authoring.decorators import Declaration, declarations_of, declared_in
 from tasks.authoring.injection import caller_arguments, parameters, required_arguments
 from tasks.core.checks import expected_type
-from tasks.core.memo import memo_policy
+from tasks.core.memo import code_version, memo_policy
 from tasks.errors import DuplicateName, RegistrationError, RegistryFrozen, UnknownName
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,12 @@ class Spec:
         if code is None:
             return f"{self.func.__module__}.{self.func.__qualname__}"
         return f"{code.co_filename}:{code.co_firstlineno}"
+
+    @cached_property
+    def code_version(self) -> str:
+        """A short hash of the function's code (tasks/core/memo.py ``code_version``), part of a memoized
+        result's key. Computed once, when a memoized function is registered: it describes the code loaded."""
+        return code_version(self.func)
 
     @property
     def category(self) -> list[str]:
@@ -174,6 +181,8 @@ class Registry:
         """Register a spec under each of its names; a fallback yields to a real definition."""
         if self._frozen:
             raise RegistryFrozen(f"cannot register {spec.label} from {spec.where}: the registry is finalized")
+        if memo_policy(spec.func) is not None:
+            spec.code_version  # noqa: B018 - computed now, while the file on disk is the code loaded
         table = self._specs[spec.kind]
         keys = (spec.task_name,) if spec.kind in PER_MODULE_KINDS else spec.names
         for key in keys:

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,11 +21,12 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from config.processes import Commands
 from config.queues import shard_queues
 from config.settings import ConfigError, Settings
-from tasks.app import create_insights
+from tasks.app import Insights, create_insights
 from tasks.errors import ArgumentError, InsightsError
 from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
 from tasks.pipeline.batcher import Batcher
@@ -32,6 +34,9 @@ from tasks.pipeline.conflicts import Conflicts
 from tasks.pipeline.dead_letters import retry_dead_letters
 from tasks.storage.connections import redis_of
 from tasks.storage.keys import Keys
+
+PROGRAM = "insights"  # how the last line of a failed run names us
+LETTER_ID = re.compile(r"\d+-\d+")  # a Redis stream entry id
 
 log = logging.getLogger("insights")
 
@@ -80,9 +85,12 @@ def run(settings: Settings, demo: bool = False) -> int:
         env = dict(os.environ, **settings.with_urls(**urls).to_env())
         # Each child in its own session, so Ctrl-C reaches only us and we stop them in order.
         children = {
-            name: subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_parent())
+            name: subprocess.Popen(
+                cmd, env=env, start_new_session=True, preexec_fn=die_with_parent(), stderr=subprocess.PIPE
+            )
             for name, cmd in process_commands(settings).items()
         }
+        relays = {name: StartupErrors.relay(child) for name, child in children.items()}
         base_url = f"http://{settings.web_host}:{settings.web_port}"
         log.warning("web on %s/ ; Ctrl-C stops everything", base_url)
         if demo:
@@ -106,10 +114,62 @@ def run(settings: Settings, demo: bool = False) -> int:
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
+        for relay in relays.values():
+            relay.finish()
         if failed and not stopping:
             log.error("stopped because %s exited", ", ".join(failed))
+            # The error of a child that exited, else of any (a child may exit on its siblings' error).
+            candidates = [*failed, *children]
+            cause = next((relays[name].last for name in candidates if relays[name].last), None)
+            if cause:  # last and alone: not line 10 of hundreds of lines of tracebacks
+                print(f"{PROGRAM}: {cause}", file=sys.stderr, flush=True)
             return 1
     return 0
+
+
+def _error_names() -> frozenset[str]:
+    """The class names of the errors that stop a process at start-up with a message for the operator."""
+    found, todo = {ConfigError.__name__}, [InsightsError]
+    while todo:
+        kind = todo.pop()
+        found.add(kind.__name__)
+        todo.extend(kind.__subclasses__())
+    return frozenset(found)
+
+
+class StartupErrors:
+    """Relays a child's stderr to ours line by line, remembering the message of the last
+    framework error in it: a traceback's last line (``tasks.errors.DuplicateName: …``), or
+    what ``python -m tasks`` prints of one (``error: …``, see ``main``)."""
+
+    LINE = re.compile(rb"^(?:[\w.]+\.)?(?P<name>\w+): (?P<message>.+?)\s*$")
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.last: str | None = None
+        self._names = _error_names()
+        self._thread = threading.Thread(target=self._relay, args=(stream,), daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def relay(cls, child: subprocess.Popen[bytes]) -> StartupErrors:
+        """Start relaying ``child``'s stderr (opened with ``stderr=PIPE``)."""
+        assert child.stderr is not None
+        return cls(child.stderr)
+
+    def _relay(self, stream: IO[bytes]) -> None:
+        sink = sys.stderr.buffer
+        for line in iter(stream.readline, b""):
+            sink.write(line)
+            sink.flush()
+            match = self.LINE.match(line)
+            name = match["name"].decode(errors="replace") if match else ""
+            if match and (name in self._names or name == "error"):
+                self.last = match["message"].decode(errors="replace")
+        stream.close()
+
+    def finish(self, timeout: float = 5.0) -> None:
+        """Wait for the relay to reach the end of the child's output (its own children may hold it open)."""
+        self._thread.join(timeout)
 
 
 def _load_demo(base_url: str, folder: Path) -> None:
@@ -131,19 +191,46 @@ def batcher(settings: Settings) -> int:
 
 
 def dead_letters(settings: Settings, args: argparse.Namespace) -> int:
-    """List dead letters, or dispatch them again once the handler is fixed."""
+    """List dead letters, show one whole, or dispatch them again once the handler is fixed."""
     app = create_insights(settings)
+    if args.action == "show":
+        return show_dead_letters(app, args.ids)
     handler = app.resolve_handlers([args.handler])[0] if args.handler else None
     if args.action == "list":
-        for letter in app.dead_letters.list(handler):
+        letters = list(app.dead_letters.list(handler))  # a bounded stream (INSIGHTS_DEADLETTER_MAX)
+        for letter in letters:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(letter["time"]))
             print(f"{letter['id']}  {when}  {letter['handler']}  {len(letter['events'])} event(s)  {letter['error']}")
+        if letters:  # on stderr: stdout stays one line per letter, for scripts
+            print("deadletters show ID for the traceback and the events", file=sys.stderr)
         return 0
     done = retry_dead_letters(app.dead_letters, app.dispatcher, handler, args.ids)
     print(
         f"dispatched {len(done.letters)} letter(s) again as {len(done.batches)} batch(es): "
         f"{' '.join(done.batches) or '-'} (a letter another retry took at the same time is sent by that one only)"
     )
+    return 0
+
+
+def show_dead_letters(app: Insights, letter_ids: list[str]) -> int:
+    """Print dead letters whole: handler, batch, time, error, the full traceback, the events as JSON."""
+    if not letter_ids:
+        raise ArgumentError("deadletters show needs the id of a letter (the first column of deadletters list)")
+    for letter_id in letter_ids:
+        if not LETTER_ID.fullmatch(letter_id):
+            raise ArgumentError(f"{letter_id!r} is not a dead letter id (like 1700000000000-0: see deadletters list)")
+        letter = app.dead_letters.get(letter_id)
+        if letter is None:
+            raise ArgumentError(f"no dead letter {letter_id!r} (retried, trimmed, or never kept: see deadletters list)")
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(letter["time"]))
+        print(f"dead letter {letter['id']}")
+        print(f"handler:   {letter['handler']}")
+        print(f"batch:     {letter['batch']}")
+        print(f"time:      {when}")
+        print(f"error:     {letter['error']}")
+        print(f"traceback:\n{letter['traceback'].rstrip()}")
+        print(f"events ({len(letter['events'])}, each [id, received, raw]):")
+        print(json.dumps(letter["events"], indent=2))
     return 0
 
 
@@ -214,9 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--demo", action="store_true", help="also load a generated week of a course")
     commands.add_parser("batcher", help="turn the intake stream into dispatched batches")
     letters = commands.add_parser("deadletters", help="list or retry events handlers failed on")
-    letters.add_argument("action", choices=["list", "retry"])
+    letters.add_argument("action", choices=["list", "show", "retry"])
     letters.add_argument("--handler", help="only this handler (task name, module.function or function)")
-    letters.add_argument("ids", nargs="*", help="only these dead letters (retry)")
+    letters.add_argument("ids", nargs="*", help="the dead letters to show; only these (retry)")
     conflicting = commands.add_parser(
         "conflicts", help="list events that differ from the event on record under their id"
     )

@@ -36,6 +36,11 @@ class DeadLetters:
             if handler is None or fields["handler"] == handler:
                 yield _decode(entry_id, fields)
 
+    def get(self, letter_id: str) -> dict[str, Any] | None:
+        """One dead letter (as ``list`` gives them), or None when no letter has this id."""
+        fields = self._stream.get(letter_id)
+        return None if fields is None else _decode(letter_id, fields)
+
     def remove(self, letter_ids: Sequence[str]) -> None:
         """Delete dead letters."""
         self._stream.remove(letter_ids)

@@ -36,6 +36,11 @@ class KeptStream:
                 yield text(entry_id), {text(k): text(v) for k, v in fields.items()}
             start = "(" + text(page[-1][0])
 
+    def get(self, entry_id: str) -> dict[str, str] | None:
+        """The text fields of one record (``entry_id`` a stream id, ``ms-seq``), or None when it is not kept."""
+        page: list[Any] = self._client.xrange(self.key, min=entry_id, max=entry_id, count=1)  # type: ignore[assignment]
+        return {text(k): text(v) for k, v in page[0][1].items()} if page else None
+
     def remove(self, entry_ids: Sequence[str]) -> None:
         """Delete records by entry id."""
         if entry_ids:

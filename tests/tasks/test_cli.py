@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -78,3 +79,24 @@ def test_run_starts_web_batcher_workers_and_beat_from_the_settings() -> None:
                    "-n", "shards@%h", "--prefetch-multiplier", "1"],
         "beat": ["/py", "-m", "celery", "-A", "tasks.worker", "beat", "-l", "INFO"],
     }  # fmt: skip
+
+
+@pytest.mark.slow  # command-line processes
+def test_run_stopped_by_a_start_up_error_says_it_last(settings: Settings, tmp_path: Path) -> None:
+    """A module package with a duplicate name: every child fails at start; run's last line is the error and its fix."""
+    package = f"dupes_{os.getpid()}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    for module in ("first", "second"):
+        (tmp_path / package / f"{module}.py").write_text(
+            "from tasks import query\n\n\n@query()\ndef twice_named():\n    return 1\n"
+        )
+    deployment = dataclasses.replace(settings, module_packages=(package,), data_dir=tmp_path, web_port=free_port())
+    env = {**os.environ, **deployment.to_env(), "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    result = subprocess.run(
+        [sys.executable, "-m", "tasks", "run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("insights: query 'twice_named': the name 'twice_named' is defined twice"), last
+    assert "rename one, or mark the generic one with fallback=True" in last

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -34,8 +35,16 @@ def test_one_poison_event_in_500_is_dead_lettered_alone_and_recovered_after_the_
     assert letter["error"] == "ValueError: cannot digest a poison event"
     assert "Traceback" in letter["traceback"]
 
-    listing = cli("deadletters", "list", "--handler", "picky").stdout
+    listed = cli("deadletters", "list", "--handler", "picky")
+    listing = listed.stdout
     assert letter["id"] in listing and "cannot digest a poison event" in listing
+    assert "deadletters show ID for the traceback" in listed.stderr  # stdout: one line per letter
+    shown = cli("deadletters", "show", letter["id"]).stdout
+    for part in (letter["handler"], letter["batch"], letter["error"], letter["traceback"].strip()):
+        assert part in shown, (part, shown)
+    assert json.dumps(letter["events"], indent=2) in shown  # the events whole, as JSON
+    assert "no dead letter '0-1'" in cli("deadletters", "show", "0-1", expect=2).stderr
+    assert "not a dead letter id" in cli("deadletters", "show", "nonsense", expect=2).stderr
 
     assert client.get("/query/fix_picky").get_data(as_text=True) == "fixed"
     assert (

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 
 from config.settings import Queues, Settings
 from tasks.app import create_insights
-from tasks.core.memo import Memo, MemoPolicy, memoize_query, split_mode
+from tasks.core.memo import Memo, MemoPolicy, code_version, memoize_query, split_mode
 from tasks.errors import ArgumentError, CacheMiss, RegistrationError
 from tasks.ops.embedded import EmbeddedRedis
 from tasks.storage.keys import Keys
@@ -178,3 +178,48 @@ def test_a_run_with_memo_refresh_of_a_fresh_result_does_not_recompute(settings: 
             assert body["result"]["computation"] == first, body
     finally:
         app.services.close()
+
+
+def _write_release(root: Any, package: str, answer: str) -> None:
+    """One release of an analytics module ``fixme`` (the same module and query name in every release)."""
+    (root / package).mkdir()
+    (root / package / "__init__.py").write_text("")
+    (root / package / "fixme.py").write_text(
+        "from tasks import memoize_query, query\n\n\n"
+        "@query()\n@memoize_query(cache_time=600)\n"
+        f"def fixme_answer(course):\n    return {{'course': course, 'answer': {answer}}}\n"
+    )
+
+
+def test_a_fixed_memoized_query_does_not_serve_the_result_of_its_old_code(
+    settings: Settings, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code is fixed and the app restarted (two apps on the same Redis): the old result is not served."""
+    suffix = uuid.uuid4().hex[:8]
+    _write_release(tmp_path, f"release_old_{suffix}", "41")
+    _write_release(tmp_path, f"release_fixed_{suffix}", "6 * 7")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    course = f"c-{suffix}"
+    answers = []
+    for package in (f"release_old_{suffix}", f"release_fixed_{suffix}", f"release_old_{suffix}"):
+        app = create_insights(dataclasses.replace(settings, module_packages=(package,)))
+        try:
+            spec = app.registry.get("query", "fixme_answer")
+            assert spec.module == "fixme"
+            answers.append(app.call(spec, kwargs={"course": course})["answer"])
+            assert app.call(spec, kwargs={"course": course, "_memo": "cached"})["answer"] == answers[-1]
+        finally:
+            app.services.close()
+    assert answers == [41, 42, 41]  # each code version has its own cached result
+
+
+def test_the_code_version_without_source_follows_the_bytecode() -> None:
+    """Functions built by ``exec`` have no source file: their bytecode and constants (nested code too) count."""
+
+    def build(body: str) -> Any:
+        namespace: dict[str, Any] = {}
+        exec(f"def q(x):\n    inner = lambda y: y + {body}\n    return inner(x)\n", namespace)
+        return namespace["q"]
+
+    assert code_version(build("1")) == code_version(build("1"))
+    assert code_version(build("1")) != code_version(build("2"))

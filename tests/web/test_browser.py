@@ -198,3 +198,22 @@ def test_login_takes_the_token_from_the_form_and_refuses_a_cross_site_post(
             assert context.cookies() == []
         finally:
             browser.close()
+
+
+def test_a_failed_run_shows_its_error_and_traceback_not_expired(live_server: str) -> None:
+    """`/result` answers a failed run 200 `state: failed`: the page shows why (auth off: and the traceback)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{live_server}/")
+            card = page.locator('.card[data-name="broken_view"]')
+            card.locator('button[type="submit"]').click()
+            expect(card).to_have_attribute("data-state", "failed", timeout=30_000)
+            expect(card.locator(".status")).to_contain_text("ValueError: this view is broken on purpose")
+            expect(card.locator(".status")).not_to_contain_text("expired")
+            expect(card.locator("pre.traceback")).to_contain_text("Traceback (most recent call last)")
+        finally:
+            browser.close()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 from flask.testing import FlaskClient
 
+from tasks.app import Insights
+from tasks.core.policy import Policy
 from tests.conftest import wait_for
+from web.app import create_app
 
 
 def run(client: FlaskClient, kind: str, name: str, **args: Any) -> dict[str, Any]:
@@ -124,3 +128,18 @@ def test_forms_are_prefilled_with_defaults(client: FlaskClient) -> None:
     card = page[page.index('data-name="hours_in"') :]
     assert '<input name="days" value="7" title="int">' in card[: card.index("</form>")]
     assert "_private_total" not in page
+
+
+def test_a_failed_run_shows_its_traceback_to_authors_only(client: FlaskClient, secured: Insights) -> None:
+    """Auth off (an author's machine) or a token allowed ``tracebacks``: the traceback; any other token: not."""
+    body = run(client, "view", "broken_view")
+    assert body["traceback"].startswith("Traceback") and "broken on purpose" in body["traceback"], body
+    web = create_app(secured).test_client()
+    suffix = uuid.uuid4().hex[:8]
+    author = secured.tokens.create(f"author-{suffix}", Policy(allow=("view:*", "tracebacks")))
+    reader = secured.tokens.create(f"reader-{suffix}", Policy(allow=("view:*",)))
+    for token, shown in ((author, True), (reader, False)):
+        web.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        body = run(web, "view", "broken_view")
+        assert "this view is broken on purpose" in body["error"]
+        assert ("traceback" in body) is shown, body

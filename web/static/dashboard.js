@@ -57,6 +57,15 @@ async function startRun(kind, name, args) {
   }
 }
 
+// A run that ended with an error (``/result`` answers 200 ``state: failed``); the traceback
+// is there only for authors (auth off, or a token allowed ``tracebacks``).
+class RunFailed extends Error {
+  constructor(body) {
+    super(body.error || "the run failed");
+    this.traceback = body.traceback || null;
+  }
+}
+
 async function awaitResult(task, onTick) {
   const started = performance.now();
   for (;;) {
@@ -64,6 +73,7 @@ async function awaitResult(task, onTick) {
     const body = await response.json();
     if (response.status >= 400) throw new Error(body.error || `HTTP ${response.status}`);
     if (body.state === "done") return body;
+    if (body.state === "failed") throw new RunFailed(body);  // delivered once: polling again would be a 404
     onTick((performance.now() - started) / 1000);
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
@@ -108,6 +118,14 @@ async function run(card, args) {
     status.classList.add("error");
     status.textContent = error.message;
     card.dataset.state = "failed";
+    const output = card.querySelector(".output-area");
+    output.replaceChildren();
+    if (error.traceback) {
+      const pre = document.createElement("pre");
+      pre.className = "output traceback";
+      pre.textContent = error.traceback;
+      output.append(pre);
+    }
   }
 }
 
