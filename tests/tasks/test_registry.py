@@ -397,3 +397,22 @@ def test_the_test_module_is_loaded_only_when_named_in_the_module_list() -> None:
     assert "testmodule" in named.discover(["modules", "modules.testmodule"])
     assert named.get("query", "djt_event_count").module == "testmodule"
     assert named.get("handler", "handler.testmodule.djt_python_fs_event").module == "testmodule"
+
+
+def test_an_entry_that_is_not_on_the_python_path_is_named_with_the_reason() -> None:
+    with pytest.raises(RegistrationError, match=r"INSIGHTS_MODULES entry 'no_such_analytics_package'.*Python path"):
+        Registry().discover(["no_such_analytics_package"])
+
+
+def test_a_folder_without_init_that_holds_no_modules_is_an_error(
+    make_package: Callable[[dict[str, str]], str], tmp_path: Path
+) -> None:
+    package = make_package({"empty_folder/README.txt": "no Python here\n"})
+    with pytest.raises(RegistrationError, match=rf"'{package}\.empty_folder'.*no __init__\.py.*no modules"):
+        Registry().discover([f"{package}.empty_folder"])
+
+
+def test_a_package_without_decorated_functions_is_an_error(make_package: Callable[[dict[str, str]], str]) -> None:
+    package = make_package({"helpers.py": "def plain():\n    return 1\n"})
+    with pytest.raises(RegistrationError, match=rf"INSIGHTS_MODULES entry '{package}'.*no decorated function"):
+        Registry().discover([package])
