@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from config.processes import Commands
 from config.queues import shard_queues
-from config.runfile import no_server_message, read_run_file, recorded_urls, remove_run_file, write_run_file
+from config.runfile import no_server_message, recorded_urls, remove_run_file, write_run_file
 from config.settings import ConfigError, Settings
 from tasks.app import create_insights
 from tasks.errors import ArgumentError, InsightsError
@@ -36,6 +36,7 @@ from tasks.storage.connections import redis_of
 from tasks.storage.keys import Keys
 
 log = logging.getLogger("insights")
+PORTS_FILE = "ports.json"  # under INSIGHTS_DATA_DIR: the embedded servers' ports, kept across restarts
 
 
 def embedded_urls(settings: Settings, stack: ExitStack) -> dict[str, str]:
@@ -55,27 +56,29 @@ def embedded_urls(settings: Settings, stack: ExitStack) -> dict[str, str]:
         mongo_server = stack.enter_context(EmbeddedMongo(settings.data_dir / "mongo", port=ports.get("mongo_url")))
         urls["mongo_url"] = mongo_server.url
         log.warning("MONGO_URL is not set: started the embedded nx-27017 at %s", mongo_server.url)
+    if urls:  # for the next start: the same ports, when they are free (clients keep their URLs)
+        taken = {name: urlsplit(url).port for name, url in urls.items()}
+        (settings.data_dir / PORTS_FILE).write_text(json.dumps(taken) + "\n")
     return urls
 
 
 def _recorded_ports(data_dir: Path) -> dict[str, int]:
-    """The ports of the URLs the last ``run`` recorded under ``data_dir`` that are free now, by URL name."""
+    """The ports the embedded servers had in the last ``run`` (``ports.json``) that are free now, by URL name."""
+    path = data_dir / PORTS_FILE
     try:
-        record = read_run_file(data_dir)
-    except ValueError as exc:
-        log.warning("%s; the embedded servers take new ports", exc)
+        recorded = json.loads(path.read_text())
+    except FileNotFoundError:
         return {}
-    if record is None or record.alive:  # a live run keeps its ports
+    except (OSError, ValueError) as exc:
+        log.warning("%s could not be read (%s); the embedded servers take new ports", path, exc)
         return {}
-    ports = {}
-    for name, url in record.urls.items():
-        try:
-            port = urlsplit(url).port
-        except ValueError:
-            continue
-        if port is not None and port_if_free(port) is not None:
-            ports[name] = port
-    return ports
+    if not isinstance(recorded, dict):
+        return {}
+    return {
+        name: port
+        for name, port in recorded.items()
+        if isinstance(port, int) and 0 < port < 65536 and port_if_free(port) is not None
+    }
 
 
 def command_settings(command: str) -> Settings:
@@ -121,10 +124,6 @@ def run(settings: Settings, demo: bool = False) -> int:
         running = settings.with_urls(**urls)
         env = dict(os.environ, **running.to_env())
         base_url = f"http://{settings.web_host}:{settings.web_port}"
-        recorded = {"redis_url": running.redis, "mongo_url": running.mongo, "broker_url": running.broker}
-        path = write_run_file(settings.data_dir, dict(recorded, web_url=base_url))
-        stack.callback(remove_run_file, settings.data_dir)  # before the servers stop
-        log.warning("recorded the servers in %s for the other commands", path)
         # Each child in its own session, so Ctrl-C reaches only us and we stop them in order.
         children = {
             name: subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_parent())
@@ -141,6 +140,11 @@ def run(settings: Settings, demo: bool = False) -> int:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        # Recorded once a Ctrl-C stops us in order, for the other commands to find (config/runfile.py).
+        recorded = {"redis_url": running.redis, "mongo_url": running.mongo, "broker_url": running.broker}
+        path = write_run_file(settings.data_dir, dict(recorded, web_url=base_url))
+        stack.callback(remove_run_file, settings.data_dir)  # before the servers stop
+        log.warning("recorded the servers in %s for the other commands", path)
         while not stopping and all(child.poll() is None for child in children.values()):
             time.sleep(0.2)
         failed = [name for name, child in children.items() if child.poll() not in (None, 0)]
