@@ -294,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "generate" and not rest:
         return generate_command(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if rest and args.command not in ("replay", "tokens"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command in ("replay", "tokens") and {"-h", "--help"} & set(rest):
             settings = Settings()  # their help needs no configuration
@@ -313,8 +315,6 @@ def main(argv: list[str] | None = None) -> int:
         from tasks.ops.tokens import tokens_main
 
         return tokens_main(rest, settings)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "run":
             return run(settings, demo=args.demo)

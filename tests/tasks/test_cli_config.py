@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from config.runfile import read_run_file, recorded_urls, run_file_path, write_run_file
-from config.settings import ROOT
+from config.settings import ROOT, Settings
 from tasks.ops.embedded import free_port
 from tests.conftest import wait_for
 
@@ -102,3 +102,12 @@ def test_commands_find_the_servers_of_a_running_system(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0, (tmp_path / "run.log").read_text()[-3000:]
+
+
+def test_configured_urls_win_over_the_recorded_ones() -> None:
+    recorded = {"redis_url": "redis://rec:1/0", "mongo_url": "mongodb://rec:2", "broker_url": "redis://rec:1/0"}
+    assert Settings().with_recorded_urls(recorded).broker == "redis://rec:1/0"
+    mine = Settings(redis_url="redis://mine:3/0").with_recorded_urls(recorded)
+    assert (mine.redis, mine.broker, mine.mongo) == ("redis://mine:3/0", "redis://mine:3/0", "mongodb://rec:2")
+    amqp = Settings(broker_url="amqp://b//", mongo_url="mongodb://m").with_recorded_urls(recorded)
+    assert (amqp.redis, amqp.broker, amqp.mongo) == ("redis://rec:1/0", "amqp://b//", "mongodb://m")
