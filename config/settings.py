@@ -195,7 +195,8 @@ class Settings:
     module_packages: tuple[str, ...] = setting(
         ("modules",), "INSIGHTS_MODULES",
         "extra comma-separated packages of modules (or single modules) to load besides `modules`; an opt-in "
-        "module (`OPT_IN = True`) is loaded only when named itself: `modules.testmodule` loads the test module",
+        "module (`OPT_IN = True`) is loaded only when named itself: `modules.testmodule` loads the test module; "
+        "an entry that is not importable or declares no decorated function stops the start with an error saying why",
         parse=_module_packages, unparse=_extra_packages,
     )  # fmt: skip
     exclude_modules: tuple[str, ...] = setting(
