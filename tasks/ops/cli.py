@@ -42,7 +42,7 @@ PORTS_FILE = "ports.json"  # under INSIGHTS_DATA_DIR: the embedded servers' port
 def embedded_urls(settings: Settings, stack: ExitStack) -> dict[str, str]:
     """Start the embedded servers that ``settings`` lacks; returns their URLs as settings fields.
 
-    Each takes the port it had in the last run recorded in ``run.json`` when that port is free.
+    Each takes the port it had in the last run (``ports.json``) when that port is free.
     """
     urls = {}
     ports = _recorded_ports(settings.data_dir)
