@@ -187,7 +187,8 @@ class Registry:
         """Import analytics modules: each child of a package, or a named module itself; skip ``exclude``d names.
 
         A module that sets ``OPT_IN = True`` (the test module) is not loaded as a child of its
-        package, only when named itself (``modules.testmodule``). An entry that is not importable,
+        package, only when named itself (``modules.testmodule``). A package without child modules
+        is a single module itself. An entry that is not importable,
         or that loads no decorated function (unless all it holds is excluded or opt-in), is a
         ``RegistrationError`` naming the entry and why.
         """
@@ -195,9 +196,9 @@ class Registry:
         loaded: list[str] = []
         for package_name in packages:
             package = _import_entry(package_name)
-            before, declared_before, passed_over = len(loaded), self._declared, False
-            if hasattr(package, "__path__") and not getattr(package, "OPT_IN", False):
-                children = [c.name for c in pkgutil.iter_modules(package.__path__) if not c.name.startswith("_")]
+            declared_before, passed_over = self._declared, False
+            children = _children(package)
+            if children and not getattr(package, "OPT_IN", False):
                 passed_over = bool(set(children) & skip)
                 for child in sorted(set(children) - skip):
                     module = _import(f"{package_name}.{child}")
@@ -210,7 +211,7 @@ class Registry:
             else:
                 passed_over = True
             if self._declared == declared_before and not passed_over:
-                raise RegistrationError(_why_empty(package_name, package, found_modules=len(loaded) > before))
+                raise RegistrationError(_why_empty(package_name, package))
         return loaded
 
     def _load(self, module: str, python_module: ModuleType) -> str:
@@ -298,10 +299,17 @@ def _import_entry(name: str) -> ModuleType:
         raise _import_error(name, exc) from exc
 
 
-def _why_empty(name: str, package: ModuleType, found_modules: bool) -> str:
+def _children(package: ModuleType) -> list[str]:
+    """The public child modules of a package (none for a plain module)."""
+    if not hasattr(package, "__path__"):
+        return []
+    return [c.name for c in pkgutil.iter_modules(package.__path__) if not c.name.startswith("_")]
+
+
+def _why_empty(name: str, package: ModuleType) -> str:
     """Why the ``INSIGHTS_MODULES`` entry ``name`` registered nothing."""
     where = ", ".join(getattr(package, "__path__", None) or [package.__file__ or "?"])
-    if hasattr(package, "__path__") and package.__file__ is None and not found_modules:
+    if hasattr(package, "__path__") and package.__file__ is None and not _children(package):
         return (
             f"INSIGHTS_MODULES entry {name!r}: {where} is a folder with no __init__.py and no modules in it "
             "(a namespace package); add an __init__.py and modules with decorated functions, or fix the name"

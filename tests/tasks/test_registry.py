@@ -416,3 +416,10 @@ def test_a_package_without_decorated_functions_is_an_error(make_package: Callabl
     package = make_package({"helpers.py": "def plain():\n    return 1\n"})
     with pytest.raises(RegistrationError, match=rf"INSIGHTS_MODULES entry '{package}'.*no decorated function"):
         Registry().discover([package])
+
+
+def test_a_package_without_child_modules_is_a_single_module(make_package: Callable[[dict[str, str]], str]) -> None:
+    package = make_package({"grading/__init__.py": QUERY.format(name="grades")})
+    registry = Registry()
+    assert registry.discover([f"{package}.grading"]) == ["grading"]
+    assert registry.get("query", "grades").module == "grading"
