@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from config.runfile import no_server_message
+
 ROOT = Path(__file__).resolve().parent.parent
 
 T = TypeVar("T")
@@ -193,7 +195,8 @@ class Settings:
     module_packages: tuple[str, ...] = setting(
         ("modules",), "INSIGHTS_MODULES",
         "extra comma-separated packages of modules (or single modules) to load besides `modules`; an opt-in "
-        "module (`OPT_IN = True`) is loaded only when named itself: `modules.testmodule` loads the test module",
+        "module (`OPT_IN = True`) is loaded only when named itself: `modules.testmodule` loads the test module; "
+        "an entry that is not importable or declares no decorated function stops the start with an error saying why",
         parse=_module_packages, unparse=_extra_packages,
     )  # fmt: skip
     exclude_modules: tuple[str, ...] = setting(
@@ -343,21 +346,21 @@ class Settings:
         """The broker URL: ``BROKER_URL`` when given, else the Redis URL."""
         url = self.broker_url or self.redis_url
         if not url:
-            raise ConfigError("no broker: set BROKER_URL or REDIS_URL (or start embedded servers)")
+            raise ConfigError(no_server_message("broker", "BROKER_URL or REDIS_URL", self.data_dir))
         return url
 
     @property
     def redis(self) -> str:
         """The Redis URL used as result backend and cache."""
         if not self.redis_url:
-            raise ConfigError("no Redis: set REDIS_URL (or start the embedded Redis)")
+            raise ConfigError(no_server_message("Redis", "REDIS_URL", self.data_dir))
         return self.redis_url
 
     @property
     def mongo(self) -> str:
         """The MongoDB URL that holds one database per module."""
         if not self.mongo_url:
-            raise ConfigError("no MongoDB: set MONGO_URL (or start the embedded nx-27017)")
+            raise ConfigError(no_server_message("MongoDB", "MONGO_URL", self.data_dir))
         return self.mongo_url
 
     @property
@@ -371,9 +374,28 @@ class Settings:
         """Folder of the event log's JSON-lines segments."""
         return self.data_dir / "eventlog"
 
-    def with_urls(self, redis_url: str | None = None, mongo_url: str | None = None) -> Settings:
-        """A copy with the Redis and/or MongoDB URL filled in (e.g. by embedded servers)."""
-        return replace(self, redis_url=redis_url or self.redis_url, mongo_url=mongo_url or self.mongo_url)
+    def with_urls(
+        self, redis_url: str | None = None, mongo_url: str | None = None, broker_url: str | None = None
+    ) -> Settings:
+        """A copy with the Redis, MongoDB and/or broker URL filled in (e.g. by embedded servers)."""
+        return replace(
+            self,
+            redis_url=redis_url or self.redis_url,
+            mongo_url=mongo_url or self.mongo_url,
+            broker_url=broker_url or self.broker_url,
+        )
+
+    def with_recorded_urls(self, urls: Mapping[str, str]) -> Settings:
+        """A copy whose unset URLs are taken from ``urls`` (what a running ``run`` recorded,
+        config/runfile.py): configured URLs always win, and the recorded broker is taken only when
+        neither ``BROKER_URL`` nor ``REDIS_URL`` is configured (else the configured Redis is the broker)."""
+        configured_broker = self.broker_url or self.redis_url
+        return replace(
+            self,
+            redis_url=self.redis_url or urls.get("redis_url"),
+            mongo_url=self.mongo_url or urls.get("mongo_url"),
+            broker_url=self.broker_url if configured_broker else urls.get("broker_url"),
+        )
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that reproduce these settings in a child process."""

@@ -174,6 +174,7 @@ class Registry:
     def __init__(self) -> None:
         self._specs: dict[str, dict[str, Spec]] = {kind: {} for kind in KINDS}
         self._modules: dict[str, str] = {}
+        self._declared = 0  # declarations registered so far (an entry that adds none is an error)
         self._frozen = False
 
     # Registration -------------------------------------------------------------------
@@ -207,6 +208,7 @@ class Registry:
                 func.__module__,
                 func.__qualname__,
             )
+        self._declared += 1
         self.add(
             Spec(
                 declaration.kind,
@@ -241,20 +243,31 @@ class Registry:
         """Import analytics modules: each child of a package, or a named module itself; skip ``exclude``d names.
 
         A module that sets ``OPT_IN = True`` (the test module) is not loaded as a child of its
-        package, only when named itself (``modules.testmodule``).
+        package, only when named itself (``modules.testmodule``). A package without child modules
+        is a single module itself. An entry that is not importable,
+        or that loads no decorated function (unless all it holds is excluded or opt-in), is a
+        ``RegistrationError`` naming the entry and why.
         """
         skip = set(exclude)
-        loaded = []
+        loaded: list[str] = []
         for package_name in packages:
-            package = _import(package_name)
-            if hasattr(package, "__path__") and not getattr(package, "OPT_IN", False):
-                children = [c.name for c in pkgutil.iter_modules(package.__path__) if not c.name.startswith("_")]
+            package = _import_entry(package_name)
+            declared_before, passed_over = self._declared, False
+            children = _children(package)
+            if children and not getattr(package, "OPT_IN", False):
+                passed_over = bool(set(children) & skip)
                 for child in sorted(set(children) - skip):
                     module = _import(f"{package_name}.{child}")
-                    if not getattr(module, "OPT_IN", False):
+                    if getattr(module, "OPT_IN", False):
+                        passed_over = True
+                    else:
                         loaded.append(self._load(child, module))
             elif package_name.rsplit(".", 1)[-1] not in skip:
                 loaded.append(self._load(package_name.rsplit(".", 1)[-1], package))
+            else:
+                passed_over = True
+            if self._declared == declared_before and not passed_over:
+                raise RegistrationError(_why_empty(package_name, package))
         return loaded
 
     def _load(self, module: str, python_module: ModuleType) -> str:
@@ -319,7 +332,48 @@ def _import(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except Exception as exc:
-        raise RegistrationError(f"could not import analytics module {name!r}: {type(exc).__name__}: {exc}") from exc
+        raise _import_error(name, exc) from exc
+
+
+def _import_error(name: str, exc: Exception) -> RegistrationError:
+    return RegistrationError(f"could not import analytics module {name!r}: {type(exc).__name__}: {exc}")
+
+
+def _import_entry(name: str) -> ModuleType:
+    """Import one ``INSIGHTS_MODULES`` entry; a name Python cannot find is an error saying so."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
+            raise _import_error(name, exc) from exc
+        raise RegistrationError(
+            f"INSIGHTS_MODULES entry {name!r}: no package or module {exc.name!r} on the Python path "
+            "(is it installed, or its parent folder on PYTHONPATH? sys.path: "
+            f"{', '.join(p or '.' for p in sys.path)})"
+        ) from exc
+    except Exception as exc:
+        raise _import_error(name, exc) from exc
+
+
+def _children(package: ModuleType) -> list[str]:
+    """The public child modules of a package (none for a plain module)."""
+    if not hasattr(package, "__path__"):
+        return []
+    return [c.name for c in pkgutil.iter_modules(package.__path__) if not c.name.startswith("_")]
+
+
+def _why_empty(name: str, package: ModuleType) -> str:
+    """Why the ``INSIGHTS_MODULES`` entry ``name`` registered nothing."""
+    where = ", ".join(getattr(package, "__path__", None) or [package.__file__ or "?"])
+    if hasattr(package, "__path__") and package.__file__ is None and not _children(package):
+        return (
+            f"INSIGHTS_MODULES entry {name!r}: {where} is a folder with no __init__.py and no modules in it "
+            "(a namespace package); add an __init__.py and modules with decorated functions, or fix the name"
+        )
+    return (
+        f"INSIGHTS_MODULES entry {name!r} ({where}) has no decorated function (@view, @query, @event_handler, "
+        "@event_property or @cron) in any of its modules; decorate some, or remove the entry"
+    )
 
 
 def _walk(module: ModuleType) -> Iterator[ModuleType]:

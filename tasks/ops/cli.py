@@ -22,13 +22,15 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import IO
+from urllib.parse import urlsplit
 
 from config.processes import Commands
 from config.queues import shard_queues
+from config.runfile import no_server_message, recorded_urls, remove_run_file, write_run_file
 from config.settings import ConfigError, Settings
 from tasks.app import Insights, create_insights
 from tasks.errors import ArgumentError, InsightsError
-from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent
+from tasks.ops.embedded import EmbeddedMongo, EmbeddedRedis, die_with_parent, port_if_free
 from tasks.pipeline.batcher import Batcher
 from tasks.pipeline.conflicts import Conflicts
 from tasks.pipeline.dead_letters import retry_dead_letters
@@ -39,22 +41,64 @@ PROGRAM = "insights"  # how the last line of a failed run names us
 LETTER_ID = re.compile(r"\d+-\d+")  # a Redis stream entry id
 
 log = logging.getLogger("insights")
+PORTS_FILE = "ports.json"  # under INSIGHTS_DATA_DIR: the embedded servers' ports, kept across restarts
 
 
 def embedded_urls(settings: Settings, stack: ExitStack) -> dict[str, str]:
-    """Start the embedded servers that ``settings`` lacks; returns their URLs as settings fields."""
+    """Start the embedded servers that ``settings`` lacks; returns their URLs as settings fields.
+
+    Each takes the port it had in the last run (``ports.json``) when that port is free.
+    """
     urls = {}
+    ports = _recorded_ports(settings.data_dir)
     if not settings.redis_url:
         redis_server = stack.enter_context(
-            EmbeddedRedis(settings.data_dir / "redis", maxmemory=settings.redis_maxmemory)
+            EmbeddedRedis(settings.data_dir / "redis", port=ports.get("redis_url"), maxmemory=settings.redis_maxmemory)
         )
         urls["redis_url"] = redis_server.url
         log.warning("REDIS_URL is not set: started the embedded Redis at %s", redis_server.url)
     if not settings.mongo_url:
-        mongo_server = stack.enter_context(EmbeddedMongo(settings.data_dir / "mongo"))
+        mongo_server = stack.enter_context(EmbeddedMongo(settings.data_dir / "mongo", port=ports.get("mongo_url")))
         urls["mongo_url"] = mongo_server.url
         log.warning("MONGO_URL is not set: started the embedded nx-27017 at %s", mongo_server.url)
+    if urls:  # for the next start: the same ports, when they are free (clients keep their URLs)
+        taken = {name: urlsplit(url).port for name, url in urls.items()}
+        (settings.data_dir / PORTS_FILE).write_text(json.dumps(taken) + "\n")
     return urls
+
+
+def _recorded_ports(data_dir: Path) -> dict[str, int]:
+    """The ports the embedded servers had in the last ``run`` (``ports.json``) that are free now, by URL name."""
+    path = data_dir / PORTS_FILE
+    try:
+        recorded = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("%s could not be read (%s); the embedded servers take new ports", path, exc)
+        return {}
+    if not isinstance(recorded, dict):
+        return {}
+    return {
+        name: port
+        for name, port in recorded.items()
+        if isinstance(port, int) and 0 < port < 65536 and port_if_free(port) is not None
+    }
+
+
+def command_settings(command: str) -> Settings:
+    """The settings of ``command``: the environment's, with what it leaves unset taken from the URLs a
+    running ``run`` recorded (config/runfile.py); ``ConfigError`` when no Redis is found either way."""
+    settings = Settings.from_env()
+    if command == "run" or (settings.redis_url and settings.mongo_url):
+        return settings
+    urls, note = recorded_urls(settings.data_dir)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    settings = settings.with_recorded_urls(urls)
+    if not settings.redis_url:
+        raise ConfigError(no_server_message("Redis", "REDIS_URL", settings.data_dir))
+    return settings
 
 
 def process_commands(settings: Settings, commands: Commands | None = None) -> dict[str, list[str]]:
@@ -82,7 +126,9 @@ def run(settings: Settings, demo: bool = False) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         urls = embedded_urls(settings, stack)
-        env = dict(os.environ, **settings.with_urls(**urls).to_env())
+        running = settings.with_urls(**urls)
+        env = dict(os.environ, **running.to_env())
+        base_url = f"http://{settings.web_host}:{settings.web_port}"
         # Each child in its own session, so Ctrl-C reaches only us and we stop them in order.
         children = {
             name: subprocess.Popen(
@@ -91,7 +137,6 @@ def run(settings: Settings, demo: bool = False) -> int:
             for name, cmd in process_commands(settings).items()
         }
         relays = {name: StartupErrors.relay(child) for name, child in children.items()}
-        base_url = f"http://{settings.web_host}:{settings.web_port}"
         log.warning("web on %s/ ; Ctrl-C stops everything", base_url)
         if demo:
             threading.Thread(target=_load_demo, args=(base_url, settings.data_dir / "demo"), daemon=True).start()
@@ -103,6 +148,11 @@ def run(settings: Settings, demo: bool = False) -> int:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        # Recorded once a Ctrl-C stops us in order, for the other commands to find (config/runfile.py).
+        recorded = {"redis_url": running.redis, "mongo_url": running.mongo, "broker_url": running.broker}
+        path = write_run_file(settings.data_dir, dict(recorded, web_url=base_url))
+        stack.callback(remove_run_file, settings.data_dir)  # before the servers stop
+        log.warning("recorded the servers in %s for the other commands", path)
         while not stopping and all(child.poll() is None for child in children.values()):
             time.sleep(0.2)
         failed = [name for name, child in children.items() if child.poll() not in (None, 0)]
@@ -331,18 +381,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "generate" and not rest:
         return generate_command(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings = Settings.from_env()
+    if rest and args.command not in ("replay", "tokens"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        if args.command in ("replay", "tokens") and {"-h", "--help"} & set(rest):
+            settings = Settings()  # their help needs no configuration
+        else:
+            settings = command_settings(args.command)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.command == "replay":
         from tasks.pipeline.replay import replay_main  # only this command needs tqdm
 
-        app = create_insights(settings)
-        return replay_main(rest, settings, resolve_handlers=app.resolve_handlers)
+        # The application (its modules) only once the arguments name handlers.
+        return replay_main(
+            rest, settings, resolve_handlers=lambda names: create_insights(settings).resolve_handlers(names)
+        )
     if args.command == "tokens":
         from tasks.ops.tokens import tokens_main
 
         return tokens_main(rest, settings)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "run":
             return run(settings, demo=args.demo)

@@ -45,6 +45,18 @@ def free_port(host: str = HOST) -> int:
         return int(sock.getsockname()[1])
 
 
+def port_if_free(port: int, host: str = HOST) -> int | None:
+    """``port`` if nothing listens on it on ``host`` right now (it can be bound), else None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As servers bind: a port whose old connections linger in TIME_WAIT is free to listen on.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return None
+    return port
+
+
 def _flags(options: dict[str, object]) -> list[str]:
     """Turn {"log-file": path} into ["--log-file", "path"]."""
     return [arg for key, value in options.items() for arg in (f"--{key}", str(value))]

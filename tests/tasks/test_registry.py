@@ -420,3 +420,29 @@ def test_a_function_without_a_docstring_is_registered_with_a_warning(caplog: pyt
         "query tests.tasks.test_registry.test_a_function_without_a_docstring_is_registered_with_a_warning"
         ".<locals>.undocumented has no docstring: /schema and the dashboard show none for it"
     ]
+
+
+def test_an_entry_that_is_not_on_the_python_path_is_named_with_the_reason() -> None:
+    with pytest.raises(RegistrationError, match=r"INSIGHTS_MODULES entry 'no_such_analytics_package'.*Python path"):
+        Registry().discover(["no_such_analytics_package"])
+
+
+def test_a_folder_without_init_that_holds_no_modules_is_an_error(
+    make_package: Callable[[dict[str, str]], str], tmp_path: Path
+) -> None:
+    package = make_package({"empty_folder/README.txt": "no Python here\n"})
+    with pytest.raises(RegistrationError, match=rf"'{package}\.empty_folder'.*no __init__\.py.*no modules"):
+        Registry().discover([f"{package}.empty_folder"])
+
+
+def test_a_package_without_decorated_functions_is_an_error(make_package: Callable[[dict[str, str]], str]) -> None:
+    package = make_package({"helpers.py": "def plain():\n    return 1\n"})
+    with pytest.raises(RegistrationError, match=rf"INSIGHTS_MODULES entry '{package}'.*no decorated function"):
+        Registry().discover([package])
+
+
+def test_a_package_without_child_modules_is_a_single_module(make_package: Callable[[dict[str, str]], str]) -> None:
+    package = make_package({"grading/__init__.py": QUERY.format(name="grades")})
+    registry = Registry()
+    assert registry.discover([f"{package}.grading"]) == ["grading"]
+    assert registry.get("query", "grades").module == "grading"
