@@ -328,6 +328,8 @@ def refusals(args: dict[str, Any]) -> list[str]:
         reasons.append("not valid Unicode")
     if isinstance(args.get("greeting"), dict):
         reasons.append("is an object")
+    if "greeting" in args and not isinstance(args["greeting"], str):  # typed by its default, "hello"
+        reasons.append("expected str")
     return reasons
 
 
@@ -360,8 +362,9 @@ def holds_operator(value: Any) -> bool:
     started=st.booleans(),
 )
 def test_any_json_arguments_round_trip(client: FlaskClient, args: dict[str, Any], depth: int, started: bool) -> None:
-    """A function that takes anything (``echo``) gets every JSON value exactly as sent, whether
-    awaited (``/query``) or started and polled (``/run``, ``/result``)."""
+    """``echo(greeting="hello", **params)`` gets every JSON value exactly as sent in ``params``, and
+    any text as ``greeting`` (typed by its default), whether awaited (``/query``) or started and
+    polled (``/run``, ``/result``)."""
     tried("echo round trip")
     if depth:
         args = {**args, "deep": json.loads(nested(depth, "list" if depth % 2 else "dict"))}
