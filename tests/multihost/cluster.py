@@ -564,7 +564,7 @@ def replayed_ids(cluster: Cluster, host: Host) -> tuple[set[str], str]:
     prefix = f"replaycheck{uuid.uuid4().hex[:8]}:"
     settings = dataclasses.replace(host.settings, redis_prefix=prefix)
     result = subprocess.run(
-        [*host.launcher, sys.executable, "-m", "tasks", "replay", "--log", "--no-progress"],
+        [*host.launcher, sys.executable, "-m", "tasks", "replay", "--log", "--no-progress", "--wait", "0"],
         cwd=host.workdir,
         env={**os.environ, **host.env, **settings.to_env()},
         capture_output=True,
